@@ -1,0 +1,326 @@
+"""The body: MotorNet's two-joint, six-muscle arm, stepped as one fused function.
+
+MotorNet is the physics. :func:`make_effector` builds the paper's effector
+(``RigidTendonArm26`` with ``RigidTendonHillMuscle``, 0.01 s Euler steps), and :class:`ArmParams`
+copies every constant this module uses out of that effector, so nothing here restates MotorNet's
+numbers. :func:`arm_step` then does what ``Effector.step`` does (muscle activation dynamics,
+Hill-type muscle force, skeleton dynamics with an endpoint load, Euler integration, joint and
+velocity limits) in one pass over plain arrays, without MotorNet's per-call dictionaries and
+reshapes, and on any :mod:`savings_gym.backend`. ``tests/test_arm.py`` checks it against
+MotorNet's own ``Effector.step`` over random actions and loads.
+
+Array shapes: ``B`` arms in a batch, 2 joints (shoulder, elbow), 6 muscles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import motornet as mn
+import numpy as np
+
+from savings_gym.backend import NUMPY, Array, Backend, Scalar
+
+N_MUSCLES = 6
+MUSCLE_NAMES = ("pectoralis", "deltoid", "brachioradialis", "tricepslat", "biceps", "tricepslong")
+
+
+def make_effector(timestep: float = 0.01) -> mn.effector.RigidTendonArm26:
+    """Builds the paper's MotorNet effector: ``RigidTendonArm26`` + ``RigidTendonHillMuscle``, Euler.
+
+    Args:
+        timestep: integration step (s).
+    """
+    return mn.effector.RigidTendonArm26(muscle=mn.muscle.RigidTendonHillMuscle(), timestep=timestep)
+
+
+class ArmState(NamedTuple):
+    """Everything that changes over time in a batch of arms.
+
+    Attributes:
+        joint: (B, 4) shoulder and elbow angle (rad), then their angular velocities (rad/s).
+        activation: (B, 6) muscle activation (0.001 to 1).
+        muscle_length: (B, 6) contractile-element length (m).
+        muscle_velocity: (B, 6) contractile-element velocity (m/s).
+        force: (B, 6) muscle force (N).
+        hand: (B, 4) fingertip x, y (m), then its velocity x, y (m/s).
+
+    As in MotorNet, muscle length, velocity and force are computed from the geometry at the start
+    of a step, so they trail the joint state by one step.
+    """
+
+    joint: Array
+    activation: Array
+    muscle_length: Array
+    muscle_velocity: Array
+    force: Array
+    hand: Array
+
+
+@dataclass(frozen=True)
+class ArmParams:
+    """Constants of the arm, read from a MotorNet effector and held as backend arrays.
+
+    Build it with :meth:`from_effector`; every field is a float or a backend array.
+    """
+
+    dt: Scalar
+    # skeleton (MotorNet TwoDofArm)
+    l1: Scalar
+    l2: Scalar
+    inertia_c00: Scalar
+    inertia_c01: Scalar
+    inertia_c11: Scalar
+    inertia_m00: Scalar
+    inertia_m01: Scalar
+    inertia_m11: Scalar
+    coriolis_1: Scalar
+    coriolis_2: Scalar
+    viscosity: Scalar
+    damping: Scalar
+    pos_lower: Array  # (1, 2) shoulder, elbow
+    pos_upper: Array
+    vel_lower: Array
+    vel_upper: Array
+    # muscle geometry: RigidTendonArm26's polynomial moment arms, (1, 6) per joint
+    geom_a0: Array
+    geom_a1_shoulder: Array
+    geom_a1_elbow: Array
+    geom_a2_shoulder: Array
+    geom_a2_elbow: Array
+    geom_a3_shoulder: Scalar
+    geom_a3_elbow: Scalar
+    # muscle (RigidTendonHillMuscle), (1, 6) arrays
+    min_activation: Scalar
+    tau_activation: Scalar
+    tau_deactivation: Scalar
+    max_iso_force: Array
+    l0_ce: Array
+    l0_se: Array
+    l0_pe: Array
+    k_pe: Array
+    vmax: Array
+    s_as: Scalar
+    f_iso_n_den: Scalar
+    q_crit: Scalar
+    min_flce: Scalar
+    # constants written into MotorNet's RigidTendonHillMuscle formula (no attribute holds them)
+    hill_a_rel: Scalar = 0.41  # force-velocity curvature coefficient a_rel
+    hill_b_rel: Scalar = 5.2  # force-velocity curvature coefficient b_rel at full activation
+    hill_b_slope: Scalar = 0.9  # how much b_rel falls at low activation
+    hill_low_activation: Scalar = 5e-3  # activation at which that fall is complete
+    hill_eccentric_slope: Scalar = 1.5  # eccentric (lengthening) force-velocity shape
+
+    @classmethod
+    def from_effector(cls, effector: mn.effector.Effector, backend: Backend = NUMPY) -> ArmParams:
+        """Copies the constants of a MotorNet ``RigidTendonArm26`` with ``RigidTendonHillMuscle``.
+
+        Raises:
+            ValueError: if the effector is of another kind, or integrates in a way this fused
+                step does not reproduce (not Euler, or several ministeps).
+        """
+        if not isinstance(effector, mn.effector.RigidTendonArm26) or type(effector.muscle) is not (
+            mn.muscle.RigidTendonHillMuscle
+        ):
+            raise ValueError(
+                "effector must be motornet.effector.RigidTendonArm26 with motornet.muscle.RigidTendonHillMuscle, "
+                f"got {type(effector).__name__} with {type(effector.muscle).__name__}"
+            )
+        if effector.integration_method != "euler" or effector.n_ministeps != 1:
+            raise ValueError(
+                "the fused arm step reproduces Euler integration with one ministep, got "
+                f"integration_method={effector.integration_method!r}, n_ministeps={effector.n_ministeps}"
+            )
+        sk, mu = effector.skeleton, effector.muscle
+
+        def host(t) -> np.ndarray:
+            return np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, dtype=np.float32)
+
+        def row(t) -> Array:
+            return backend.asarray(host(t).reshape(1, -1))
+
+        def scalar(t) -> Scalar:
+            return backend.scalar(float(host(t)))
+
+        ic, im = host(sk.inertia_c)[0], host(sk.inertia_m)[0]
+        a1, a2, a3 = host(effector.a1).reshape(2, -1), host(effector.a2).reshape(2, -1), host(effector.a3).reshape(2)
+        return cls(
+            dt=scalar(effector.dt),
+            l1=scalar(sk.L1),
+            l2=scalar(sk.L2),
+            inertia_c00=scalar(ic[0, 0]),
+            inertia_c01=scalar(ic[0, 1]),
+            inertia_c11=scalar(ic[1, 1]),
+            inertia_m00=scalar(im[0, 0]),
+            inertia_m01=scalar(im[0, 1]),
+            inertia_m11=scalar(im[1, 1]),
+            coriolis_1=scalar(sk.coriolis_1),
+            coriolis_2=scalar(sk.coriolis_2),
+            viscosity=scalar(sk.c_viscosity),
+            damping=scalar(effector.damping),
+            pos_lower=row(sk.pos_lower_bound),
+            pos_upper=row(sk.pos_upper_bound),
+            vel_lower=row(sk.vel_lower_bound),
+            vel_upper=row(sk.vel_upper_bound),
+            geom_a0=row(effector.a0),
+            geom_a1_shoulder=row(a1[0]),
+            geom_a1_elbow=row(a1[1]),
+            geom_a2_shoulder=row(a2[0]),
+            geom_a2_elbow=row(a2[1]),
+            geom_a3_shoulder=scalar(a3[0]),
+            geom_a3_elbow=scalar(a3[1]),
+            min_activation=scalar(mu.min_activation),
+            tau_activation=scalar(mu.tau_activation),
+            tau_deactivation=scalar(mu.tau_deactivation),
+            max_iso_force=row(mu.max_iso_force),
+            l0_ce=row(mu.l0_ce),
+            l0_se=row(mu.l0_se),
+            l0_pe=row(mu.l0_pe),
+            k_pe=row(mu.k_pe),
+            vmax=row(mu.vmax),
+            s_as=scalar(mu.s_as),
+            f_iso_n_den=scalar(mu.f_iso_n_den),
+            q_crit=scalar(mu.q_crit),
+            min_flce=scalar(mu.min_flce),
+            **{f: backend.scalar(getattr(cls, f)) for f in _HILL_CONSTANTS},
+        )
+
+
+_HILL_CONSTANTS = ("hill_a_rel", "hill_b_rel", "hill_b_slope", "hill_low_activation", "hill_eccentric_slope")
+
+
+def muscle_geometry(p: ArmParams, joint: Array) -> tuple[Array, Array, Array, Array]:
+    """Musculotendon length (m), velocity (m/s) and moment arms (m) for a joint state.
+
+    Returns:
+        length (B, 6), velocity (B, 6), shoulder moment arms (B, 6), elbow moment arms (B, 6).
+    """
+    pos0 = joint[:, 0:1] - p.geom_a3_shoulder
+    pos1 = joint[:, 1:2] - p.geom_a3_elbow
+    moment0 = pos0 * p.geom_a2_shoulder * 2 + p.geom_a1_shoulder
+    moment1 = pos1 * p.geom_a2_elbow * 2 + p.geom_a1_elbow
+    length = (p.geom_a1_shoulder + pos0 * p.geom_a2_shoulder) * pos0 + (p.geom_a1_elbow + pos1 * p.geom_a2_elbow) * pos1
+    velocity = joint[:, 2:3] * moment0 + joint[:, 3:4] * moment1
+    return length + p.geom_a0, velocity, moment0, moment1
+
+
+def muscle_force(
+    p: ArmParams, xp: Backend, activation: Array, mt_length: Array, mt_velocity: Array
+) -> tuple[Array, Array, Array]:
+    """Hill-type muscle with a rigid tendon (Kistemaker, Wong & Gribble 2010, as in MotorNet).
+
+    Returns:
+        muscle length (m), muscle velocity (m/s) and force (N), each (B, 6).
+    """
+    muscle_len = xp.maximum(mt_length - p.l0_se, 0.0)
+    strain = xp.maximum((muscle_len - p.l0_pe) / p.l0_ce, 0.0)
+    len_n = muscle_len / p.l0_ce
+    vel_n = mt_velocity / p.vmax
+    passive = p.k_pe * (strain * strain)
+    flce = xp.maximum(1 + (-(len_n * len_n) + 2 * len_n - 1) / p.f_iso_n_den, p.min_flce)
+    a_rel_st = xp.where(len_n > 1.0, p.hill_a_rel * flce, p.hill_a_rel)
+    b_base = 1 - p.hill_b_slope * ((activation - p.q_crit) / (p.hill_low_activation - p.q_crit))
+    b_rel_st = xp.where(activation < p.q_crit, p.hill_b_rel * (b_base * b_base), p.hill_b_rel)
+    dfdvcon0 = activation * (flce + a_rel_st) / b_rel_st
+    f_x_a = flce * activation
+    p_nom = f_x_a * 0.5
+    p_den = p.s_as - dfdvcon0 * 2.0
+    p1 = -p_nom / p_den
+    p2 = (p_nom * p_nom) / p_den
+    p3 = -p.hill_eccentric_slope * f_x_a
+    shortening = vel_n < 0
+    nom = xp.where(
+        shortening,
+        vel_n * activation * a_rel_st + f_x_a * b_rel_st,
+        -p1 * p3 + p1 * p.s_as * vel_n + p2 - p3 * vel_n + p.s_as * (vel_n * vel_n),
+    )
+    den = xp.where(shortening, b_rel_st - vel_n, p1 + vel_n)
+    active = xp.maximum(nom / den, 0.0)
+    return muscle_len, mt_velocity, (active + passive) * p.max_iso_force
+
+
+def hand_kinematics(p: ArmParams, xp: Backend, joint: Array) -> Array:
+    """Fingertip position (m) and velocity (m/s), (B, 4), from the joint state (B, 4)."""
+    q0, qd0, qd1 = joint[:, 0], joint[:, 2], joint[:, 3]
+    q01 = q0 + joint[:, 1]
+    c12, s12 = xp.cos(q01), xp.sin(q01)
+    x = p.l1 * xp.cos(q0) + p.l2 * c12
+    y = p.l1 * xp.sin(q0) + p.l2 * s12
+    return xp.stack([x, y, -y * qd0 - p.l2 * s12 * qd1, x * qd0 + p.l2 * c12 * qd1], axis=1)
+
+
+def arm_at_rest(p: ArmParams, xp: Backend, joint: Array) -> ArmState:
+    """The state MotorNet's ``Effector.reset`` gives: the joint state, minimal activation, and the
+    muscle state that matches them.
+
+    Args:
+        joint: (B, 4) joint angles (rad) and velocities (rad/s).
+    """
+    length, velocity, _, _ = muscle_geometry(p, joint)
+    activation = length * 0.0 + p.min_activation
+    muscle_len, muscle_vel, force = muscle_force(p, xp, activation, length, velocity)
+    return ArmState(joint, activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, joint))
+
+
+def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endpoint_load: Array) -> ArmState:
+    """Advances a batch of arms by one time step, as MotorNet's ``Effector.step`` does.
+
+    Args:
+        p: the arm's constants, on the same backend as the arrays.
+        xp: the backend.
+        state: the arms' current state.
+        excitation: (B, 6) muscle excitation; clipped to [0.001, 1] like MotorNet.
+        endpoint_load: (B, 2) external force on the fingertip (N), held over the step.
+
+    Returns:
+        The state one step (``p.dt``) later.
+    """
+    joint = state.joint
+    excitation = xp.clip(excitation, p.min_activation, 1.0)
+    mt_length, mt_velocity, moment0, moment1 = muscle_geometry(p, joint)
+
+    # muscle activation dynamics (Thelen 2003): faster rise than decay, both activation-dependent
+    activation = xp.clip(state.activation, p.min_activation, 1.0)
+    tmp = 0.5 + 1.5 * activation
+    tau = xp.where(excitation > activation, p.tau_activation * tmp, p.tau_deactivation / tmp)
+    d_activation = (excitation - activation) / tau
+
+    # skeleton dynamics: muscle torques, endpoint load through the Jacobian, Coriolis, inverse inertia
+    q1, qd0, qd1 = joint[:, 1], joint[:, 2], joint[:, 3]
+    c2, s2 = xp.cos(q1), xp.sin(q1)
+    q01 = joint[:, 0] + q1
+    c12, s12 = xp.cos(q01), xp.sin(q01)
+    torque0 = -xp.sum(state.force * moment0, axis=1)
+    torque1 = -xp.sum(state.force * moment1, axis=1)
+    if p.damping:
+        torque0, torque1 = torque0 - p.damping * qd0, torque1 - p.damping * qd1
+    inertia00 = p.inertia_c00 + c2 * p.inertia_m00
+    inertia01 = p.inertia_c01 + c2 * p.inertia_m01
+    inertia11 = p.inertia_c11 + c2 * p.inertia_m11
+    coriolis0 = (p.coriolis_1 * s2 * (2 * qd0 + qd1)) * qd1
+    coriolis1 = (p.coriolis_2 * s2 * qd0) * qd0
+    if p.viscosity:
+        coriolis0, coriolis1 = coriolis0 + p.viscosity * qd0, coriolis1 + p.viscosity * qd1
+    # The Jacobian's columns are the hand position (x, y) and the forearm vector: the load's torques
+    # are their cross products with it. x, y come from the state (same joint, same arithmetic).
+    hand_x, hand_y = state.hand[:, 0], state.hand[:, 1]
+    load_x, load_y = endpoint_load[:, 0], endpoint_load[:, 1]
+    rhs0 = -coriolis0 + (torque0 + (-hand_y * load_x + hand_x * load_y))
+    rhs1 = -coriolis1 + (torque1 + (-p.l2 * s12 * load_x + p.l2 * c12 * load_y))
+    inv_det = 1 / (inertia00 * inertia11 - inertia01 * inertia01)
+    acc0 = inv_det * inertia11 * rhs0 + inv_det * -inertia01 * rhs1
+    acc1 = inv_det * -inertia01 * rhs0 + inv_det * inertia00 * rhs1
+
+    # Euler integration; muscle force uses the geometry at the start of the step, as MotorNet does
+    new_activation = xp.clip(state.activation + d_activation * p.dt, p.min_activation, 1.0)
+    muscle_len, muscle_vel, force = muscle_force(p, xp, new_activation, mt_length, mt_velocity)
+    pos = joint[:, 0:2] + joint[:, 2:4] * p.dt
+    vel = joint[:, 2:4] + xp.stack([acc0, acc1], axis=1) * p.dt
+    # velocity is clipped before position so that a joint at its limit cannot push further past it
+    vel = xp.clip(vel, p.vel_lower, p.vel_upper)
+    vel = xp.where((vel < 0) & (pos <= p.pos_lower), 0.0, vel)
+    vel = xp.where((vel > 0) & (pos >= p.pos_upper), 0.0, vel)
+    pos = xp.clip(pos, p.pos_lower, p.pos_upper)
+    new_joint = xp.concat([pos, vel], axis=1)
+    return ArmState(new_joint, new_activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, new_joint))

@@ -1,0 +1,148 @@
+"""Array backends: the task's math is written once, against this small namespace.
+
+The same arm, field and task code runs on NumPy (one arm, cheapest per call), on batched NumPy
+(the vector env) and on torch (batched, on any device, optionally differentiable for BPTT). Each
+backend offers only the handful of operations that code needs, so that the two libraries' small
+API differences (``np.clip`` vs ``torch.clamp``, ``axis`` vs ``dim``) live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+Array = Any  # a numpy.ndarray or a torch.Tensor, depending on the backend
+Scalar = Any  # a constant: a 0-d float32 array on NumPy (cheaper to combine than a float), a float on torch
+
+
+class NumpyBackend:
+    """float32 NumPy arrays on the CPU."""
+
+    name = "numpy"
+    differentiable = False
+
+    cos = staticmethod(np.cos)
+    sin = staticmethod(np.sin)
+    abs = staticmethod(np.abs)
+    where = staticmethod(np.where)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+
+    @staticmethod
+    def clip(x: Array, low: Any, high: Any) -> Array:
+        # np.clip is a Python-level wrapper, several times slower than two ufuncs on tiny arrays
+        return np.minimum(np.maximum(x, low), high)
+
+    sum = staticmethod(np.add.reduce)  # the ufunc itself: ndarray.sum adds a Python-level wrapper
+
+    @staticmethod
+    def stack(xs: Sequence[Array], axis: int) -> Array:
+        if axis == 1 and xs[0].ndim == 1:  # filling a preallocated array beats np.stack on tiny inputs
+            out = np.empty((len(xs[0]), len(xs)), dtype=np.result_type(*xs))
+            for i, x in enumerate(xs):
+                out[:, i] = x
+            return out
+        return np.stack(xs, axis=axis)
+
+    @staticmethod
+    def concat(xs: Sequence[Array], axis: int) -> Array:
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def asarray(x: Any) -> Array:
+        """Converts host data (NumPy or nested lists) to this backend's float32 array."""
+        return np.asarray(x, dtype=np.float32)
+
+    @staticmethod
+    def scalar(x: float) -> Scalar:
+        return np.asarray(x, dtype=np.float32)
+
+    @staticmethod
+    def to_numpy(x: Array) -> np.ndarray:
+        return np.asarray(x)
+
+    @staticmethod
+    def all_finite(x: Array) -> bool:
+        return bool(np.isfinite(x).all())
+
+    @staticmethod
+    def as_float(condition: Array) -> Array:
+        return condition.astype(np.float32)
+
+
+class TorchBackend:
+    """float32 torch tensors on ``device``; gradients flow only when ``differentiable``."""
+
+    name = "torch"
+
+    def __init__(self, device: str = "cpu", differentiable: bool = False):
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.differentiable = differentiable
+        self.cos = torch.cos
+        self.sin = torch.sin
+        self.abs = torch.abs
+        self.where = torch.where
+
+    def maximum(self, x: Array, y: Any) -> Array:
+        return self._torch.clamp(x, min=y) if not self._torch.is_tensor(y) else self._torch.maximum(x, y)
+
+    def minimum(self, x: Array, y: Any) -> Array:
+        return self._torch.clamp(x, max=y) if not self._torch.is_tensor(y) else self._torch.minimum(x, y)
+
+    def clip(self, x: Array, low: Any, high: Any) -> Array:
+        return self._torch.clamp(x, low, high)
+
+    def sum(self, x: Array, axis: int) -> Array:
+        return x.sum(dim=axis)
+
+    def stack(self, xs: Sequence[Array], axis: int) -> Array:
+        return self._torch.stack(list(xs), dim=axis)
+
+    def concat(self, xs: Sequence[Array], axis: int) -> Array:
+        return self._torch.cat(list(xs), dim=axis)
+
+    def asarray(self, x: Any) -> Array:
+        if self._torch.is_tensor(x):
+            return x.to(device=self.device, dtype=self._torch.float32)
+        return self._torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
+
+    @staticmethod
+    def scalar(x: float) -> Scalar:
+        return float(x)
+
+    @staticmethod
+    def to_numpy(x: Array) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def all_finite(self, x: Array) -> bool:
+        return bool(self._torch.isfinite(x).all())
+
+    def as_float(self, condition: Array) -> Array:
+        return condition.to(self._torch.float32)
+
+
+Backend = NumpyBackend | TorchBackend
+NUMPY = NumpyBackend()
+
+
+def make_backend(name: str, device: str = "cpu", differentiable: bool = False) -> Backend:
+    """Returns the backend called ``name`` ("numpy" or "torch").
+
+    Raises:
+        ValueError: for an unknown name, or for options NumPy cannot honour (a device other than
+            the CPU, gradients).
+    """
+    if name == "numpy":
+        if str(device) != "cpu":
+            raise ValueError(f"backend='numpy' runs on the CPU only, got device={device!r}; use backend='torch'")
+        if differentiable:
+            raise ValueError("backend='numpy' cannot carry gradients; use backend='torch' with differentiable=True")
+        return NUMPY
+    if name == "torch":
+        return TorchBackend(device=device, differentiable=differentiable)
+    raise ValueError(f"backend must be 'numpy' or 'torch', got {name!r}")

@@ -1,0 +1,478 @@
+"""Gymnasium environments: a muscle-driven arm reaching through a hidden force-field schedule.
+
+Three ids share one task (:mod:`savings_gym.task`) and one engine (:mod:`savings_gym.world`):
+
+| id | schedule | targets | observation |
+|---|---|---|---|
+| ``ArmCurlField-v0`` | NF1 -> FF1 -> NF2 -> FF2 (the paper's) | 8 centre-out | 17 dims, no field information |
+| ``ArmCurlFieldCued-v0`` | the same | 8 centre-out | 18 dims: the field gain is appended |
+| ``ArmReach-v0`` | null field only | random start and target | 17 dims |
+
+``gym.make(id)`` gives :class:`ArmCurlFieldEnv` (one arm, NumPy); ``gym.make_vec(id, num_envs=N)``
+gives :class:`ArmCurlFieldVectorEnv`: one batched simulation of N arms, not N copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from savings_gym.backend import NUMPY, make_backend
+from savings_gym.schedule import Phase, Schedule, as_schedule, null_schedule, paper_schedule
+from savings_gym.task import N_MUSCLES, TaskParams, observation_bounds
+from savings_gym.world import World, check_action, generators
+
+ScheduleLike = Schedule | Iterable[Phase | tuple[str, float, int | None]]
+
+CUED = {"cued": True}
+REACH = {"schedule": null_schedule(), "targets": "random"}
+VARIANTS = {"ArmCurlField-v0": {}, "ArmCurlFieldCued-v0": CUED, "ArmReach-v0": REACH}
+"""What each registered id changes from the defaults: the one place an id's defaults are written."""
+
+
+def build_schedule(
+    schedule: ScheduleLike | None, field_gain: float | None, phase_episodes: Mapping[str, int | None] | None
+) -> Schedule:
+    """The schedule an env runs: ``schedule`` if given, else the paper's with ``field_gain`` (default
+    8 N*s/m), with ``phase_episodes`` replacing the episode counts of named phases.
+
+    Raises:
+        ValueError: for ``field_gain`` with a custom schedule (ambiguous), or any invalid schedule.
+    """
+    if schedule is None:
+        built = paper_schedule(8.0 if field_gain is None else field_gain)
+    else:
+        if field_gain is not None:
+            raise ValueError(
+                "field_gain sets the gain of the default schedule; with a custom schedule, put the gains in it"
+            )
+        built = as_schedule(schedule)
+    return built.with_episodes(phase_episodes) if phase_episodes else built
+
+
+class _Configured:
+    """What the single and vector envs share: parse the arguments, build the world."""
+
+    variant: dict[str, Any] = {}
+
+    def _configure(
+        self,
+        num_envs: int,
+        schedule: ScheduleLike | None,
+        field_gain: float | None,
+        phase_episodes: Mapping[str, int | None] | None,
+        cued: bool | None,
+        task_params: dict[str, Any],
+        backend: Any = NUMPY,
+        num_worlds: int = 1,
+    ) -> World:
+        schedule = self.variant.get("schedule") if schedule is None else schedule
+        cued = self.variant.get("cued", False) if cued is None else cued
+        if not isinstance(cued, bool):
+            raise ValueError(f"cued must be True or False, got {cued!r}")
+        task_params = {k: v for k, v in self.variant.items() if k not in ("schedule", "cued")} | task_params
+        self.params = TaskParams().replace(**task_params)
+        self.schedule = build_schedule(schedule, field_gain, phase_episodes)
+        self.cued = cued
+        world = World(num_envs, self.schedule, self.params, backend, cued=cued, num_worlds=num_worlds)
+        self.single_observation_space = gym.spaces.Box(*observation_bounds(cued), dtype=np.float32)
+        self.single_action_space = gym.spaces.Box(0.0, 1.0, (N_MUSCLES,), dtype=np.float32)
+        return world
+
+
+class ArmCurlFieldEnv(_Configured, gym.Env[np.ndarray, np.ndarray]):
+    """A two-joint arm driven by six muscles reaches to targets while a curl force field comes and goes.
+
+    ## Description
+    The arm is MotorNet's ``RigidTendonArm26`` (shoulder and elbow, six Hill-type muscles with
+    rigid tendons), integrated with Euler steps of 0.01 s. Each episode is one 1 s reaching trial:
+    the arm starts at rest with the hand at the start position, the target is shown from the first
+    step, and after a random go time the go cue turns on and the hand should move to the target
+    and stay there. Half of the training trials are catch trials: the cue never comes and the hand
+    must not move. The environment runs a hidden schedule of force-field phases (null field, curl
+    field, washout, curl field again, as in Shahbazi et al. 2026) and never tells the agent which
+    phase it is in: an agent that relearns the field faster the second time shows *savings*.
+
+    ## Action Space
+    ``Box(0, 1, (6,), float32)``: the excitation of pectoralis, deltoid, brachioradialis, lateral
+    triceps, biceps, long triceps. Values outside [0, 1] are clipped (MotorNet clips to
+    [0.001, 1]); Gaussian noise (std ``action_noise`` = 1e-4) is added before the clip. NaN, inf,
+    a wrong shape or a non-numeric dtype raise ``ValueError``.
+
+    ## Observation Space
+    ``Box((17,), float32)``:
+
+    | index | quantity | unit | bounds |
+    |---|---|---|---|
+    | 0-1 | fingertip x, y, as seen 70 ms ago (vision delay), noise std 1e-4 | m | [-1, 1] |
+    | 2-7 | muscle length / optimal length, as felt 20 ms ago, noise std 1e-3 | 1 | [0, 2] |
+    | 8-13 | muscle velocity / max velocity, as felt 20 ms ago, noise std 1e-3 | 1 | [-100, 100] |
+    | 14-15 | target x, y | m | [-1, 1] |
+    | 16 | go cue: 1 once the trial time exceeds go time + 70 ms, else 0 | 1 | [0, 1] |
+
+    The bounds hold by construction (the arm is 0.642 m long, muscles stay within 0.14-1.36
+    optimal lengths over the joint ranges, MotorNet clips joint velocity at 1000 rad/s); see
+    ``savings_gym.task.OBSERVATION_LAYOUT``. Muscle order: pectoralis, deltoid,
+    brachioradialis, lateral triceps, biceps, long triceps.
+
+    Delays are exact: the observation after step t shows the fingertip of step t - 7 and the
+    muscles of step t - 2 (before step 7, the reading taken at reset). The field gain and the
+    phase are not observed. ``ArmCurlFieldCued-v0`` appends the gain as index 17.
+
+    ## Rewards
+    The negative of the paper's per-step cost, divided by ``reward_scale`` (1000):
+
+        r_t = -( 1e3 * |x_t - d_t|_1 + 1e5 * |v_t - 2 v_{t-1} + v_{t-2}|^2
+                 + 1e-1 * sum_m f_t,m + 3e-4 * |f_t - f_{t-1}|^2 ) / 1000
+
+    with x the hand position (m), d the desired position (the start until the go cue, the target
+    after it), v the hand velocity (m/s), f the six muscle forces (N); index t-1 and t-2 at the
+    first steps refer to the state at reset. So the position term is the L1 distance in metres per
+    step: a competent reach earns about -2 to -3 per episode, holding still on a 10 cm reach about
+    -10. ``info`` carries x, v, d and f (``hand_position``, ``hand_velocity``, ``desired_position``,
+    ``muscle_force``) so the cost can be recomputed.
+
+    ## Starting State
+    Centre-out training trials start at rest at shoulder 1.047 rad, elbow 1.570 rad, with the
+    target 10 cm away in one of 8 directions (every 45 degrees), drawn uniformly; go time uniform
+    in [0.1, 0.3] s; catch with probability 0.5. Muscles start at activation 0.001 with the force
+    that matches the posture.
+
+    ## Episode End
+    No termination. Truncation after 100 steps (1 s) by the registered ``max_episode_steps``; the
+    env itself returns ``truncated=False``. An episode counts towards the schedule once it has
+    run its 100 steps.
+
+    ## Force field
+    F = k [[0, 1], [-1, 0]] v on the hand (N), k the curl gain (N*s/m), v the hand velocity. It is
+    off until go time + 70 ms (so never in catch trials) and acts through MotorNet's
+    ``endpoint_load``. k follows the hidden schedule: the default is NF1 (k=0, 80,008 episodes),
+    FF1 (k=8, 25,608), NF2 (k=0, 80,008), FF2 (k=8, 25,608), the paper's batches x 8; after the
+    last phase its field stays on. The agent cannot see k; the experimenter reads
+    ``env.unwrapped.phase`` (the schedule's current phase name), ``env.unwrapped.field_gain`` (k of
+    the current episode) and ``env.unwrapped.episodes_completed``.
+
+    ## Test reaches (evaluation mode)
+    ``reset(options={"mode": "test", "target": i, "field_gain": k})`` plays test reach ``i``
+    (0-7) under gain ``k``: the centre-out start, go time 0.10 s, no catch trial, noise from a
+    generator seeded ``options.get("eval_seed", 0)``. It does not advance or disturb the schedule
+    and leaves the training random streams untouched. Training episodes also accept
+    ``options={"trials": {"target": i, "go_time": s, "catch": b}}`` to fix what is otherwise drawn.
+
+    ## Arguments
+    | argument | default | meaning |
+    |---|---|---|
+    | ``schedule`` | the paper's | a :class:`Schedule` or ``(name, gain, n_episodes)`` tuples |
+    | ``field_gain`` | 8.0 | curl gain of the default schedule's FF phases (N*s/m) |
+    | ``phase_episodes`` | None | ``{phase name: n_episodes}`` overriding the schedule's counts |
+    | ``cued`` | False | append the field gain to the observation |
+    | ``render_mode`` | None | ``"rgb_array"`` draws the arm, start, target and hand path |
+    | ``**task_params`` | | any :class:`TaskParams` field (see below) |
+
+    ``TaskParams`` fields include ``catch_probability``, ``go_time_range``, ``targets``
+    (``"centre_out"`` or ``"random"``), the noise levels, the delays, the cost weights and
+    ``reward_scale``.
+
+    Unknown arguments raise ``TypeError``; invalid values raise ``ValueError``.
+
+    ## Version History
+    * v0: initial version (MotorNet 0.3.0 effector).
+
+    >>> import gymnasium as gym, savings_gym
+    >>> env = gym.make("ArmCurlField-v0", phase_episodes={"NF1": 2, "FF1": 2})
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, env.unwrapped.phase
+    ((17,), 'NF1')
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
+
+    def __init__(
+        self,
+        schedule: ScheduleLike | None = None,
+        *,
+        field_gain: float | None = None,
+        phase_episodes: Mapping[str, int | None] | None = None,
+        cued: bool | None = None,
+        render_mode: str | None = None,
+        **task_params: Any,
+    ):
+        self._world = self._configure(1, schedule, field_gain, phase_episodes, cued, task_params)
+        self.observation_space = self.single_observation_space
+        self.action_space = self.single_action_space
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._path: list[np.ndarray] = []
+
+    # -- the experimenter's view: never part of observations or info --------------------------------
+    @property
+    def phase(self) -> str:
+        """Name of the schedule's current phase."""
+        return self._world.phase
+
+    @property
+    def field_gain(self) -> float:
+        """Curl gain k (N*s/m) acting in the current episode (test episodes: the one asked for)."""
+        return float(self._world.field_gains[0])
+
+    @property
+    def episodes_completed(self) -> int:
+        """Training episodes run to the end since the schedule started."""
+        return self._world.episodes_completed
+
+    @property
+    def episode_mode(self) -> str | None:
+        """``"train"`` or ``"test"`` for the current episode; ``None`` before the first reset."""
+        return self._world.mode
+
+    @property
+    def state(self):
+        """The full :class:`~savings_gym.task.TaskState` (batch of one), ``None`` before reset."""
+        return self._world.state
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if seed is not None or self._world._rngs is None:
+            self._world.restart([self.np_random])  # a seeded reset starts a fresh run of the schedule
+        obs, info = self._world.reset(options)
+        self._path = [info["hand_position"][0]]
+        return obs[0], _first(info)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = check_action(action, (N_MUSCLES,), NUMPY)
+        obs, reward, info = self._world.step(action[None])
+        self._path.append(info["hand_position"][0])
+        return obs[0], float(reward[0]), False, False, _first(info)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn('call gym.make(..., render_mode="rgb_array") to render')
+            return None
+        if self.state is None:
+            raise RuntimeError("call reset before render")
+        from savings_gym.render import draw_arm
+
+        s = self.state
+        return draw_arm(
+            joint=s.arm.joint[0],
+            l1=float(self._world.task.arm.l1),
+            l2=float(self._world.task.arm.l2),
+            start=s.start[0],
+            target=s.target[0],
+            path=np.array(self._path),
+        )
+
+
+def _first(info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key: value[0] for key, value in info.items()}
+
+
+class ArmCurlFieldCuedEnv(ArmCurlFieldEnv):
+    """``ArmCurlFieldCued-v0``: :class:`ArmCurlFieldEnv` with the field gain in the observation.
+
+    The control condition with context: everything is as in ``ArmCurlField-v0`` except the
+    observation, which has an 18th entry.
+
+    ## Observation Space
+    ``Box((18,), float32)``: indices 0-16 as in ``ArmCurlField-v0``; index 17 is the curl gain k of
+    the current episode (N*s/m, bounds [-100, 100], the largest gain a schedule may use), shown
+    from the first step, before the field acts.
+
+    ## Force field
+    As in ``ArmCurlField-v0``, but visible to the agent through index 17.
+
+    ## Arguments
+    As ``ArmCurlField-v0``; ``cued`` defaults to True.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    variant = CUED
+
+
+class ArmReachEnv(ArmCurlFieldEnv):
+    """``ArmReach-v0``: null-field reaches from random starts to random targets, for pretraining.
+
+    The paper's "growing up" phase: as ``ArmCurlField-v0`` but the schedule is a single null-field
+    phase that never ends, and each trial draws the starting joint angles and the target joint
+    angles uniformly over the joint ranges (shoulder 0-135 deg, elbow 0-155 deg; the target is the
+    fingertip of the drawn target posture). Go time, catch trials, observation (17 dims), action,
+    reward and episode end are those of ``ArmCurlField-v0``.
+
+    ## Force field
+    None: k = 0 throughout (the schedule is ``[("NF", 0.0, None)]``).
+
+    ## Arguments
+    As ``ArmCurlField-v0``; ``targets`` defaults to ``"random"``, ``schedule`` to the null schedule.
+    ``targets="centre_out"`` pretrains on the 8 centre-out reaches instead.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    variant = REACH
+
+
+class ArmCurlFieldVectorEnv(_Configured, VectorEnv):
+    """``gym.make_vec(id, num_envs=N)``: N arms in one batched simulation (not N copies).
+
+    Same task, spaces (batched), reward and schedule as the single env; see
+    :class:`ArmCurlFieldEnv`. All arms of a world share one schedule, counted in episodes: the
+    arms' current episodes are the next ``N / num_worlds`` episodes of the schedule, so the
+    experience per phase does not depend on N. Episodes are synchronised (every trial lasts
+    ``max_episode_steps`` steps), so all arms truncate and autoreset together.
+
+    Seeding: ``reset(seed=s)`` gives arm i its own generator seeded ``s + i`` (or ``seed[i]`` for a
+    list), so arm i lives exactly like ``gym.make(id)`` reset with seed ``s + i``; a seeded reset
+    restarts the schedule. ``reset(options=...)`` takes the single env's options, with ``target``
+    one index or one per arm (default: arm i reaches test target i % 8).
+
+    Args:
+        num_envs: arms in the batch.
+        schedule, field_gain, phase_episodes, cued, **task_params: as :class:`ArmCurlFieldEnv`.
+        max_episode_steps: steps before truncation (set by the registration to 100).
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``AutoresetMode.SAME_STEP``
+            (then ``info["final_obs"]`` and ``info["final_info"]`` hold the last step of the episode).
+        num_worlds: independent groups of arms, each with its own schedule counter (for K learners
+            trained in lockstep); must divide ``num_envs``.
+        backend: ``"numpy"`` (default, fastest on the CPU) or ``"torch"``.
+        device: torch device for ``backend="torch"``.
+
+    The experimenter's view: ``phase`` (the schedule's current phase), ``field_gains`` (k of each
+    arm's current episode), ``episodes_completed`` (per world), ``state``.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        schedule: ScheduleLike | None = None,
+        *,
+        max_episode_steps: int = 100,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        num_worlds: int = 1,
+        backend: str = "numpy",
+        device: str = "cpu",
+        field_gain: float | None = None,
+        phase_episodes: Mapping[str, int | None] | None = None,
+        cued: bool | None = None,
+        render_mode: str | None = None,
+        **task_params: Any,
+    ):
+        self._xp = make_backend(backend, device)
+        self._world = self._configure(
+            num_envs, schedule, field_gain, phase_episodes, cued, task_params, self._xp, num_worlds
+        )
+        self.num_envs = self._world.num_envs
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
+        self.max_episode_steps = max_episode_steps
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            mode = None
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
+        self.autoreset_mode = mode
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        if render_mode is not None:
+            raise ValueError("the vector env does not render; render a single env (gym.make) instead")
+        self.render_mode = None
+        self._autoreset_pending = False
+        self._done = np.ones(self.num_envs, dtype=bool)
+        self._not_done = np.zeros(self.num_envs, dtype=bool)
+        self._all = np.ones(self.num_envs, dtype=bool)
+
+    @property
+    def phase(self) -> str:
+        """Name of the schedule's current phase (per world; the worlds advance in lockstep)."""
+        return self._world.phase
+
+    @property
+    def field_gains(self) -> np.ndarray:
+        """Curl gain k (N*s/m) of each arm's current episode, (num_envs,)."""
+        return self._world.field_gains
+
+    @property
+    def episodes_completed(self) -> int:
+        """Training episodes run to the end, per world, since the schedule started."""
+        return self._world.episodes_completed
+
+    @property
+    def episode_mode(self) -> str | None:
+        """``"train"`` or ``"test"`` for the current episodes."""
+        return self._world.mode
+
+    @property
+    def state(self):
+        """The batch's :class:`~savings_gym.task.TaskState`."""
+        return self._world.state
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        if seed is not None or self._world._rngs is None:
+            self._world.restart(generators(seed, self.num_envs))
+        obs, info = self._world.reset(options)
+        self._autoreset_pending = False
+        return self._host(obs), self._host_info(info)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = check_action(actions, (self.num_envs, N_MUSCLES), self._xp)
+        if self._autoreset_pending:  # NEXT_STEP: the step after the last one starts new episodes
+            obs, info = self._world.reset()
+            self._autoreset_pending = False
+            zeros = np.zeros(self.num_envs, np.float32)
+            return self._host(obs), zeros, self._not_done, self._not_done, self._host_info(info)
+        obs, reward, info = self._world.step(actions)
+        info = self._host_info(info)
+        obs = self._host(obs)
+        truncated = self._world.episode_steps >= self.max_episode_steps
+        if truncated and self.autoreset_mode == AutoresetMode.SAME_STEP:
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_obs[:] = list(obs)
+            new_obs, new_info = self._world.reset()
+            info = {
+                **self._host_info(new_info),
+                "final_obs": final_obs,
+                "_final_obs": self._all,
+                "final_info": info,
+                "_final_info": self._all,
+            }
+            obs = self._host(new_obs)
+        elif truncated:
+            self._autoreset_pending = True
+        done = self._done if truncated else self._not_done
+        return obs, self._host(reward), self._not_done, done, info
+
+    def _host(self, array: Any) -> np.ndarray:
+        return self._xp.to_numpy(array)
+
+    def _host_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in info.items():
+            out[key] = self._host(value)
+            out["_" + key] = self._all
+        return out
+
+
+class ArmCurlFieldCuedVectorEnv(ArmCurlFieldVectorEnv):
+    """The vector version of :class:`ArmCurlFieldCuedEnv`."""
+
+    variant = CUED
+
+
+class ArmReachVectorEnv(ArmCurlFieldVectorEnv):
+    """The vector version of :class:`ArmReachEnv`."""
+
+    variant = REACH

@@ -1,0 +1,307 @@
+"""N arms living through one hidden schedule: the engine behind every environment front-end.
+
+A :class:`World` owns the batch state, one random generator per arm, the episode counter of the
+schedule and the reset options. The single-arm Gymnasium env, the native vector env and the
+differentiable torch env are thin front-ends over it, so the three cannot drift apart.
+
+Randomness: arm ``i`` draws its trials and noise from its own generator only (uniform trial draws,
+then the whole trial's noise at reset), so arm ``i`` of a batch seeded ``s + i`` lives exactly the
+life of a single arm seeded ``s + i``, whatever the batch size.
+
+Worlds: ``num_worlds`` splits the batch into equal groups that each live through the schedule on
+their own (one per independent learner trained in lockstep, e.g. K networks by BPTT). The
+schedule counts episodes per world, so the experience in each phase does not depend on batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+
+from savings_gym.backend import Array, Backend
+from savings_gym.field import MAX_FIELD_GAIN
+from savings_gym.schedule import Schedule
+from savings_gym.task import (
+    N_MUSCLES,
+    N_TEST_TARGETS,
+    NOISE_WIDTH,
+    UNIFORMS_PER_TRIAL,
+    ReachTask,
+    TaskParams,
+    TaskState,
+    Trials,
+    TrialSampler,
+)
+
+RESET_OPTIONS = ("mode", "field_gain", "target", "eval_seed", "trials")
+TRIAL_OVERRIDES = ("target", "go_time", "catch")
+
+
+@dataclass(frozen=True)
+class ResetOptions:
+    """Parsed ``reset(options=...)``; see :func:`parse_reset_options`."""
+
+    mode: str = "train"
+    field_gain: float = 0.0
+    target: np.ndarray | None = None
+    eval_seed: int = 0
+    trials: Mapping[str, np.ndarray] | None = None
+
+
+def parse_reset_options(options: Mapping[str, Any] | None, num_envs: int, params: TaskParams) -> ResetOptions:
+    """Checks the per-episode options every env front-end accepts.
+
+    Keys:
+        mode: ``"train"`` (default: the next episode of the schedule) or ``"test"`` (the 8 test
+            reaches of the paper, outside the schedule: fixed start and go time, no catch trials,
+            never counted as schedule episodes).
+        field_gain: test mode only: the curl gain (N*s/m) to test under (default 0.0).
+        target: test mode only: test-target index 0-7, one int or one per arm (default: arm i
+            reaches target i % 8).
+        eval_seed: test mode only: arm i draws its noise from a generator seeded ``eval_seed + i``
+            (default 0), so every test is reproducible and leaves the training streams untouched.
+        trials: train mode only: a dict overriding the drawn ``target`` (index 0-7, centre-out
+            only), ``go_time`` (s) and/or ``catch`` (bool), each one value or one per arm.
+
+    Raises:
+        ValueError: naming the bad key or value.
+    """
+    if options is None:
+        return ResetOptions()
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options must be a dict or None, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; valid options are {list(RESET_OPTIONS)}")
+    mode = options.get("mode", "train")
+    if mode not in ("train", "test"):
+        raise ValueError(f"options['mode'] must be 'train' or 'test', got {mode!r}")
+    test_only = [k for k in ("field_gain", "target", "eval_seed") if k in options]
+    if mode == "train" and test_only:
+        raise ValueError(f"options {test_only} apply to test episodes only; add options['mode'] = 'test'")
+    if mode == "test" and "trials" in options:
+        raise ValueError("options['trials'] applies to training episodes only; test reaches are fixed")
+
+    field_gain = options.get("field_gain", 0.0)
+    if (
+        isinstance(field_gain, bool)
+        or not isinstance(field_gain, int | float | np.number)
+        or not np.isfinite(field_gain)
+        or abs(field_gain) > MAX_FIELD_GAIN
+    ):
+        raise ValueError(
+            f"options['field_gain'] must be a finite number within +-{MAX_FIELD_GAIN} (N*s/m), got {field_gain!r}"
+        )
+    eval_seed = options.get("eval_seed", 0)
+    if isinstance(eval_seed, bool) or not isinstance(eval_seed, int | np.integer) or eval_seed < 0:
+        raise ValueError(f"options['eval_seed'] must be a non-negative int, got {eval_seed!r}")
+    target = None
+    if mode == "test":
+        target = _per_env("target", options.get("target", np.arange(num_envs) % N_TEST_TARGETS), num_envs, "i")
+        if target.min() < 0 or target.max() >= N_TEST_TARGETS:
+            raise ValueError(f"options['target'] must be test-target indices in 0..{N_TEST_TARGETS - 1}, got {target}")
+    trials = None
+    if "trials" in options:
+        trials = _parse_trial_overrides(options["trials"], num_envs, params)
+    return ResetOptions(mode, float(field_gain), target, int(eval_seed), trials)
+
+
+def _per_env(name: str, value: Any, num_envs: int, kind: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in (("b",) if kind == "b" else ("i", "u") if kind == "i" else ("f", "i", "u")):
+        expected = {"b": "booleans", "i": "integers", "f": "numbers"}[kind]
+        raise ValueError(f"options {name!r} must be {expected}, got {value!r}")
+    if array.ndim == 0:
+        array = np.full(num_envs, array)
+    if array.shape != (num_envs,):
+        raise ValueError(f"options {name!r} must be one value or {num_envs} (one per arm), got shape {array.shape}")
+    if kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"options {name!r} must be finite, got {value!r}")
+    return array
+
+
+def _parse_trial_overrides(trials: Any, num_envs: int, params: TaskParams) -> dict[str, np.ndarray]:
+    if not isinstance(trials, Mapping):
+        raise ValueError(f"options['trials'] must be a dict, got {type(trials).__name__}")
+    unknown = sorted(set(trials) - set(TRIAL_OVERRIDES))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in options['trials']; valid keys are {list(TRIAL_OVERRIDES)}")
+    parsed = {}
+    if "target" in trials:
+        if params.targets != "centre_out":
+            raise ValueError("options['trials']['target'] needs targets='centre_out' (random targets have no index)")
+        parsed["target"] = _per_env("trials['target']", trials["target"], num_envs, "i")
+        if parsed["target"].min() < 0 or parsed["target"].max() >= N_TEST_TARGETS:
+            raise ValueError(f"options['trials']['target'] must be in 0..{N_TEST_TARGETS - 1}")
+    if "go_time" in trials:
+        parsed["go_time"] = _per_env("trials['go_time']", trials["go_time"], num_envs, "f").astype(np.float32)
+        if parsed["go_time"].min() < 0:
+            raise ValueError("options['trials']['go_time'] must be >= 0 (s)")
+    if "catch" in trials:
+        parsed["catch"] = _per_env("trials['catch']", trials["catch"], num_envs, "b")
+    return parsed
+
+
+def check_action(action: Any, shape: tuple[int, ...], xp: Backend) -> Array:
+    """Validates an action batch and returns it as a float32 backend array.
+
+    Raises:
+        ValueError: for a non-numeric dtype, the wrong shape, or NaN/inf values.
+    """
+    if xp.name == "torch" and xp._torch.is_tensor(action):
+        if not (action.dtype.is_floating_point or action.dtype in (xp._torch.int32, xp._torch.int64)):
+            raise ValueError(f"action must hold real numbers, got dtype {action.dtype}")
+        if tuple(action.shape) != shape:
+            raise ValueError(f"action must have shape {shape} (muscle excitations), got {tuple(action.shape)}")
+        if not xp.all_finite(action):
+            raise ValueError(
+                "action contains NaN or inf; excitations must be finite (values outside [0, 1] are clipped)"
+            )
+        return action.to(dtype=xp._torch.float32, device=xp.device)
+    array = np.asarray(action)
+    if array.dtype.kind not in ("f", "i", "u"):
+        raise ValueError(f"action must hold real numbers, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"action must have shape {shape} (muscle excitations), got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("action contains NaN or inf; excitations must be finite (values outside [0, 1] are clipped)")
+    return xp.asarray(array)
+
+
+def generators(seed: int | Sequence[int | None] | None, num_envs: int) -> list[np.random.Generator]:
+    """One generator per arm, as Gymnasium seeds sub-environments: arm i gets ``seed + i`` (or
+    ``seed[i]`` for a list; ``None`` draws fresh entropy).
+
+    Raises:
+        ValueError: for a negative seed or a list of the wrong length.
+    """
+    if seed is None or isinstance(seed, int | np.integer):
+        if seed is not None and (isinstance(seed, bool) or seed < 0):
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        seeds = [None if seed is None else int(seed) + i for i in range(num_envs)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != num_envs:
+            raise ValueError(f"seed must be an int or a list of {num_envs} seeds, got {len(seeds)}")
+    return [seeding.np_random(s)[0] for s in seeds]
+
+
+class World:
+    """A batch of arms living through one hidden schedule.
+
+    Args:
+        num_envs: arms in the batch.
+        schedule: the hidden schedule.
+        params: the task's constants.
+        backend: where the arrays live.
+        cued: show the field gain in the observation.
+        num_worlds: independent groups the batch is split into, each with its own schedule counter.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        schedule: Schedule,
+        params: TaskParams,
+        backend: Backend,
+        cued: bool = False,
+        num_worlds: int = 1,
+    ):
+        for name, value in (("num_envs", num_envs), ("num_worlds", num_worlds)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if num_envs % num_worlds:
+            raise ValueError(f"num_envs={num_envs} must be a multiple of num_worlds={num_worlds}")
+        self.num_envs = int(num_envs)
+        self.num_worlds = int(num_worlds)
+        self.envs_per_world = self.num_envs // self.num_worlds
+        self.schedule = schedule
+        self.params = params
+        self.xp = backend
+        self.task = ReachTask(params, backend, cued)
+        self.sampler = TrialSampler(params)
+        self.episodes_completed = 0
+        self.mode: str | None = None
+        self.state: TaskState | None = None
+        self.field_gains = np.zeros(self.num_envs, np.float32)
+        self._rngs: list[np.random.Generator] | None = None
+        self._noise_rngs: list[np.random.Generator] = []
+        self._noise: Array | None = None
+
+    def restart(self, rngs: Sequence[np.random.Generator]) -> None:
+        """Starts a fresh run of the schedule with one generator per arm."""
+        if len(rngs) != self.num_envs:
+            raise ValueError(f"need {self.num_envs} generators, got {len(rngs)}")
+        self._rngs = list(rngs)
+        self.episodes_completed = 0
+        self.state = None
+
+    @property
+    def phase(self) -> str:
+        """Name of the schedule's current phase (what the next training episode is played in)."""
+        return self.schedule.phase_at(self.episodes_completed).name
+
+    def reset(self, options: Mapping[str, Any] | None = None) -> tuple[Array, dict[str, Array]]:
+        """Starts a new episode in every arm (see :func:`parse_reset_options` for ``options``)."""
+        if self._rngs is None:
+            raise RuntimeError("World.restart(rngs) must be called before the first reset")
+        opts = parse_reset_options(options, self.num_envs, self.params)
+        steps = self.params.trial_steps + 1
+        if opts.mode == "train":
+            slots = np.tile(np.arange(self.envs_per_world), self.num_worlds)
+            gains = self.schedule.field_gains_at(self.episodes_completed + slots)
+            uniforms = np.empty((self.num_envs, UNIFORMS_PER_TRIAL))
+            for i, rng in enumerate(self._rngs):
+                uniforms[i] = rng.random(UNIFORMS_PER_TRIAL)
+            trials = self.sampler.training(uniforms, gains)
+            if opts.trials:
+                trials = self._override(trials, opts.trials)
+            self._noise_rngs = self._rngs
+        else:
+            trials = self.sampler.test(opts.target, opts.field_gain)
+            self._noise_rngs = [np.random.default_rng(opts.eval_seed + i) for i in range(self.num_envs)]
+        self._noise = self.xp.asarray(self._draw_noise(steps))
+        self.mode = opts.mode
+        self.field_gains = trials.field_gain
+        self.state, obs, info = self.task.reset(trials, self._noise[:, 0])
+        return obs, info
+
+    def step(self, action: Array) -> tuple[Array, Array, dict[str, Array]]:
+        """Steps every arm with a validated (B, 6) action; returns observation, reward and info."""
+        if self.state is None:
+            raise RuntimeError("call reset before step")
+        t = self.state.step + 1
+        if t >= self._noise.shape[1]:  # the episode runs past its trial: draw noise for another trial's length
+            self._noise = self.xp.concat([self._noise, self.xp.asarray(self._draw_noise(self.params.trial_steps))], 1)
+        self.state, obs, reward, info = self.task.step(self.state, action, self._noise[:, t])
+        if self.mode == "train" and t == self.params.trial_steps:
+            self.episodes_completed += self.envs_per_world
+        return obs, reward, info
+
+    @property
+    def episode_steps(self) -> int:
+        """Steps taken in the current episode."""
+        return 0 if self.state is None else self.state.step
+
+    def _draw_noise(self, steps: int) -> np.ndarray:
+        noise = np.empty((self.num_envs, steps, NOISE_WIDTH), np.float32)
+        for i, rng in enumerate(self._noise_rngs):
+            rng.standard_normal(out=noise[i], dtype=np.float32)
+        return noise
+
+    def _override(self, trials: Trials, overrides: Mapping[str, np.ndarray]) -> Trials:
+        target = self.sampler.targets[overrides["target"]] if "target" in overrides else trials.target
+        return Trials(
+            start_joint=trials.start_joint,
+            target=target,
+            go_time=overrides.get("go_time", trials.go_time),
+            catch=overrides.get("catch", trials.catch),
+            field_gain=trials.field_gain,
+        )
+
+
+ACTION_SIZE = N_MUSCLES
