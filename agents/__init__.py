@@ -1,0 +1,1 @@
+"""Learners that see only what the environments show them."""

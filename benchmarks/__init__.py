@@ -1,0 +1,1 @@
+"""Protocols, metrics, benchmarks and the command line of savings-gym."""
