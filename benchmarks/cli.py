@@ -1,6 +1,6 @@
 """The ``savings-gym`` command line.
 
-    savings-gym bench env        # environment throughput against MotorNet, with ratios
+savings-gym bench env        # environment throughput against MotorNet, with ratios
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ def _bench_env(args: argparse.Namespace) -> int:
     from benchmarks import env_throughput
 
     comparisons = env_throughput.run(quick=args.quick)
-    print(f"# savings-gym bench env  ({platform.processor() or platform.machine()}, python {platform.python_version()})")
+    machine = platform.processor() or platform.machine()
+    print(f"# savings-gym bench env  ({machine}, python {platform.python_version()})")
     print(env_throughput.report(comparisons))
     if args.json:
         print(json.dumps([c.as_dict() for c in comparisons], indent=2))

@@ -100,7 +100,9 @@ def single_arm(n_steps: int = 1000, rounds: int = 5, seed: int = 0) -> Compariso
             env.reset()
 
     base, ours, median = _alternate(baseline_step, our_step, n_steps, 1, rounds)
-    return Comparison("single arm", "motornet Environment.step B=1", "gym.make(ArmCurlField-v0)", base, ours, median, 5.0)
+    return Comparison(
+        "single arm", "motornet Environment.step B=1", "gym.make(ArmCurlField-v0)", base, ours, median, 5.0
+    )
 
 
 def batched_arms(
@@ -124,8 +126,13 @@ def batched_arms(
 
     base, ours, median = _alternate(baseline_step, our_step, n_steps, num_envs, rounds)
     return Comparison(
-        f"{num_envs} arms", f"motornet effector.step B={num_envs}",
-        f"make_vec(num_envs={num_envs}, backend={backend})", base, ours, median, 0.9,
+        f"{num_envs} arms",
+        f"motornet effector.step B={num_envs}",
+        f"make_vec(num_envs={num_envs}, backend={backend})",
+        base,
+        ours,
+        median,
+        0.9,
     )
 
 
@@ -142,8 +149,10 @@ def run(quick: bool = False) -> list[Comparison]:
 
 def report(comparisons: list[Comparison]) -> str:
     """A plain-text table: baseline and ours in arm-steps per second, their ratio and the target."""
-    lines = [f"{'comparison':<12} {'baseline':<34} {'steps/s':>10} {'ours':<40} {'steps/s':>10} "
-             f"{'ratio':>6} {'median':>6} {'target':>7}"]
+    lines = [
+        f"{'comparison':<12} {'baseline':<34} {'steps/s':>10} {'ours':<40} {'steps/s':>10} "
+        f"{'ratio':>6} {'median':>6} {'target':>7}"
+    ]
     for c in comparisons:
         ok = "ok" if c.ratio >= c.target else "MISSED"
         lines.append(

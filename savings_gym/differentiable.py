@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from savings_gym.backend import make_backend
 from savings_gym.envs import VARIANTS, ScheduleLike, _Configured
-from savings_gym.task import N_MUSCLES, TaskState
+from savings_gym.task import N_MUSCLES
 from savings_gym.world import check_action, generators
 
 
@@ -90,26 +89,6 @@ class DifferentiableArmEnv(_Configured):
         self.num_envs = self._world.num_envs
         self.device = self.xp.device
         self.differentiable = differentiable
-
-    @property
-    def phase(self) -> str:
-        """Name of the schedule's current phase (per world)."""
-        return self._world.phase
-
-    @property
-    def field_gains(self) -> np.ndarray:
-        """Curl gain k (N*s/m) of each arm's current episode."""
-        return self._world.field_gains
-
-    @property
-    def episodes_completed(self) -> int:
-        """Training episodes run to the end, per world."""
-        return self._world.episodes_completed
-
-    @property
-    def state(self) -> TaskState | None:
-        """The batch's state (tensors)."""
-        return self._world.state
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None

@@ -56,9 +56,36 @@ def build_schedule(
 
 
 class _Configured:
-    """What the single and vector envs share: parse the arguments, build the world."""
+    """What every front-end shares: parse the arguments, build the world, and the experimenter's
+    view of it (never part of observations or info)."""
 
     variant: dict[str, Any] = {}
+    _world: World
+
+    @property
+    def phase(self) -> str:
+        """Name of the schedule's current phase (per world; worlds advance in lockstep)."""
+        return self._world.phase
+
+    @property
+    def field_gains(self) -> np.ndarray:
+        """Curl gain k (N*s/m) of each arm's current episode, (num_envs,)."""
+        return self._world.field_gains
+
+    @property
+    def episodes_completed(self) -> int:
+        """Training episodes run to the end since the schedule started (per world)."""
+        return self._world.episodes_completed
+
+    @property
+    def episode_mode(self) -> str | None:
+        """``"train"`` or ``"test"`` for the current episodes; ``None`` before the first reset."""
+        return self._world.mode
+
+    @property
+    def state(self):
+        """The batch's :class:`~savings_gym.task.TaskState` (arrays of the backend), ``None`` before reset."""
+        return self._world.state
 
     def _configure(
         self,
@@ -210,31 +237,10 @@ class ArmCurlFieldEnv(_Configured, gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self._path: list[np.ndarray] = []
 
-    # -- the experimenter's view: never part of observations or info --------------------------------
-    @property
-    def phase(self) -> str:
-        """Name of the schedule's current phase."""
-        return self._world.phase
-
     @property
     def field_gain(self) -> float:
         """Curl gain k (N*s/m) acting in the current episode (test episodes: the one asked for)."""
         return float(self._world.field_gains[0])
-
-    @property
-    def episodes_completed(self) -> int:
-        """Training episodes run to the end since the schedule started."""
-        return self._world.episodes_completed
-
-    @property
-    def episode_mode(self) -> str | None:
-        """``"train"`` or ``"test"`` for the current episode; ``None`` before the first reset."""
-        return self._world.mode
-
-    @property
-    def state(self):
-        """The full :class:`~savings_gym.task.TaskState` (batch of one), ``None`` before reset."""
-        return self._world.state
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -392,31 +398,6 @@ class ArmCurlFieldVectorEnv(_Configured, VectorEnv):
         self._done = np.ones(self.num_envs, dtype=bool)
         self._not_done = np.zeros(self.num_envs, dtype=bool)
         self._all = np.ones(self.num_envs, dtype=bool)
-
-    @property
-    def phase(self) -> str:
-        """Name of the schedule's current phase (per world; the worlds advance in lockstep)."""
-        return self._world.phase
-
-    @property
-    def field_gains(self) -> np.ndarray:
-        """Curl gain k (N*s/m) of each arm's current episode, (num_envs,)."""
-        return self._world.field_gains
-
-    @property
-    def episodes_completed(self) -> int:
-        """Training episodes run to the end, per world, since the schedule started."""
-        return self._world.episodes_completed
-
-    @property
-    def episode_mode(self) -> str | None:
-        """``"train"`` or ``"test"`` for the current episodes."""
-        return self._world.mode
-
-    @property
-    def state(self):
-        """The batch's :class:`~savings_gym.task.TaskState`."""
-        return self._world.state
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
