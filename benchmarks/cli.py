@@ -23,6 +23,37 @@ def _bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from benchmarks.run import run, summary_table
+
+    result = run(
+        args.agent,
+        args.hidden,
+        args.networks,
+        args.preset,
+        args.out,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_seconds=getattr(args, "checkpoint_seconds", 120.0),
+    )
+    print(summary_table(result))
+    print(f"result: {args.out}/result.json, figures: {args.out}/figures/")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    args.agent, args.hidden, args.networks, args.preset, args.seed, args.device = "gru", 128, 8, "quick", 0, "cpu"
+    print("savings-gym demo: 8 pretrained GRU-128 networks relearn a curl field (FF1 -> NF2 -> FF2, quick preset)")
+    return _run(args)
+
+
+def _bench_bptt(args: argparse.Namespace) -> int:
+    from benchmarks import bptt_throughput
+
+    print(bptt_throughput.report(bptt_throughput.run(device=args.device, quick=args.quick)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="savings-gym", description="A testbed for savings in motor learning.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,12 +63,35 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
     env.add_argument("--json", action="store_true", help="also print the figures as JSON")
     env.set_defaults(handler=_bench_env)
+    bptt = which.add_parser("bptt", help="BPTT network-batches per second vs the paper's sequential MotorNet loop")
+    bptt.add_argument("--device", default="cpu", help="torch device for our side (the baseline runs on the CPU)")
+    bptt.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
+    bptt.set_defaults(handler=_bench_bptt)
+
+    run = commands.add_parser("run", help="run the savings protocol for a learner")
+    run.add_argument("--agent", default="gru", help="gru, lstm or rnn (BPTT)")
+    run.add_argument("--hidden", type=int, default=128, help="recurrent units per network")
+    run.add_argument("--networks", type=int, default=8, help="independent networks")
+    run.add_argument("--preset", default="quick", help="quick, paper or smoke")
+    run.add_argument("--out", default="runs/run", help="output folder (resumes a checkpoint found there)")
+    run.add_argument("--seed", type=int, default=0, help="the run's seed")
+    run.add_argument("--device", default="cpu", help="torch device")
+    run.add_argument("--checkpoint-seconds", type=float, default=120.0, help="seconds between checkpoints")
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="the README's main job: savings in 8 pretrained GRUs")
+    demo.add_argument("--out", default="runs/demo", help="output folder")
+    demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as error:  # bad input: a clear message, no traceback
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -198,9 +198,10 @@ def muscle_geometry(p: ArmParams, joint: Array) -> tuple[Array, Array, Array, Ar
     """
     pos0 = joint[:, 0:1] - p.geom_a3_shoulder
     pos1 = joint[:, 1:2] - p.geom_a3_elbow
-    moment0 = pos0 * p.geom_a2_shoulder * 2 + p.geom_a1_shoulder
-    moment1 = pos1 * p.geom_a2_elbow * 2 + p.geom_a1_elbow
-    length = (p.geom_a1_shoulder + pos0 * p.geom_a2_shoulder) * pos0 + (p.geom_a1_elbow + pos1 * p.geom_a2_elbow) * pos1
+    quad0, quad1 = pos0 * p.geom_a2_shoulder, pos1 * p.geom_a2_elbow
+    moment0 = (quad0 + quad0) + p.geom_a1_shoulder  # the derivative of the length polynomial
+    moment1 = (quad1 + quad1) + p.geom_a1_elbow
+    length = (p.geom_a1_shoulder + quad0) * pos0 + (p.geom_a1_elbow + quad1) * pos1
     velocity = joint[:, 2:3] * moment0 + joint[:, 3:4] * moment1
     return length + p.geom_a0, velocity, moment0, moment1
 
@@ -213,30 +214,31 @@ def muscle_force(
     Returns:
         muscle length (m), muscle velocity (m/s) and force (N), each (B, 6).
     """
-    muscle_len = xp.maximum(mt_length - p.l0_se, 0.0)
-    strain = xp.maximum((muscle_len - p.l0_pe) / p.l0_ce, 0.0)
+    c = xp.c  # cached constants (see savings_gym.backend)
+    muscle_len = xp.maximum(mt_length - p.l0_se, c(0.0))
+    strain = xp.maximum((muscle_len - p.l0_pe) / p.l0_ce, c(0.0))
     len_n = muscle_len / p.l0_ce
     vel_n = mt_velocity / p.vmax
     passive = p.k_pe * (strain * strain)
-    flce = xp.maximum(1 + (-(len_n * len_n) + 2 * len_n - 1) / p.f_iso_n_den, p.min_flce)
-    a_rel_st = xp.where(len_n > 1.0, p.hill_a_rel * flce, p.hill_a_rel)
-    b_base = 1 - p.hill_b_slope * ((activation - p.q_crit) / (p.hill_low_activation - p.q_crit))
+    flce = xp.maximum(c(1.0) + (-(len_n * len_n) + c(2.0) * len_n - c(1.0)) / p.f_iso_n_den, p.min_flce)
+    a_rel_st = xp.where(len_n > c(1.0), p.hill_a_rel * flce, p.hill_a_rel)
+    b_base = c(1.0) - p.hill_b_slope * ((activation - p.q_crit) / (p.hill_low_activation - p.q_crit))
     b_rel_st = xp.where(activation < p.q_crit, p.hill_b_rel * (b_base * b_base), p.hill_b_rel)
     dfdvcon0 = activation * (flce + a_rel_st) / b_rel_st
     f_x_a = flce * activation
-    p_nom = f_x_a * 0.5
-    p_den = p.s_as - dfdvcon0 * 2.0
+    p_nom = f_x_a * c(0.5)
+    p_den = p.s_as - dfdvcon0 * c(2.0)
     p1 = -p_nom / p_den
     p2 = (p_nom * p_nom) / p_den
     p3 = -p.hill_eccentric_slope * f_x_a
-    shortening = vel_n < 0
+    shortening = vel_n < c(0.0)
     nom = xp.where(
         shortening,
         vel_n * activation * a_rel_st + f_x_a * b_rel_st,
         -p1 * p3 + p1 * p.s_as * vel_n + p2 - p3 * vel_n + p.s_as * (vel_n * vel_n),
     )
     den = xp.where(shortening, b_rel_st - vel_n, p1 + vel_n)
-    active = xp.maximum(nom / den, 0.0)
+    active = xp.maximum(nom / den, c(0.0))
     return muscle_len, mt_velocity, (active + passive) * p.max_iso_force
 
 
@@ -258,7 +260,7 @@ def arm_at_rest(p: ArmParams, xp: Backend, joint: Array) -> ArmState:
         joint: (B, 4) joint angles (rad) and velocities (rad/s).
     """
     length, velocity, _, _ = muscle_geometry(p, joint)
-    activation = length * 0.0 + p.min_activation
+    activation = length * xp.c(0.0) + p.min_activation
     muscle_len, muscle_vel, force = muscle_force(p, xp, activation, length, velocity)
     return ArmState(joint, activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, joint))
 
@@ -276,13 +278,14 @@ def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endp
     Returns:
         The state one step (``p.dt``) later.
     """
+    c = xp.c  # cached constants (see savings_gym.backend)
     joint = state.joint
-    excitation = xp.clip(excitation, p.min_activation, 1.0)
+    excitation = xp.clip(excitation, p.min_activation, c(1.0))
     mt_length, mt_velocity, moment0, moment1 = muscle_geometry(p, joint)
 
     # muscle activation dynamics (Thelen 2003): faster rise than decay, both activation-dependent
-    activation = xp.clip(state.activation, p.min_activation, 1.0)
-    tmp = 0.5 + 1.5 * activation
+    activation = xp.clip(state.activation, p.min_activation, c(1.0))
+    tmp = c(0.5) + c(1.5) * activation
     tau = xp.where(excitation > activation, p.tau_activation * tmp, p.tau_deactivation / tmp)
     d_activation = (excitation - activation) / tau
 
@@ -298,7 +301,7 @@ def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endp
     inertia00 = p.inertia_c00 + c2 * p.inertia_m00
     inertia01 = p.inertia_c01 + c2 * p.inertia_m01
     inertia11 = p.inertia_c11 + c2 * p.inertia_m11
-    coriolis0 = (p.coriolis_1 * s2 * (2 * qd0 + qd1)) * qd1
+    coriolis0 = (p.coriolis_1 * s2 * (c(2.0) * qd0 + qd1)) * qd1
     coriolis1 = (p.coriolis_2 * s2 * qd0) * qd0
     if p.viscosity:
         coriolis0, coriolis1 = coriolis0 + p.viscosity * qd0, coriolis1 + p.viscosity * qd1
@@ -308,19 +311,19 @@ def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endp
     load_x, load_y = endpoint_load[:, 0], endpoint_load[:, 1]
     rhs0 = -coriolis0 + (torque0 + (-hand_y * load_x + hand_x * load_y))
     rhs1 = -coriolis1 + (torque1 + (-p.l2 * s12 * load_x + p.l2 * c12 * load_y))
-    inv_det = 1 / (inertia00 * inertia11 - inertia01 * inertia01)
+    inv_det = c(1.0) / (inertia00 * inertia11 - inertia01 * inertia01)
     acc0 = inv_det * inertia11 * rhs0 + inv_det * -inertia01 * rhs1
     acc1 = inv_det * -inertia01 * rhs0 + inv_det * inertia00 * rhs1
 
     # Euler integration; muscle force uses the geometry at the start of the step, as MotorNet does
-    new_activation = xp.clip(state.activation + d_activation * p.dt, p.min_activation, 1.0)
+    new_activation = xp.clip(state.activation + d_activation * p.dt, p.min_activation, c(1.0))
     muscle_len, muscle_vel, force = muscle_force(p, xp, new_activation, mt_length, mt_velocity)
     pos = joint[:, 0:2] + joint[:, 2:4] * p.dt
     vel = joint[:, 2:4] + xp.stack([acc0, acc1], axis=1) * p.dt
     # velocity is clipped before position so that a joint at its limit cannot push further past it
     vel = xp.clip(vel, p.vel_lower, p.vel_upper)
-    vel = xp.where((vel < 0) & (pos <= p.pos_lower), 0.0, vel)
-    vel = xp.where((vel > 0) & (pos >= p.pos_upper), 0.0, vel)
+    vel = xp.where((vel < c(0.0)) & (pos <= p.pos_lower), c(0.0), vel)
+    vel = xp.where((vel > c(0.0)) & (pos >= p.pos_upper), c(0.0), vel)
     pos = xp.clip(pos, p.pos_lower, p.pos_upper)
     new_joint = xp.concat([pos, vel], axis=1)
     return ArmState(new_joint, new_activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, new_joint))

@@ -55,9 +55,16 @@ class NumpyBackend:
         """Converts host data (NumPy or nested lists) to this backend's float32 array."""
         return np.asarray(x, dtype=np.float32)
 
-    @staticmethod
-    def scalar(x: float) -> Scalar:
-        return np.asarray(x, dtype=np.float32)
+    _constants: dict[float, np.ndarray] = {}
+
+    def c(self, value: float) -> Scalar:
+        """A cached float32 constant: combining a 0-d array costs half of combining a Python float."""
+        constant = self._constants.get(value)
+        if constant is None:
+            constant = self._constants[value] = np.asarray(value, dtype=np.float32)
+        return constant
+
+    scalar = c
 
     @staticmethod
     def to_numpy(x: Array) -> np.ndarray:
@@ -88,14 +95,26 @@ class TorchBackend:
         self.abs = torch.abs
         self.where = torch.where
 
+        self._constants: dict[float, Array] = {}
+
+    def c(self, value: float) -> Scalar:
+        """A cached 0-d float32 tensor on the device: torch copies a Python float into a tensor at
+        every operation, which costs about as much as the operation itself on small batches."""
+        constant = self._constants.get(value)
+        if constant is None:
+            constant = self._constants[value] = self._torch.tensor(value, dtype=self._torch.float32, device=self.device)
+        return constant
+
+    scalar = c
+
     def maximum(self, x: Array, y: Any) -> Array:
-        return self._torch.clamp(x, min=y) if not self._torch.is_tensor(y) else self._torch.maximum(x, y)
+        return self._torch.maximum(x, y if self._torch.is_tensor(y) else self.c(y))
 
     def minimum(self, x: Array, y: Any) -> Array:
-        return self._torch.clamp(x, max=y) if not self._torch.is_tensor(y) else self._torch.minimum(x, y)
+        return self._torch.minimum(x, y if self._torch.is_tensor(y) else self.c(y))
 
     def clip(self, x: Array, low: Any, high: Any) -> Array:
-        return self._torch.clamp(x, low, high)
+        return self.minimum(self.maximum(x, low), high)
 
     def sum(self, x: Array, axis: int) -> Array:
         return x.sum(dim=axis)
@@ -110,10 +129,6 @@ class TorchBackend:
         if self._torch.is_tensor(x):
             return x.to(device=self.device, dtype=self._torch.float32)
         return self._torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
-
-    @staticmethod
-    def scalar(x: float) -> Scalar:
-        return float(x)
 
     @staticmethod
     def to_numpy(x: Array) -> np.ndarray:

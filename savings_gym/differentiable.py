@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -90,18 +91,22 @@ class DifferentiableArmEnv(_Configured):
         self.device = self.xp.device
         self.differentiable = differentiable
 
+    def _grad_mode(self) -> contextlib.AbstractContextManager:
+        # a differentiable env leaves the caller's grad mode alone (torch.no_grad around it works)
+        return contextlib.nullcontext() if self.differentiable else torch.no_grad()
+
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Starts new episodes; a seed gives arm i a generator seeded ``seed + i`` and restarts the schedule."""
         if seed is not None or self._world._rngs is None:
             self._world.restart(generators(seed, self.num_envs))
-        with torch.set_grad_enabled(self.differentiable):
+        with self._grad_mode():
             return self._world.reset(options)
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, bool, dict[str, torch.Tensor]]:
         """Steps every arm with a (N, 6) excitation tensor."""
         action = check_action(action, (self.num_envs, N_MUSCLES), self.xp)
-        with torch.set_grad_enabled(self.differentiable):
+        with self._grad_mode():
             obs, reward, info = self._world.step(action)
         return obs, reward, False, self._world.episode_steps >= self.params.trial_steps, info

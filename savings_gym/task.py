@@ -319,14 +319,14 @@ class ReachTask:
             target=xp.asarray(trials.target),
             onset=xp.asarray(onset),
             field_gain=xp.asarray(trials.field_gain),
-            load=velocity * 0.0,
+            load=velocity * xp.c(0.0),
             vision=(vision,) * (p.vision_delay_steps + 1),
             proprioception=(proprio,) * (p.proprioception_delay_steps + 1),
             velocity_1=velocity,
             velocity_2=velocity,
             force_1=arm.force,
         )
-        cue = state.onset < -1.0  # all False: the cue is never on at reset
+        cue = state.onset < xp.c(-1.0)  # all False: the cue is never on at reset
         return state, self._observe(state, cue), self._info(state, cue)
 
     def step(self, state: TaskState, action: Array, noise: Array) -> tuple[TaskState, Array, Array, dict[str, Array]]:
@@ -347,10 +347,10 @@ class ReachTask:
         t = state.step + 1
         # In steps, so that the test go time of 0.10 s gives the paper's onsets: the field pushes
         # from step 17 on (its force acts in the step after it is computed), the cue shows from 18.
-        field_on = state.onset <= t + 1e-3
-        cue = state.onset < t - 1e-3
+        field_on = state.onset <= xp.c(t + 1e-3)
+        cue = state.onset < xp.c(t - 1e-3)
         velocity = arm.hand[:, 2:4]
-        load = curl_force(velocity, xp.where(field_on, state.field_gain, 0.0), xp)
+        load = curl_force(velocity, xp.where(field_on, state.field_gain, xp.c(0.0)), xp)
         vision, proprio = self._sense(arm, noise)
         new = state._replace(
             arm=arm,
@@ -363,7 +363,7 @@ class ReachTask:
             force_1=arm.force,
         )
         info = self._info(new, cue)
-        jerk = velocity - 2 * state.velocity_1 + state.velocity_2
+        jerk = velocity - xp.c(2.0) * state.velocity_1 + state.velocity_2
         force_change = arm.force - state.force_1
         cost = (
             self._w_position * xp.sum(xp.abs(info["hand_position"] - info["desired_position"]), axis=1)

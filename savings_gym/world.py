@@ -282,6 +282,26 @@ class World:
             self.episodes_completed += self.envs_per_world
         return obs, reward, info
 
+    def get_state(self) -> dict[str, Any]:
+        """The schedule counter and every arm's generator state, for checkpoints (between episodes)."""
+        return {
+            "episodes_completed": self.episodes_completed,
+            "rngs": None if self._rngs is None else [g.bit_generator.state for g in self._rngs],
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`get_state`; the next reset continues exactly where the saved run would have."""
+        if state["rngs"] is not None:
+            if len(state["rngs"]) != self.num_envs:
+                raise ValueError(
+                    f"saved state holds {len(state['rngs'])} generators, this world has {self.num_envs} arms"
+                )
+            self._rngs = [np.random.Generator(np.random.PCG64()) for _ in state["rngs"]]
+            for generator, saved in zip(self._rngs, state["rngs"], strict=True):
+                generator.bit_generator.state = saved
+        self.episodes_completed = int(state["episodes_completed"])
+        self.state = None
+
     @property
     def episode_steps(self) -> int:
         """Steps taken in the current episode."""

@@ -1,0 +1,393 @@
+"""BPTT controllers (the paper's method): K recurrent networks trained by backpropagation through
+time through the differentiable arm, all in one batched computation.
+
+Read top to bottom: the arguments, the loss, the rollout, the agent (train / evaluate / checkpoint),
+then pretraining as a script:
+
+    python -m agents.bptt --hidden 128 --networks 4 --batches 20010 --out agents/pretrained/gru128.pt
+
+What the paper did and this file does (SPEC.md, "The controller and its training"):
+
+* loss = 1e3 position (L1 hand-to-desired, mean over time) + 1e5 jerk + 1e-1 muscle force
+  + 3e-4 squared change of muscle force + 1e-5 squared hidden activity + 1e-3 squared change of
+  hidden activity, per network;
+* gradient norm clipped at 1, per network;
+* pretraining ("growing up"): null-field reaches between random postures, batches of 32 (half of
+  them catch trials), Adam lr 3e-3 decayed x0.9999 per batch;
+* afterwards: input and output layers frozen, SGD lr 5e-3, batches of the 8 centre-out targets
+  (random go times, 4 catch trials), through the hidden NF1 -> FF1 -> NF2 -> FF2 schedule;
+* before every update each network does the 8 test reaches under the current field: its
+  learning curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.controllers import RecurrentControllers
+from agents.interface import ReachRecord
+from agents.serialization import atomic_torch_save, load_checkpoint
+from savings_gym.differentiable import DifferentiableArmEnv
+from savings_gym.schedule import Schedule
+from savings_gym.task import N_TEST_TARGETS
+
+LOSS_WEIGHTS = {
+    "position": 1e3,
+    "jerk": 1e5,
+    "force": 1e-1,
+    "force_change": 3e-4,
+    "hidden": 1e-5,
+    "hidden_change": 1e-3,
+}
+PRETRAIN_BATCH, ADAPT_BATCH = 32, N_TEST_TARGETS
+
+
+@dataclass
+class Args:
+    """Pretraining run (``python -m agents.bptt``)."""
+
+    cell: str = "gru"
+    """recurrent cell: gru (the paper's), lstm or rnn"""
+    hidden: int = 128
+    """recurrent units per network"""
+    networks: int = 4
+    """independent networks trained together"""
+    seed: int = 0
+    """the run's seed: network k's weights, arms and trials depend on (seed, k) only"""
+    batches: int = 20010
+    """pretraining batches (the paper's 20,010)"""
+    lr: float = 3e-3
+    """Adam learning rate"""
+    lr_decay: float = 0.9999
+    """learning-rate factor per batch"""
+    device: str = "cpu"
+    """torch device"""
+    out: str = "agents/pretrained/gru128.pt"
+    """where to write the pretrained networks"""
+    log_every: int = 100
+    """batches between progress lines and checkpoints"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+
+
+def derived_seed(*key: int) -> int:
+    """A 32-bit seed derived from a tuple of integers (NumPy's SeedSequence), e.g. (run seed, network)."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+
+
+def network_seeds(seed: int, count: int, first: int = 0) -> list[int]:
+    """Weight seeds of networks ``first .. first + count - 1`` of a run: independent of how many train together."""
+    return [derived_seed(seed, k) for k in range(first, first + count)]
+
+
+def paper_loss(trajectory: dict[str, torch.Tensor], weights: dict[str, float] = LOSS_WEIGHTS) -> torch.Tensor:
+    """The paper's loss, one value per network.
+
+    Args:
+        trajectory: (K, B, T, .) tensors ``hand_position``, ``desired_position``, ``hand_velocity``,
+            ``muscle_force`` and ``hidden``, recorded after each of the T steps.
+        weights: weight of each term.
+
+    Returns:
+        (K,) loss per network (each term averaged over its network's reaches and steps).
+    """
+    x, d = trajectory["hand_position"], trajectory["desired_position"]
+    v, f, h = trajectory["hand_velocity"], trajectory["muscle_force"], trajectory["hidden"]
+    terms = {
+        "position": (x - d).abs().sum(-1).mean((1, 2)),
+        "jerk": v.diff(n=2, dim=2).square().sum(-1).mean((1, 2)),
+        "force": f.sum(-1).mean((1, 2)),
+        "force_change": f.diff(dim=2).square().sum(-1).mean((1, 2)),
+        "hidden": h.square().mean((1, 2, 3)),
+        "hidden_change": h.diff(dim=2).square().mean((1, 2, 3)),
+    }
+    return sum(weights[name] * value for name, value in terms.items())
+
+
+def rollout(env: DifferentiableArmEnv, controllers: RecurrentControllers, options: dict | None) -> dict:
+    """One episode of every arm; returns (K, B, T, .) tensors (see :func:`paper_loss`)."""
+    k = controllers.num_networks
+    obs, _ = env.reset(options=options)
+    batch = obs.shape[0] // k
+    state = controllers.initial_state(batch)
+    record: dict[str, list[torch.Tensor]] = {
+        key: [] for key in ("hand_position", "desired_position", "hand_velocity", "muscle_force", "hidden")
+    }
+    truncated = False
+    while not truncated:
+        action, state = controllers(obs.view(k, batch, -1), state)
+        obs, _, _, truncated, info = env.step(action.reshape(k * batch, -1))
+        for key in ("hand_position", "desired_position", "hand_velocity", "muscle_force"):
+            record[key].append(info[key].view(k, batch, -1))
+        record["hidden"].append(state[0])
+    return {key: torch.stack(values, dim=2) for key, values in record.items()}
+
+
+class BPTTAgent:
+    """K recurrent networks learning by BPTT through the hidden schedule (implements
+    :class:`agents.interface.Agent`).
+
+    Args:
+        controllers: the K networks.
+        schedule: the hidden schedule (each network lives in its own world).
+        env_id: ``ArmCurlField-v0`` (adaptation) or ``ArmReach-v0`` (pretraining).
+        batch_size: reaches per network per update (8 centre-out targets, or 32 random reaches).
+        optimizer: ``"sgd"`` or ``"adam"``.
+        lr: learning rate; ``lr_decay``: factor applied after every update.
+        seed: the run's seed (arms and trial draws of network k depend on it and k only).
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        controllers: RecurrentControllers,
+        schedule: Schedule,
+        *,
+        env_id: str = "ArmCurlField-v0",
+        batch_size: int = ADAPT_BATCH,
+        optimizer: str = "sgd",
+        lr: float = 5e-3,
+        lr_decay: float = 1.0,
+        seed: int = 0,
+        first_network: int = 0,
+        device: str = "cpu",
+        max_grad_norm: float = 1.0,
+    ):
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        if env_id == "ArmCurlField-v0" and batch_size != ADAPT_BATCH:
+            raise ValueError(
+                f"centre-out batches hold the {ADAPT_BATCH} targets once each, got batch_size={batch_size}"
+            )
+        self.controllers = controllers.to(device)
+        self.num_networks = controllers.num_networks
+        self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
+        self.env_id = env_id
+        self.first_network = first_network
+        k = self.num_networks
+        networks = range(first_network, first_network + k)
+        arm_seeds = [derived_seed(seed, n, i) for n in networks for i in range(batch_size)]
+        self.env = DifferentiableArmEnv(k * batch_size, schedule, env_id=env_id, num_worlds=k, device=device)
+        self.env.reset(seed=arm_seeds)
+        self._rngs = [np.random.default_rng([seed, n]) for n in networks]
+        params = [p for p in controllers.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=lr_decay)
+        self.last_loss: np.ndarray | None = None
+
+    @property
+    def episodes_completed(self) -> int:
+        return self.env.episodes_completed
+
+    @property
+    def phase(self) -> str:
+        return self.env.phase
+
+    def _balanced_trials(self) -> dict[str, np.ndarray]:
+        """The paper's batches: each centre-out target once (or random reaches) and exactly half
+        catch trials, drawn per network from its own generator."""
+        catch, go_time, target = [], [], []
+        low, high = self.env.params.go_time_range
+        for rng in self._rngs:
+            flags = np.zeros(self.batch_size, bool)
+            flags[rng.permutation(self.batch_size)[: self.batch_size // 2]] = True
+            catch.append(flags)
+            go_time.append(rng.uniform(low, high, self.batch_size))
+            target.append(np.arange(self.batch_size) % N_TEST_TARGETS)
+        trials = {"catch": np.concatenate(catch), "go_time": np.concatenate(go_time)}
+        if self.env.params.targets == "centre_out":
+            trials["target"] = np.concatenate(target)
+        return trials
+
+    def train(self, episodes: int) -> None:
+        """``episodes // batch_size`` updates of every network."""
+        if episodes % self.batch_size:
+            raise ValueError(f"episodes must be a multiple of the batch size {self.batch_size}, got {episodes}")
+        for _ in range(episodes // self.batch_size):
+            self.train_batch()
+
+    def train_batch(self) -> np.ndarray:
+        """One update of every network on one batch; returns the (K,) losses."""
+        trajectory = rollout(self.env, self.controllers, {"trials": self._balanced_trials()})
+        losses = paper_loss(trajectory)
+        self.optimizer.zero_grad(set_to_none=False)
+        losses.sum().backward()  # network k's gradient is that of its own loss
+        self._clip_per_network()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.last_loss = losses.detach().cpu().numpy()
+        return self.last_loss
+
+    def _clip_per_network(self) -> None:
+        params = [p for p in self.controllers.parameters() if p.requires_grad and p.grad is not None]
+        squared = sum(p.grad.reshape(self.num_networks, -1).square().sum(1) for p in params)
+        scale = (self.max_grad_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
+        for p in params:
+            p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))
+
+    @torch.no_grad()
+    def evaluate(self, field_gain: float, eval_seed: int = 0) -> ReachRecord:
+        """The 8 test reaches of every network under ``field_gain``, outside the schedule."""
+        test_env = self._test_env()
+        # test arm i is seeded eval_seed + i: offset by the first network so network n's test noise
+        # does not depend on how many networks are evaluated together
+        options = {
+            "mode": "test",
+            "field_gain": field_gain,
+            "eval_seed": eval_seed + self.first_network * N_TEST_TARGETS,
+        }
+        trajectory = rollout(test_env, self.controllers, options)
+        return ReachRecord(
+            hand_position=trajectory["hand_position"].cpu().numpy(),
+            target=test_env.state.target[:N_TEST_TARGETS].cpu().numpy(),
+            field_gain=float(field_gain),
+            hidden=trajectory["hidden"].cpu().numpy(),
+        )
+
+    def _test_env(self) -> DifferentiableArmEnv:
+        if not hasattr(self, "_test"):
+            k = self.num_networks
+            self._test = DifferentiableArmEnv(
+                k * N_TEST_TARGETS, self.env.schedule, num_worlds=k, device=self.env.device, differentiable=False
+            )
+            self._test.reset(seed=0)
+        return self._test
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot (copies, not views of the live tensors) of everything a resumed run needs."""
+        return copy.deepcopy(
+            {
+                "controllers": self.controllers.state_dict(),
+                "controllers_config": self.controllers.config(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "world": self.env._world.get_state(),
+                "rngs": [rng.bit_generator.state for rng in self._rngs],
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controllers.load_state_dict(state["controllers"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.env._world.set_state(state["world"])
+        for rng, rng_state in zip(self._rngs, state["rngs"], strict=True):
+            rng.bit_generator.state = rng_state
+
+
+# -- pretrained networks ------------------------------------------------------------------------
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def save_pretrained(controllers: RecurrentControllers, path: str | Path, meta: dict) -> None:
+    """Writes networks and how they were made (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"config": controllers.config(), "state": controllers.state_dict(), "meta": meta}, path)
+
+
+def load_pretrained(path: str | Path, networks: Sequence[int] | None = None) -> tuple[RecurrentControllers, dict]:
+    """Loads networks written by :func:`save_pretrained` (safely: ``weights_only=True``).
+
+    Args:
+        path: the file.
+        networks: indices of the networks to keep (default all).
+
+    Raises:
+        ValueError: for a file that is not a savings-gym checkpoint or does not match its config.
+    """
+    blob = load_checkpoint(path)
+    try:
+        controllers = RecurrentControllers.from_config(blob["config"])
+        controllers.load_state_dict(blob["state"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+        raise ValueError(f"{path}: not a valid pretrained-controllers checkpoint ({error})") from error
+    if networks is not None:
+        if max(networks) >= controllers.num_networks:
+            raise ValueError(f"{path} holds {controllers.num_networks} networks, asked for {list(networks)}")
+        controllers = controllers.select(networks)
+    return controllers, blob.get("meta", {})
+
+
+def pretrain(args: Args) -> RecurrentControllers:
+    """Grows networks up in the null field (``ArmReach-v0``), as the paper's first phase.
+
+    Writes the networks to ``args.out`` and the full training state beside it (``.state``) every
+    ``log_every`` batches; rerunning the same command resumes from that state.
+    """
+    from savings_gym.schedule import null_schedule
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    probe = DifferentiableArmEnv(1, env_id="ArmReach-v0")
+    controllers = RecurrentControllers(
+        args.cell, network_seeds(args.seed, args.networks), probe.single_observation_space.shape[0], args.hidden
+    )
+    agent = BPTTAgent(
+        controllers,
+        null_schedule(),
+        env_id="ArmReach-v0",
+        batch_size=PRETRAIN_BATCH,
+        optimizer="adam",
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        seed=args.seed,
+        device=args.device,
+    )
+    state_path = Path(args.out).with_suffix(".state")
+    done, seconds = 0, 0.0
+    if state_path.exists():
+        saved = load_checkpoint(state_path, map_location=args.device)
+        if saved["args"] != {k: v for k, v in asdict(args).items() if k not in ("batches", "threads", "log_every")}:
+            raise ValueError(
+                f"{state_path} was written with other arguments ({saved['args']}); remove it or match them"
+            )
+        agent.load_state_dict(saved["agent"])
+        done, seconds = saved["batches_done"], saved["seconds"]
+        print(f"resuming at batch {done} from {state_path}", flush=True)
+    start = time.time() - seconds
+    for batch in range(done + 1, args.batches + 1):
+        losses = agent.train_batch()
+        if batch % args.log_every == 0 or batch == args.batches:
+            record = agent.evaluate(0.0)
+            error = np.linalg.norm(record.hand_position[:, :, -1] - record.target[None], axis=-1).mean()
+            elapsed = time.time() - start
+            print(
+                f"batch {batch}/{args.batches}  loss {losses.mean():.2f}  test endpoint error "
+                f"{error * 100:.2f} cm  {elapsed:.0f} s",
+                flush=True,
+            )
+            meta = {**asdict(args), "batches_done": batch, "seconds": elapsed, "test_endpoint_error_m": float(error)}
+            save_pretrained(controllers, args.out, meta)
+            atomic_torch_save(
+                {
+                    "args": {k: v for k, v in asdict(args).items() if k not in ("batches", "threads", "log_every")},
+                    "agent": agent.state_dict(),
+                    "batches_done": batch,
+                    "seconds": elapsed,
+                },
+                state_path,
+            )
+    return controllers
+
+
+def _parse(argv: Sequence[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(description="Pretrain BPTT controllers in the null field.")
+    for name, value in asdict(Args()).items():
+        if name != "extra":
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    return Args(**vars(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    pretrain(_parse())

@@ -1,0 +1,105 @@
+"""Figures of a protocol run (matplotlib, written off-screen as PNG).
+
+* ``learning_curves.png``: FF1 and FF2 learning curves aligned at phase onset, mean across
+  networks with a 95% bootstrap band (the same orientation as the metrics);
+* ``hand_paths.png``: the 8 test reaches at NF1 end, FF1 start and end, NF2 end, FF2 start
+  (first network);
+* ``savings_index.png``: the savings index of every network, with the mean and its 95% CI.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.metrics import bootstrap_ci
+
+
+def _save(fig, path: Path) -> None:
+    from benchmarks.protocol import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def learning_curves_figure(result: dict, path: Path) -> None:
+    """FF1 vs FF2 curves aligned at onset, mean and 95% CI band across networks."""
+    sign = result["metrics"]["aggregate"]["orientation"]
+    fig = _figure(6, 4)
+    ax = fig.add_subplot()
+    for phase, color in (("FF1", "tab:blue"), ("FF2", "tab:red")):
+        curves = sign * np.asarray(result["learning_curves"][phase]) * 100  # cm
+        mean = curves.mean(0)
+        band = (
+            np.array(
+                [[bootstrap_ci(curves[:, b]).low, bootstrap_ci(curves[:, b]).high] for b in range(curves.shape[1])]
+            )
+            if curves.shape[0] > 1
+            else np.stack([mean, mean], 1)
+        )
+        x = np.arange(curves.shape[1])
+        ax.plot(x, mean, color=color, label=f"{phase} (n={curves.shape[0]})")
+        ax.fill_between(x, band[:, 0], band[:, 1], color=color, alpha=0.25, lw=0)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("batch since field onset")
+    ax.set_ylabel("lateral deviation (cm)")
+    ax.set_title("Relearning the curl field: FF2 vs FF1")
+    ax.legend()
+    _save(fig, path)
+
+
+def hand_paths_figure(snapshots: dict, path: Path, network: int = 0) -> None:
+    """Hand paths of the 8 test reaches at the protocol's landmarks."""
+    labels = [label for label in ("NF1 end", "FF1 start", "FF1 end", "NF2 end", "FF2 start") if label in snapshots]
+    if not labels:
+        return
+    fig = _figure(3 * len(labels), 3.2)
+    for i, label in enumerate(labels):
+        ax = fig.add_subplot(1, len(labels), i + 1)
+        hand = np.asarray(snapshots[label]["hand_position"])[network] * 100
+        target = np.asarray(snapshots[label]["target"]) * 100
+        for reach in hand:
+            ax.plot(reach[:, 0], reach[:, 1], color="tab:blue", lw=1)
+        ax.plot(target[:, 0], target[:, 1], "o", color="tab:red", ms=5, mfc="none")
+        ax.set_title(label)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"test reaches, network {network} (targets 10 cm away)")
+    _save(fig, path)
+
+
+def savings_index_figure(result: dict, path: Path) -> None:
+    """Savings index log(r_FF2 / r_FF1) per network, mean and 95% CI."""
+    index = np.asarray(result["metrics"]["per_network"]["savings_index"], np.float64)
+    ci = result["metrics"]["aggregate"]["savings_index"]
+    fig = _figure(5, 3.5)
+    ax = fig.add_subplot()
+    ax.bar(np.arange(len(index)), np.nan_to_num(index), color=["tab:green" if v > 0 else "tab:gray" for v in index])
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axhspan(ci["low"], ci["high"], color="tab:orange", alpha=0.2, label="mean, 95% CI")
+    ax.axhline(ci["estimate"], color="tab:orange")
+    ax.set_xlabel("network")
+    ax.set_ylabel("savings index log(r_FF2 / r_FF1)")
+    ax.legend()
+    _save(fig, path)
+
+
+def write_figures(folder: Path, result: dict, snapshots: dict) -> None:
+    """All figures of a run into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    learning_curves_figure(result, folder / "learning_curves.png")
+    hand_paths_figure(snapshots, folder / "hand_paths.png")
+    savings_index_figure(result, folder / "savings_index.png")

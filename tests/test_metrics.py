@@ -1,0 +1,130 @@
+"""Metrics on synthetic data with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.metrics import (
+    bootstrap_ci,
+    fit_exponential,
+    lateral_deviation,
+    learning_curve,
+    savings,
+    window_average,
+)
+
+
+def _path(bulge: float, direction=(1.0, 0.0), steps=100):
+    """A reach from the origin to 10 cm along ``direction``, bowing sideways by ``bulge`` (m) to the
+    left of the direction of motion, still until step 30."""
+    d = np.asarray(direction) / np.linalg.norm(direction)
+    left = np.array([-d[1], d[0]])
+    s = np.clip((np.arange(steps) - 30) / 50, 0, 1)
+    return 0.1 * s[:, None] * d + bulge * np.sin(np.pi * s)[:, None] * left, 0.1 * d
+
+
+def test_straight_reach_has_no_deviation():
+    path, target = _path(0.0)
+    assert lateral_deviation(path, target) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("direction", [(1, 0), (0, 1), (-1, 1), (0.3, -0.8)])
+def test_deviation_magnitude_and_sign(direction):
+    left, target = _path(0.02, direction)
+    right, _ = _path(-0.02, direction)
+    # the hand bowing to the left of its motion is on the counter-clockwise side: negative
+    assert lateral_deviation(left, target) == pytest.approx(-0.02, rel=1e-3)
+    assert lateral_deviation(right, target) == pytest.approx(0.02, rel=1e-3)
+
+
+def test_deviation_batches_over_leading_axes():
+    paths = np.stack([_path(b)[0] for b in (0.01, -0.03)])
+    targets = np.stack([_path(0)[1]] * 2)
+    np.testing.assert_allclose(lateral_deviation(paths, targets), [-0.01, 0.03], rtol=1e-3)
+    assert learning_curve(np.ones((3, 4, 8))).shape == (3, 4)
+
+
+def test_deviation_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="reference step"):
+        lateral_deviation(np.zeros((10, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"\(\.\.\., T, 2\)"):
+        lateral_deviation(np.zeros((100, 3)), np.zeros(3))
+
+
+@pytest.mark.parametrize("rate", [0.02, 0.1, 0.5])
+def test_fit_recovers_a_known_rate(rate):
+    x = np.arange(300) / 5  # 300 batches = 60 windows
+    curve = 0.03 * np.exp(-rate * x) + 0.004
+    fit = fit_exponential(curve)
+    # window averaging shifts x by half a window: the rate is unchanged
+    assert fit.rate == pytest.approx(rate, rel=0.03)
+    assert fit.offset == pytest.approx(0.004, abs=1e-3)
+
+
+def test_fit_tolerates_noise():
+    rng = np.random.default_rng(0)
+    x = np.arange(400) / 5
+    rates = [fit_exponential(0.03 * np.exp(-0.1 * x) + 0.004 + rng.normal(0, 0.002, x.size)).rate for _ in range(20)]
+    assert np.median(rates) == pytest.approx(0.1, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    "curve, reason",
+    [
+        (np.full(50, 0.01), "does not decay"),
+        (np.linspace(0.0, 0.02, 50), "does not decay"),
+        (np.r_[np.full(25, np.nan), np.ones(25)], "NaN"),
+    ],
+)
+def test_fit_degenerate_curves_give_nan_rates(curve, reason):
+    fit = fit_exponential(curve)
+    assert math.isnan(fit.rate) and not fit.success and reason in fit.reason
+
+
+def test_fit_refuses_too_short_curves():
+    with pytest.raises(ValueError, match="at least 3 windows"):
+        fit_exponential(np.linspace(1, 0, 12))
+    with pytest.raises(ValueError, match="shorter than one window"):
+        window_average(np.ones(3))
+
+
+def test_savings_on_synthetic_networks():
+    x = np.arange(200) / 5
+    rng = np.random.default_rng(1)
+    ff1 = np.stack([0.03 * np.exp(-0.05 * x) + rng.normal(0, 5e-4, x.size) for _ in range(8)])
+    ff2 = np.stack([0.02 * np.exp(-0.15 * x) + rng.normal(0, 5e-4, x.size) for _ in range(8)])
+    # a field that pushes the other way gives negative deviations: orientation makes them positive
+    result = savings({"FF1": -ff1, "FF2": -ff2, "NF2": ff1[:, :10] * 0.3})
+    aggregate = result["aggregate"]
+    assert aggregate["orientation"] == -1.0
+    assert aggregate["fraction_with_savings"] == 1.0 and aggregate["fraction_smaller_first_error"] == 1.0
+    index = aggregate["savings_index"]
+    assert index["estimate"] == pytest.approx(math.log(3), rel=0.15)
+    assert index["low"] < index["estimate"] < index["high"]
+    assert aggregate["rate_ttest"]["t"] > 5 and aggregate["rate_ttest"]["p"] < 1e-3
+    # the median is robust to flipping the smallest differences: with 8 networks p cannot go below 1/16
+    assert aggregate["rate_ttest"]["sign_flip_p"] <= 0.0625 + 1e-9
+    assert len(result["per_network"]["savings_index"]) == 8
+
+
+def test_savings_without_savings():
+    x = np.arange(200) / 5
+    curves = np.stack([0.03 * np.exp(-0.1 * x)] * 4)
+    result = savings({"FF1": curves, "FF2": curves})
+    assert result["aggregate"]["fraction_with_savings"] == 0.0
+    assert result["aggregate"]["savings_index"]["estimate"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_savings_input_errors():
+    with pytest.raises(ValueError, match="FF2"):
+        savings({"FF1": np.ones((2, 50))})
+    with pytest.raises(ValueError, match="same networks"):
+        savings({"FF1": np.ones((2, 50)), "FF2": np.ones((3, 50))})
+
+
+def test_bootstrap_ci_edge_cases():
+    assert bootstrap_ci(np.array([1.0, 1.0, 1.0])).low == 1.0
+    assert math.isnan(bootstrap_ci(np.array([np.nan])).estimate)
+    ci = bootstrap_ci(np.random.default_rng(0).normal(2.0, 1.0, 50))
+    assert ci.low < 2.0 < ci.high
