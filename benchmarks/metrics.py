@@ -149,25 +149,18 @@ def bootstrap_ci(values: np.ndarray, statistic=np.mean, seed: int = 0) -> Interv
     if len(values) < 2 or np.ptp(values) == 0:
         estimate = float(statistic(values)) if len(values) else math.nan
         return Interval(estimate, estimate, estimate)
-    result = stats.bootstrap(
-        (values,),
-        statistic,
-        confidence_level=0.95,
-        n_resamples=9999,
-        method="BCa",
-        random_state=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
-    if not (np.isfinite(low) and np.isfinite(high)):  # BCa can fail on tiny samples: fall back to percentiles
+    for method in ("BCa", "percentile"):  # BCa can fail on tiny samples: then fall back to percentiles
         result = stats.bootstrap(
             (values,),
             statistic,
             confidence_level=0.95,
             n_resamples=9999,
-            method="percentile",
+            method=method,
             random_state=np.random.default_rng(seed),
         )
         low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            break
     return Interval(float(statistic(values)), float(low), float(high))
 
 
