@@ -77,8 +77,8 @@ class ArmParams:
     inertia_m11: Scalar
     coriolis_1: Scalar
     coriolis_2: Scalar
-    viscosity: Scalar
-    damping: Scalar
+    viscosity: Scalar | None
+    damping: Scalar | None
     pos_lower: Array  # (1, 2) shoulder, elbow
     pos_upper: Array
     vel_lower: Array
@@ -157,8 +157,8 @@ class ArmParams:
             inertia_m11=scalar(im[1, 1]),
             coriolis_1=scalar(sk.coriolis_1),
             coriolis_2=scalar(sk.coriolis_2),
-            viscosity=scalar(sk.c_viscosity),
-            damping=scalar(effector.damping),
+            viscosity=scalar(sk.c_viscosity) if float(sk.c_viscosity) else None,  # None: skip the zero terms
+            damping=scalar(effector.damping) if float(effector.damping) else None,
             pos_lower=row(sk.pos_lower_bound),
             pos_upper=row(sk.pos_upper_bound),
             vel_lower=row(sk.vel_lower_bound),
@@ -296,14 +296,14 @@ def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endp
     c12, s12 = xp.cos(q01), xp.sin(q01)
     torque0 = -xp.sum(state.force * moment0, axis=1)
     torque1 = -xp.sum(state.force * moment1, axis=1)
-    if p.damping:
+    if p.damping is not None:
         torque0, torque1 = torque0 - p.damping * qd0, torque1 - p.damping * qd1
     inertia00 = p.inertia_c00 + c2 * p.inertia_m00
     inertia01 = p.inertia_c01 + c2 * p.inertia_m01
     inertia11 = p.inertia_c11 + c2 * p.inertia_m11
     coriolis0 = (p.coriolis_1 * s2 * (c(2.0) * qd0 + qd1)) * qd1
     coriolis1 = (p.coriolis_2 * s2 * qd0) * qd0
-    if p.viscosity:
+    if p.viscosity is not None:
         coriolis0, coriolis1 = coriolis0 + p.viscosity * qd0, coriolis1 + p.viscosity * qd1
     # The Jacobian's columns are the hand position (x, y) and the forearm vector: the load's torques
     # are their cross products with it. x, y come from the state (same joint, same arithmetic).
