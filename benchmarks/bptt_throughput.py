@@ -33,9 +33,14 @@ class SequentialBaseline:
         torch.manual_seed(seed)
         p = TaskParams()
         self.env = mn.environment.Environment(
-            effector=make_effector(p.dt), max_ep_duration=1.0, action_noise=p.action_noise,
-            proprioception_noise=p.proprioception_noise, vision_noise=p.vision_noise,
-            proprioception_delay=p.proprioception_delay, vision_delay=p.vision_delay, differentiable=True,
+            effector=make_effector(p.dt),
+            max_ep_duration=1.0,
+            action_noise=p.action_noise,
+            proprioception_noise=p.proprioception_noise,
+            vision_noise=p.vision_noise,
+            proprioception_delay=p.proprioception_delay,
+            vision_delay=p.vision_delay,
+            differentiable=True,
         )
         obs, _ = self.env.reset(seed=seed, options={"batch_size": 8})
         self.gru = torch.nn.GRU(obs.shape[1], hidden, batch_first=True)
@@ -84,7 +89,12 @@ class Row:
 
 
 def run(device: str = "cpu", quick: bool = False, networks: tuple[int, ...] = (1, 8, 40)) -> list[Row]:
-    """Network-batches per second for each K, beside the sequential baseline timed in between."""
+    """Network-batches per second for each K, beside the sequential baseline timed in between.
+
+    ``quick`` times K = 1 and 4 once each: a smoke run, not a figure for the record.
+    """
+    if quick:
+        networks = (1, 4)
     rows = []
     baseline = SequentialBaseline()
     baseline.network_batch()  # warm-up
