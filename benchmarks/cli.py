@@ -9,6 +9,7 @@ import argparse
 import json
 import platform
 import sys
+from pathlib import Path
 
 
 def _bench_env(args: argparse.Namespace) -> int:
@@ -54,6 +55,28 @@ def _bench_bptt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard(args: argparse.Namespace) -> int:
+    from benchmarks import leaderboard
+
+    if args.action == "validate":
+        entry = leaderboard.validate(args.path, args.board if Path(args.board).exists() else None)
+        aggregate = entry.result["metrics"]["aggregate"]
+        print(f"ok: {entry.name}, {aggregate['networks']} networks, metrics recomputed and matching")
+    elif args.action == "add":
+        print(f"added {leaderboard.add(args.path, args.board)}")
+    else:
+        markdown, page = leaderboard.render(args.board, args.out)
+        print(f"wrote {markdown} and {page}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from benchmarks.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="savings-gym", description="A testbed for savings in motor learning.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the README's main job: savings in 8 pretrained GRUs")
     demo.add_argument("--out", default="runs/demo", help="output folder")
     demo.set_defaults(handler=_demo)
+
+    board = commands.add_parser("leaderboard", help="validate, add and render leaderboard entries")
+    actions = board.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("validate", "check a submission and recompute its metrics"),
+        ("add", "validate, then copy a submission into the leaderboard folder"),
+    ):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("path", help="a run folder holding result.json")
+        sub.add_argument("--board", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+        sub.set_defaults(handler=_leaderboard)
+    render = actions.add_parser("render", help="write LEADERBOARD.md and a static index.html")
+    render.add_argument("--board", default="leaderboard", help="the leaderboard folder")
+    render.add_argument("--out", default="site", help="output folder")
+    render.set_defaults(handler=_leaderboard)
+
+    report = commands.add_parser("report", help="one HTML page for a single run")
+    report.add_argument("run_dir", help="a run folder holding result.json")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -90,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as error:  # bad input: a clear message, no traceback
+    except (ValueError, FileNotFoundError) as error:  # bad input: a clear message, no traceback
         parser.error(str(error))
 
 

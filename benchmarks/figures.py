@@ -17,12 +17,11 @@ import numpy as np
 from benchmarks.metrics import bootstrap_ci
 
 
-def _save(fig, path: Path) -> None:
-    from benchmarks.protocol import atomic_write_bytes
-
+def png(fig) -> bytes:
+    """A figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _figure(width: float, height: float):
@@ -34,7 +33,7 @@ def _figure(width: float, height: float):
     return fig
 
 
-def learning_curves_figure(result: dict, path: Path) -> None:
+def learning_curves_figure(result: dict):
     """FF1 vs FF2 curves aligned at onset, mean and 95% CI band across networks."""
     sign = result["metrics"]["aggregate"]["orientation"]
     fig = _figure(6, 4)
@@ -57,14 +56,14 @@ def learning_curves_figure(result: dict, path: Path) -> None:
     ax.set_ylabel("lateral deviation (cm)")
     ax.set_title("Relearning the curl field: FF2 vs FF1")
     ax.legend()
-    _save(fig, path)
+    return fig
 
 
-def hand_paths_figure(snapshots: dict, path: Path, network: int = 0) -> None:
+def hand_paths_figure(snapshots: dict, network: int = 0):
     """Hand paths of the 8 test reaches at the protocol's landmarks."""
     labels = [label for label in ("NF1 end", "FF1 start", "FF1 end", "NF2 end", "FF2 start") if label in snapshots]
     if not labels:
-        return
+        return None
     fig = _figure(3 * len(labels), 3.2)
     for i, label in enumerate(labels):
         ax = fig.add_subplot(1, len(labels), i + 1)
@@ -78,10 +77,10 @@ def hand_paths_figure(snapshots: dict, path: Path, network: int = 0) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"test reaches, network {network} (targets 10 cm away)")
-    _save(fig, path)
+    return fig
 
 
-def savings_index_figure(result: dict, path: Path) -> None:
+def savings_index_figure(result: dict):
     """Savings index log(r_FF2 / r_FF1) per network, mean and 95% CI."""
     index = np.asarray(result["metrics"]["per_network"]["savings_index"], np.float64)
     ci = result["metrics"]["aggregate"]["savings_index"]
@@ -94,12 +93,18 @@ def savings_index_figure(result: dict, path: Path) -> None:
     ax.set_xlabel("network")
     ax.set_ylabel("savings index log(r_FF2 / r_FF1)")
     ax.legend()
-    _save(fig, path)
+    return fig
 
 
 def write_figures(folder: Path, result: dict, snapshots: dict) -> None:
-    """All figures of a run into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    learning_curves_figure(result, folder / "learning_curves.png")
-    hand_paths_figure(snapshots, folder / "hand_paths.png")
-    savings_index_figure(result, folder / "savings_index.png")
+    """All figures of a run into ``folder`` (each written atomically)."""
+    from benchmarks.protocol import atomic_write_bytes
+
+    figures = {
+        "learning_curves.png": learning_curves_figure(result),
+        "hand_paths.png": hand_paths_figure(snapshots),
+        "savings_index.png": savings_index_figure(result),
+    }
+    for name, fig in figures.items():
+        if fig is not None:
+            atomic_write_bytes(folder / name, png(fig))

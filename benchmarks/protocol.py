@@ -205,7 +205,8 @@ def run_protocol(
             last_save = time.time()
         if stopping and state.batch < total:
             return None
-    result = _result(full_config, state, time.time() - started)
+    curves = {phase: np.asarray(d).mean(-1).T for phase, d in state.deviations.items() if len(d)}
+    result = make_result(full_config, curves, time.time() - started)
     write_result(out, result, state)
     return result
 
@@ -231,17 +232,47 @@ def _save_checkpoint(path: Path, config: dict, agent: Agent, state: RunState) ->
     )
 
 
-def _result(config: dict, state: RunState, seconds: float) -> dict:
-    curves = {p: np.asarray(d).mean(-1) for p, d in state.deviations.items() if len(d)}
+def make_result(config: dict, curves: dict[str, np.ndarray], seconds: float, submission: dict | None = None) -> dict:
+    """The self-describing result of a run (the leaderboard's submission format, version 1).
+
+    Args:
+        config: how the run was made; must hold ``agent``, ``networks``, ``seed``, ``env_id``, ``preset``.
+        curves: phase -> (K, batches) mean signed lateral deviation per network and batch (m).
+        seconds: wall time of this session of the run.
+        submission: leaderboard metadata (``name``, ``description``, ``link``, ``code_version``);
+            defaults are derived from the config.
+    """
+    name = f"{config['agent']}-{config['hidden']}" if config.get("hidden") else str(config["agent"])
+    meta = {"name": name, "description": "", "link": "", "code_version": code_version()} | (submission or {})
     return {
         "format": "savings-gym-result",
         "version": RESULT_VERSION,
+        "submission": meta,
         "config": config,
         "versions": versions(),
         "seconds_this_session": seconds,
-        "learning_curves": {p: c.T.tolist() for p, c in curves.items()},  # phase -> [network][batch]
-        "metrics": savings({p: c.T for p, c in curves.items()}),
+        "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
+        "metrics": savings(curves),
     }
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit."""
+    import subprocess
+
+    import savings_gym
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return savings_gym.__version__ + (f"+{commit}" if commit else "")
 
 
 def write_result(out: Path, result: dict, state: RunState) -> None:

@@ -1,0 +1,60 @@
+"""``savings-gym report RUN_DIR``: one self-contained HTML page for a single run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+from benchmarks.protocol import atomic_write_bytes
+from benchmarks.run import summary_table
+
+
+def _table(pairs: list[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in pairs)
+    return f"<table>{rows}</table>"
+
+
+def _flat(prefix: str, value) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [pair for key, v in value.items() for pair in _flat(f"{prefix}{key}." if prefix or key else key, v)]
+    text = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else json.dumps(value)
+    return [(prefix.rstrip("."), text)]
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Writes ``report.html`` beside a run's result.json: config, metrics and figures (inlined).
+
+    Raises:
+        ValueError: if the folder holds no result.json.
+    """
+    run_dir = Path(run_dir)
+    file = run_dir / "result.json"
+    if not file.exists():
+        raise ValueError(f"{run_dir} holds no result.json: run `savings-gym run ... --out {run_dir}` first")
+    result = json.loads(file.read_text())
+    aggregate = {k: v for k, v in result["metrics"]["aggregate"].items()}
+    figures = []
+    for name in ("learning_curves.png", "hand_paths.png", "savings_index.png"):
+        path = run_dir / "figures" / name
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode()
+            figures.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>savings-gym run {html.escape(str(run_dir.name))}</title>
+<style>body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }} th {{ text-align: left; padding-right: 1em; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 2px 6px; }} img {{ max-width: 100%; margin: 1em 0; }}
+pre {{ background: #f6f6f6; padding: 1em; }}</style></head><body>
+<h1>{html.escape(result["submission"]["name"])}</h1>
+<h2>Savings</h2><pre>{html.escape(summary_table(result))}</pre>
+<h2>Metrics</h2>{_table(_flat("", aggregate))}
+<h2>Figures</h2>{"".join(figures) or "<p>no figures</p>"}
+<h2>Config</h2>{_table(_flat("", result["config"]))}
+<h2>Versions</h2>{_table(_flat("", result["versions"]))}
+</body></html>
+"""
+    out = run_dir / "report.html"
+    atomic_write_bytes(out, page.encode())
+    return out

@@ -1,0 +1,249 @@
+"""Leaderboard: validation against good and bad submissions, ranking, escaping, a real browser."""
+
+import copy
+import json
+import shutil
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from benchmarks import leaderboard
+from benchmarks.protocol import PRESETS, atomic_write_json, make_result
+
+SMOKE = PRESETS["smoke"]
+
+
+def _result(name="gru-test", networks=6, ff2_rate=0.3, seed=0, description="a test entry", link="https://x.org"):
+    rng = np.random.default_rng(seed)
+    curves = {}
+    for phase, n in SMOKE.batches.items():
+        x = np.arange(n) / 5
+        rate = {"FF1": 0.1, "FF2": ff2_rate}.get(phase, 0.2)
+        curves[phase] = np.stack([0.03 * np.exp(-rate * x) + rng.normal(0, 1e-4, n) for _ in range(networks)])
+    config = {
+        "agent": "gru",
+        "hidden": 16,
+        "networks": networks,
+        "seed": seed,
+        "seeds": [seed],
+        "env_id": "ArmCurlField-v0",
+        "preset": asdict(SMOKE),
+    }
+    return make_result(config, curves, 1.0, {"name": name, "description": description, "link": link})
+
+
+def _write(folder, result):
+    atomic_write_json(folder / "result.json", result)
+    return folder
+
+
+@pytest.fixture
+def good(tmp_path):
+    return _write(tmp_path / "good", _result())
+
+
+def test_a_good_submission_validates(good):
+    entry = leaderboard.validate(good)
+    assert entry.name == "gru-test" and len(entry.fingerprint) == 64
+
+
+def _tampered(tmp_path, change):
+    result = _result()
+    change(result)
+    return _write(tmp_path / "bad", result)
+
+
+BAD = {
+    "missing field": (lambda r: r.pop("metrics"), "(top level)", "'metrics' is a required property"),
+    "wrong type": (lambda r: r["config"].__setitem__("networks", "six"), "config/networks", "not of type"),
+    "wrong format": (lambda r: r.__setitem__("format", "csv"), "format", "savings-gym-result"),
+    "unknown submission key": (lambda r: r["submission"].__setitem__("score", 1), "submission", "Additional"),
+    "tampered metrics": (
+        lambda r: r["metrics"]["aggregate"]["savings_index"].__setitem__("estimate", 9.0),
+        "metrics/aggregate/savings_index/estimate",
+        "the curves give",
+    ),
+    "tampered per-network rate": (
+        lambda r: r["metrics"]["per_network"]["rate_FF2"].__setitem__(0, 1.0),
+        "metrics/per_network/rate_FF2/0",
+        "reported",
+    ),
+    "too few seeds": (
+        lambda r: (
+            r["config"].__setitem__("networks", 3),
+            [r["learning_curves"].__setitem__(p, c[:3]) for p, c in r["learning_curves"].items()],
+        ),
+        "config/networks",
+        "at least 5",
+    ),
+    "NaN": (lambda r: r["learning_curves"]["FF1"][2].__setitem__(4, float("nan")), "learning_curves/FF1", "NaN"),
+    "wrong env version": (
+        lambda r: r["config"].__setitem__("env_id", "ArmCurlField-v1"),
+        "config/env_id",
+        "unknown env id or version",
+    ),
+    "unknown preset": (
+        lambda r: r["config"]["preset"].__setitem__("name", "turbo"),
+        "config/preset/name",
+        "unknown preset",
+    ),
+    "preset lengths changed": (
+        lambda r: r["config"]["preset"]["batches"].__setitem__("FF1", 99),
+        "config/preset/batches",
+        "differ",
+    ),
+    "short curves": (
+        lambda r: r["learning_curves"].__setitem__("NF2", [c[:-1] for c in r["learning_curves"]["NF2"]]),
+        "learning_curves/NF2",
+        "batches",
+    ),
+    "ragged curves": (lambda r: r["learning_curves"]["FF2"][1].pop(), "learning_curves/FF2", "different lengths"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_submissions_are_rejected_naming_file_field_and_reason(tmp_path, case):
+    change, field, reason = BAD[case]
+    folder = _tampered(tmp_path, change)
+    with pytest.raises(leaderboard.SubmissionError) as error:
+        leaderboard.validate(folder)
+    problems = error.value.problems
+    assert any(f.endswith("result.json") and fld == field and reason in why for f, fld, why in problems), problems
+
+
+def test_unreadable_missing_and_oversized_files(tmp_path, monkeypatch):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "result.json").write_text("{not json")
+    with pytest.raises(leaderboard.SubmissionError, match="not valid JSON"):
+        leaderboard.validate(tmp_path / "junk")
+    with pytest.raises(leaderboard.SubmissionError, match="no such file"):
+        leaderboard.validate(tmp_path / "nothing")
+    big = _write(tmp_path / "big", _result())
+    monkeypatch.setattr(leaderboard, "MAX_BYTES", 1000)
+    with pytest.raises(leaderboard.SubmissionError, match="over the 1000-byte limit"):
+        leaderboard.validate(big)
+
+
+def test_duplicates_of_an_entry_are_rejected(tmp_path, good):
+    board = tmp_path / "board"
+    added = leaderboard.add(good, board)
+    assert (added / "result.json").exists()
+    copy_folder = tmp_path / "renamed"
+    result = json.loads((good / "result.json").read_text())
+    result["submission"]["name"] = "same curves, other name"
+    _write(copy_folder, result)
+    with pytest.raises(leaderboard.SubmissionError, match="duplicates the entry"):
+        leaderboard.validate(copy_folder, board)
+
+
+def test_ranking_iqm_and_shared_ranks(tmp_path):
+    board = tmp_path / "board"
+    for name, rate, seed in (("strong", 0.4, 1), ("weak", 0.05, 2), ("strong-too", 0.41, 3)):
+        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed)), board)
+    table = leaderboard.rows(leaderboard.entries(board))
+    assert [r["name"] for r in table][-1] == "weak"
+    ranks = {r["name"]: r["rank"] for r in table}
+    assert ranks["strong"] == ranks["strong-too"] == "1=" and not ranks["weak"].startswith("1")
+    index = table[0]["savings_index"]
+    assert index[1] <= index[0] <= index[2]
+
+
+def test_iqm_ignores_outlying_seeds():
+    assert leaderboard.iqm(np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0])) == pytest.approx(1.0)
+
+
+INJECTION = '<script>alert("x")</script><img src=x onerror=alert(1)>|'
+
+
+def test_strings_from_submissions_come_out_escaped(tmp_path):
+    board = tmp_path / "board"
+    leaderboard.add(
+        _write(tmp_path / "evil", _result(INJECTION, description=INJECTION, link="javascript:alert(1)")), board
+    )
+    markdown, page = leaderboard.render(board, tmp_path / "site")
+    text = page.read_text()
+    assert "<script>alert" not in text and "<img src=x" not in text and 'href="javascript' not in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
+    assert "<script>" not in markdown.read_text() and "\\|" in markdown.read_text()
+
+
+def _chromium():
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    return webdriver.Chrome(options=options, service=service)
+
+
+def test_the_page_sorts_in_a_real_headless_chromium(tmp_path):
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is needed (.ci/run installs chromium and chromium-driver)")
+    board = tmp_path / "board"
+    for name, rate, seed in (("alpha", 0.4, 1), ("beta", 0.05, 2), ("gamma", 0.2, 3)):
+        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed)), board)
+    _, page = leaderboard.render(board, tmp_path / "site")
+    from selenium.webdriver.common.by import By
+
+    driver = _chromium()
+    try:
+        driver.get(page.as_uri())
+
+        def names():
+            return [
+                row.find_elements(By.TAG_NAME, "td")[1].text
+                for row in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr")
+            ]
+
+        before = names()
+        assert sorted(before) == ["alpha", "beta", "gamma"] and before[-1] == "beta"
+        header = driver.find_elements(By.CSS_SELECTOR, "#board th")[1]  # "entry"
+        header.click()
+        assert names() == ["alpha", "beta", "gamma"]
+        header.click()
+        assert names() == ["gamma", "beta", "alpha"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")) == 3
+    finally:
+        driver.quit()
+
+
+def test_cli_validate_add_render_and_report(tmp_path, good, capsys):
+    from benchmarks.cli import main
+
+    board = tmp_path / "board"
+    assert main(["leaderboard", "validate", str(good), "--board", str(board)]) == 0
+    assert main(["leaderboard", "add", str(good), "--board", str(board)]) == 0
+    assert main(["leaderboard", "render", "--board", str(board), "--out", str(tmp_path / "site")]) == 0
+    assert "ok: gru-test" in capsys.readouterr().out
+    bad = _tampered(tmp_path, lambda r: r["config"].__setitem__("env_id", "Nope-v0"))
+    with pytest.raises(SystemExit):
+        main(["leaderboard", "validate", str(bad)])
+    assert "config/env_id" in capsys.readouterr().err
+
+
+def test_report_page(tmp_path, good):
+    from benchmarks.report import write_report
+
+    page = write_report(good).read_text()
+    assert "gru-test" in page and "savings index" in page
+    with pytest.raises(ValueError, match="no result.json"):
+        write_report(tmp_path)
+
+
+def test_schema_is_itself_valid():
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(leaderboard.SUBMISSION_SCHEMA)
+    copy.deepcopy(leaderboard.SUBMISSION_SCHEMA)
