@@ -36,6 +36,7 @@ import torch
 from agents.controllers import RecurrentControllers
 from agents.interface import ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
+from savings_gym.arm import muscle_endpoint_force
 from savings_gym.differentiable import DifferentiableArmEnv
 from savings_gym.schedule import Schedule
 from savings_gym.task import N_TEST_TARGETS
@@ -113,22 +114,39 @@ def paper_loss(trajectory: dict[str, torch.Tensor], weights: dict[str, float] = 
     return sum(weights[name] * value for name, value in terms.items())
 
 
-def rollout(env: DifferentiableArmEnv, controllers: RecurrentControllers, options: dict | None) -> dict:
-    """One episode of every arm; returns (K, B, T, .) tensors (see :func:`paper_loss`)."""
+def rollout(
+    env: DifferentiableArmEnv,
+    controllers: RecurrentControllers,
+    options: dict | None,
+    hidden_offset: torch.Tensor | None = None,
+    offset_step: int = 16,
+    keep_joint: bool = False,
+) -> dict:
+    """One episode of every arm; returns (K, B, T, .) tensors (see :func:`paper_loss`).
+
+    Args:
+        hidden_offset: (K, H) added to every reach's hidden state just before the controller's
+            update at ``offset_step`` (after that many steps), for perturbation experiments.
+        keep_joint: also return the joint states (``joint``, (K, B, T, 4)).
+    """
     k = controllers.num_networks
     obs, _ = env.reset(options=options)
     batch = obs.shape[0] // k
     state = controllers.initial_state(batch)
-    record: dict[str, list[torch.Tensor]] = {
-        key: [] for key in ("hand_position", "desired_position", "hand_velocity", "muscle_force", "hidden")
-    }
-    truncated = False
+    keys = ["hand_position", "desired_position", "hand_velocity", "muscle_force"]
+    record: dict[str, list[torch.Tensor]] = {key: [] for key in [*keys, "hidden"] + (["joint"] if keep_joint else [])}
+    truncated, t = False, 0
     while not truncated:
+        if hidden_offset is not None and t == offset_step:
+            state = (state[0] + hidden_offset[:, None, :], *state[1:])
         action, state = controllers(obs.view(k, batch, -1), state)
         obs, _, _, truncated, info = env.step(action.reshape(k * batch, -1))
-        for key in ("hand_position", "desired_position", "hand_velocity", "muscle_force"):
+        for key in keys:
             record[key].append(info[key].view(k, batch, -1))
         record["hidden"].append(state[0])
+        if keep_joint:
+            record["joint"].append(env.state.arm.joint.view(k, batch, -1))
+        t += 1
     return {key: torch.stack(values, dim=2) for key, values in record.items()}
 
 
@@ -236,8 +254,22 @@ class BPTTAgent:
             p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))
 
     @torch.no_grad()
-    def evaluate(self, field_gain: float, eval_seed: int = 0) -> ReachRecord:
-        """The 8 test reaches of every network under ``field_gain``, outside the schedule."""
+    def evaluate(
+        self,
+        field_gain: float,
+        eval_seed: int = 0,
+        hidden_offset: np.ndarray | None = None,
+        offset_step: int = 16,
+        endpoint_force: bool = False,
+    ) -> ReachRecord:
+        """The 8 test reaches of every network under ``field_gain``, outside the schedule.
+
+        Args:
+            field_gain: curl gain (N*s/m).
+            eval_seed: test noise seed.
+            hidden_offset: (K, H) added to the hidden state before the update at ``offset_step``.
+            endpoint_force: also compute the force the muscles put on the hand at every step.
+        """
         test_env = self._test_env()
         # test arm i is seeded eval_seed + i: offset by the first network so network n's test noise
         # does not depend on how many networks are evaluated together
@@ -246,12 +278,23 @@ class BPTTAgent:
             "field_gain": field_gain,
             "eval_seed": eval_seed + self.first_network * N_TEST_TARGETS,
         }
-        trajectory = rollout(test_env, self.controllers, options)
+        offset = None
+        if hidden_offset is not None:
+            offset = torch.as_tensor(hidden_offset, dtype=torch.float32, device=test_env.device)
+        trajectory = rollout(test_env, self.controllers, options, offset, offset_step, keep_joint=endpoint_force)
+        force = None
+        if endpoint_force:
+            joint, muscle = trajectory["joint"], trajectory["muscle_force"]
+            flat = muscle_endpoint_force(
+                test_env._world.task.arm, test_env.xp, joint.reshape(-1, 4), muscle.reshape(-1, 6)
+            )
+            force = flat.reshape(*joint.shape[:3], 2).cpu().numpy()
         return ReachRecord(
             hand_position=trajectory["hand_position"].cpu().numpy(),
             target=test_env.state.target[:N_TEST_TARGETS].cpu().numpy(),
             field_gain=float(field_gain),
             hidden=trajectory["hidden"].cpu().numpy(),
+            endpoint_force=force,
         )
 
     def _test_env(self) -> DifferentiableArmEnv:

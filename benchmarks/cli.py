@@ -70,6 +70,20 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latent(args: argparse.Namespace) -> int:
+    from benchmarks.latent import LatentConfig, run_latent
+
+    results = run_latent(args.run_dir, LatentConfig(prep_step=args.prep_step, force_step=args.force_step))
+    p = results["persistence_NF2"]
+    print(
+        f"NF2 projection on the uniform shift, (x - NF1) / (FF1 - NF1): {p['estimate']:+.3f} "
+        f"[{p['low']:+.3f}, {p['high']:+.3f}] over {results['networks']} networks; one-sample t = {p['t']:.2f}, "
+        f"p(> 0) = {p['p_greater_than_0']:.3g}"
+    )
+    print(f"wrote {args.run_dir}/latent/latent.json and figures")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
@@ -120,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--board", default="leaderboard", help="the leaderboard folder")
     render.add_argument("--out", default="site", help="output folder")
     render.set_defaults(handler=_leaderboard)
+
+    latent = commands.add_parser("latent", help="preparatory-activity analysis of a finished BPTT run")
+    latent.add_argument("run_dir", help="a run folder (with phase_ends/)")
+    latent.add_argument("--prep-step", type=int, default=16, help="step of the preparatory state (before the cue)")
+    latent.add_argument("--force-step", type=int, default=26, help="step of the endpoint force for the TDR axes")
+    latent.set_defaults(handler=_latent)
 
     report = commands.add_parser("report", help="one HTML page for a single run")
     report.add_argument("run_dir", help="a run folder holding result.json")

@@ -8,7 +8,8 @@ writes its results atomically:
 * ``result.json``: config, package versions, seeds, the learning curves per phase and network,
   and the savings metrics (:func:`benchmarks.metrics.savings`);
 * ``curves.npz``: the deviation of every test reach (phase -> (K, batches, 8));
-* ``figures/``: learning curves, hand paths, savings index per network (:mod:`benchmarks.figures`).
+* ``figures/``: learning curves, hand paths, savings index per network (:mod:`benchmarks.figures`);
+* ``phase_ends/<phase>.pt``: the learners' state at the end of each phase (for ``savings-gym latent``).
 
 A killed run resumed with the same command ends with the same curves as an uninterrupted one.
 """
@@ -191,6 +192,7 @@ def run_protocol(
     started, last_save = time.time(), time.time()
     bar = _progress(total, state.batch, progress)
     while state.batch < total:
+        _save_phase_ends(out, schedule, agent)
         phase = schedule.phase_at(agent.episodes_completed)
         record = agent.evaluate(phase.field_gain)
         deviation = lateral_deviation(record.hand_position, record.target[None])
@@ -205,10 +207,26 @@ def run_protocol(
             last_save = time.time()
         if stopping and state.batch < total:
             return None
+    _save_phase_ends(out, schedule, agent)
     curves = {phase: np.asarray(d).mean(-1).T for phase, d in state.deviations.items() if len(d)}
     result = make_result(full_config, curves, time.time() - started)
     write_result(out, result, state)
     return result
+
+
+PHASE_ENDS = "phase_ends"
+
+
+def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent) -> None:
+    """The learners as each phase ends (a phase of no batches ends where it starts), for analyses
+    such as ``savings-gym latent``; written once, atomically, in ``out/phase_ends/<phase>.pt``."""
+    for phase in schedule.phases:
+        if phase.n_episodes is None:
+            continue
+        end = schedule.start_of(phase.name) + phase.n_episodes
+        path = out / PHASE_ENDS / f"{phase.name}.pt"
+        if agent.episodes_completed >= end and not path.exists():
+            atomic_torch_save(agent.state_dict(), path)
 
 
 def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: ReachRecord) -> None:

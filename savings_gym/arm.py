@@ -327,3 +327,27 @@ def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endp
     pos = xp.clip(pos, p.pos_lower, p.pos_upper)
     new_joint = xp.concat([pos, vel], axis=1)
     return ArmState(new_joint, new_activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, new_joint))
+
+
+def muscle_endpoint_force(p: ArmParams, xp: Backend, joint: Array, force: Array) -> Array:
+    """The force (N) the muscles exert at the hand: the joint torques they make, mapped through the
+    inverse transposed Jacobian (F = J^-T tau, as the paper's analysis code computes it).
+
+    Args:
+        joint: (B, 4) joint state.
+        force: (B, 6) muscle forces (N).
+
+    Returns:
+        (B, 2) endpoint force.
+    """
+    _, _, moment0, moment1 = muscle_geometry(p, joint)
+    tau0 = -xp.sum(force * moment0, axis=1)
+    tau1 = -xp.sum(force * moment1, axis=1)
+    q0, q01 = joint[:, 0], joint[:, 0] + joint[:, 1]
+    jac11 = -p.l1 * xp.sin(q0) - p.l2 * xp.sin(q01)
+    jac12 = -p.l2 * xp.sin(q01)
+    jac21 = p.l1 * xp.cos(q0) + p.l2 * xp.cos(q01)
+    jac22 = p.l2 * xp.cos(q01)
+    # tau = J^T F:  [tau0, tau1] = [[j11, j21], [j12, j22]] [fx, fy]
+    det = jac11 * jac22 - jac21 * jac12
+    return xp.stack([(jac22 * tau0 - jac21 * tau1) / det, (-jac12 * tau0 + jac11 * tau1) / det], axis=1)

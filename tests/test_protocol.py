@@ -35,6 +35,7 @@ def test_run_writes_a_self_describing_result(tmp_path):
     for figure in ("learning_curves.png", "hand_paths.png", "savings_index.png"):
         assert (tmp_path / "figures" / figure).stat().st_size > 1000
     assert not [p for p in tmp_path.rglob("*.tmp*")], "a temporary file was left behind"
+    assert sorted(p.name for p in (tmp_path / "phase_ends").iterdir()) == ["FF1.pt", "FF2.pt", "NF1.pt", "NF2.pt"]
 
 
 def test_a_stopped_run_resumes_to_the_same_curves(tmp_path):
