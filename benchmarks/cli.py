@@ -1,6 +1,9 @@
 """The ``savings-gym`` command line.
 
 savings-gym bench env        # environment throughput against MotorNet, with ratios
+savings-gym bench rl         # RecurrentPPO training steps/s: our vector env vs SB3's DummyVecEnv
+savings-gym run --agent sb3:RecurrentPPO --networks 5 --preset quick --out runs/rppo
+savings-gym pretrain --agent sb3:RecurrentPPO --networks 5 --batches 2000
 """
 
 from __future__ import annotations
@@ -24,6 +27,39 @@ def _bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hyperparams(items: list[str] | None) -> list[dict | str] | None:
+    """``--hyperparams`` items: ``key=value`` (the value read as YAML) or the path of an rl-zoo3 yaml file."""
+    if not items:
+        return None
+    parsed: list[dict | str] = []
+    for item in items:
+        if "=" in item:
+            import yaml
+
+            key, _, value = item.partition("=")
+            try:
+                parsed.append({key.strip(): yaml.safe_load(value)})
+            except yaml.YAMLError as error:
+                raise ValueError(f"--hyperparams {item!r}: the value is not valid YAML ({error})") from error
+        else:
+            parsed.append(item)
+    return parsed
+
+
+def _learner(args: argparse.Namespace) -> dict:
+    """What ``run`` and ``pretrain`` share (``demo`` sets no env or hyperparameters); sets torch's threads."""
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return {
+        "seed": args.seed,
+        "device": args.device,
+        "env_id": getattr(args, "env", "ArmCurlField-v0"),
+        "hyperparams": _hyperparams(getattr(args, "hyperparams", None)),
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
     from benchmarks.run import run, summary_table
 
@@ -33,9 +69,9 @@ def _run(args: argparse.Namespace) -> int:
         args.networks,
         args.preset,
         args.out,
-        seed=args.seed,
-        device=args.device,
         checkpoint_seconds=getattr(args, "checkpoint_seconds", 120.0),
+        tensorboard=getattr(args, "tensorboard", None),
+        **_learner(args),
     )
     print(summary_table(result))
     print(f"result: {args.out}/result.json, figures: {args.out}/figures/")
@@ -44,8 +80,35 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     args.agent, args.hidden, args.networks, args.preset, args.seed, args.device = "gru", 128, 8, "quick", 0, "cpu"
+    # one thread: at these sizes per-operation overhead dominates, a second thread gains ~7% on an idle
+    # 2-core machine and makes each batch several times slower when anything else wants a core
+    args.threads = 1
     print("savings-gym demo: 8 pretrained GRU-128 networks relearn a curl field (FF1 -> NF2 -> FF2, quick preset)")
     return _run(args)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from benchmarks.run import pretrain_agent
+
+    pretrain_agent(
+        args.agent,
+        args.networks,
+        args.batches,
+        args.out,
+        hidden=args.hidden,
+        check_every=args.check_every,
+        max_endpoint_error=args.max_endpoint_error_cm / 100,
+        max_deviation=args.max_deviation_cm / 100,
+        **_learner(args),
+    )
+    return 0
+
+
+def _bench_rl(args: argparse.Namespace) -> int:
+    from benchmarks import rl_throughput
+
+    print(rl_throughput.report(rl_throughput.run(quick=args.quick, n_envs=args.n_envs, threads=args.threads)))
+    return 0
 
 
 def _bench_bptt(args: argparse.Namespace) -> int:
@@ -91,6 +154,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learner_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agent", default="gru", help="gru, lstm, rnn (BPTT) or sb3:<Algo> (e.g. sb3:RecurrentPPO)")
+    parser.add_argument(
+        "--hidden", type=int, default=None, help="recurrent units (BPTT: default 128; SB3: the LSTM's, from the yaml)"
+    )
+    parser.add_argument("--env", default="ArmCurlField-v0", help="ArmCurlField-v0 or ArmCurlFieldCued-v0 (SB3 only)")
+    parser.add_argument(
+        "--hyperparams",
+        nargs="+",
+        default=None,
+        metavar="FILE|KEY=VALUE",
+        help="SB3 hyperparameters over the shipped agents/hyperparams/*.yml: rl-zoo3 yaml files and/or key=value",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="savings-gym", description="A testbed for savings in motor learning.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,17 +185,30 @@ def build_parser() -> argparse.ArgumentParser:
     bptt.add_argument("--device", default="cpu", help="torch device for our side (the baseline runs on the CPU)")
     bptt.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
     bptt.set_defaults(handler=_bench_bptt)
+    rl = which.add_parser("rl", help="RecurrentPPO training steps/s on our vector env vs SB3's DummyVecEnv of gym.make")
+    rl.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
+    rl.add_argument("--n-envs", type=int, default=16, help="arms trained together, on both sides")
+    rl.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: SB3's advice for small networks)")
+    rl.set_defaults(handler=_bench_rl)
 
     run = commands.add_parser("run", help="run the savings protocol for a learner")
-    run.add_argument("--agent", default="gru", help="gru, lstm or rnn (BPTT)")
-    run.add_argument("--hidden", type=int, default=128, help="recurrent units per network")
-    run.add_argument("--networks", type=int, default=8, help="independent networks")
+    _learner_arguments(run)
+    run.add_argument("--networks", type=int, default=8, help="independent networks (SB3: seeds)")
     run.add_argument("--preset", default="quick", help="quick, paper or smoke")
     run.add_argument("--out", default="runs/run", help="output folder (resumes a checkpoint found there)")
-    run.add_argument("--seed", type=int, default=0, help="the run's seed")
-    run.add_argument("--device", default="cpu", help="torch device")
     run.add_argument("--checkpoint-seconds", type=float, default=120.0, help="seconds between checkpoints")
+    run.add_argument("--tensorboard", default=None, help="folder for TensorBoard scalars (needs tensorboard)")
     run.set_defaults(handler=_run)
+
+    pre = commands.add_parser("pretrain", help="pretrain learners in the null field and write their weights")
+    _learner_arguments(pre)
+    pre.add_argument("--networks", type=int, default=4, help="learners pretrained together")
+    pre.add_argument("--batches", type=int, default=2000, help="budget in batches of 8 episodes per learner")
+    pre.add_argument("--out", default=None, help="weights file (default: where the protocol looks for shipped ones)")
+    pre.add_argument("--check-every", type=int, default=50, help="SB3: batches between competence checks")
+    pre.add_argument("--max-endpoint-error-cm", type=float, default=2.0, help="SB3 competence: mean endpoint error")
+    pre.add_argument("--max-deviation-cm", type=float, default=1.0, help="SB3 competence: mean |lateral deviation|")
+    pre.set_defaults(handler=_pretrain)
 
     demo = commands.add_parser("demo", help="the README's main job: savings in 8 pretrained GRUs")
     demo.add_argument("--out", default="runs/demo", help="output folder")

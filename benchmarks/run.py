@@ -1,20 +1,41 @@
-"""``savings-gym run`` and ``savings-gym demo``: build a learner by name, run the protocol, report.
+"""``savings-gym run``, ``savings-gym pretrain`` and ``savings-gym demo``: build a learner by name,
+run the protocol, report.
 
-Learners: ``gru`` (the paper's), ``lstm``, ``rnn``, trained by BPTT (:mod:`agents.bptt`).
+Learners: ``gru`` (the paper's), ``lstm``, ``rnn``, trained by BPTT (:mod:`agents.bptt`), and
+``sb3:<Algo>``, any Stable-Baselines3 or sb3-contrib algorithm (:mod:`agents.sb3_agent`), e.g.
+``sb3:RecurrentPPO`` or ``sb3:PPO``, optionally on ``ArmCurlFieldCued-v0`` (told the field).
+
+SB3 learners start from pretrained weights: the shipped ones (``agents/pretrained/<algo>[-cued].pt``)
+when the preset allows and they fit, else they are pretrained in the null field first until they
+are competent (:func:`competence`) or the preset's budget runs out. They take their learning
+rate and everything else from their hyperparameters (``agents/hyperparams/*.yml``); a preset's
+``lr`` is the BPTT networks' SGD rate.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, load_pretrained, pretrain
+import numpy as np
+
+from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, derived_seed, load_pretrained, pretrain
 from agents.controllers import CELLS
+from agents.interface import Agent, ReachRecord
+from benchmarks.metrics import lateral_deviation
 from benchmarks.protocol import Preset, get_preset, run_protocol
 from savings_gym.schedule import Schedule
 
 BPTT_AGENTS = tuple(CELLS)
+SB3_PREFIX = "sb3:"
+PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
+DEFAULT_HIDDEN = 128
+# competence after pretraining, on the 8 null-field test reaches of the deterministic policy
+MAX_ENDPOINT_ERROR = 0.02  # m, mean distance of the hand to the target at the last step
+MAX_LATERAL_DEVIATION = 0.01  # m, mean absolute lateral deviation
 
 
 def shipped_pretrained(cell: str, hidden: int) -> Path:
@@ -22,15 +43,48 @@ def shipped_pretrained(cell: str, hidden: int) -> Path:
     return PRETRAINED_DIR / f"{cell}{hidden}.pt"
 
 
-def check_run_arguments(agent: str, hidden: int, networks: int, out: str | Path) -> Path:
-    """Validates the command line before any work starts.
+def _sb3_algorithms() -> list[str]:
+    try:
+        from agents.sb3_agent import algorithms
+    except ImportError:  # without the rl extra
+        return []
+    return list(algorithms())
+
+
+def check_run_arguments(
+    agent: str,
+    hidden: int | None,
+    networks: int,
+    out: str | Path,
+    env_id: str = "ArmCurlField-v0",
+    hyperparams: Any = None,
+) -> Path:
+    """Validates the command line before any work starts (for SB3 agents: the algorithm, the env and
+    the hyperparameters too, see :func:`agents.sb3_agent.make_spec`).
 
     Raises:
         ValueError: naming the argument and what was expected.
     """
-    if agent not in BPTT_AGENTS:
-        raise ValueError(f"--agent must be one of {list(BPTT_AGENTS)}, got {agent!r}")
-    if hidden < 1:
+    if agent.startswith(SB3_PREFIX):
+        algos = _sb3_algorithms()
+        if agent.removeprefix(SB3_PREFIX) not in algos:
+            raise ValueError(
+                f"--agent must be one of {list(BPTT_AGENTS)} or sb3:<Algo> with <Algo> one of {algos} "
+                f"(SB3 agents need the rl extra), got {agent!r}"
+            )
+        if env_id not in PROTOCOL_ENV_IDS:
+            raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS)}, got {env_id!r}")
+        sb3_spec(agent, env_id, hyperparams, hidden)
+    else:
+        if agent not in BPTT_AGENTS:
+            raise ValueError(
+                f"--agent must be one of {list(BPTT_AGENTS)} or sb3:<Algo> (e.g. sb3:RecurrentPPO), got {agent!r}"
+            )
+        if env_id != "ArmCurlField-v0":
+            raise ValueError(f"--env {env_id!r}: BPTT agents run in ArmCurlField-v0 only (other envs: sb3:<Algo>)")
+        if hyperparams:
+            raise ValueError("--hyperparams applies to sb3:<Algo> agents; BPTT agents take --hidden")
+    if hidden is not None and hidden < 1:
         raise ValueError(f"--hidden must be >= 1, got {hidden}")
     if networks < 1:
         raise ValueError(f"--networks must be >= 1, got {networks}")
@@ -81,31 +135,253 @@ def bptt_agent_factory(cell: str, hidden: int, networks: int, preset: Preset, ou
     return make, {"pretrained_from": str(source), "pretrained_meta": meta}
 
 
+def sb3_spec(agent: str, env_id: str, hyperparams: Any = None, hidden: int | None = None):
+    """The :class:`agents.sb3_agent.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
+    from agents.sb3_agent import make_spec
+
+    return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden)
+
+
+def competence(
+    record: ReachRecord, max_endpoint_error: float = MAX_ENDPOINT_ERROR, max_deviation: float = MAX_LATERAL_DEVIATION
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The pretraining criterion: a learner is competent when, on the 8 null-field test reaches, the
+    mean endpoint error (hand at the last step to the target) is below ``max_endpoint_error`` and the
+    mean absolute lateral deviation below ``max_deviation`` (both m; defaults 2 cm and 1 cm).
+
+    Returns:
+        (K,) booleans, and the figures per learner (cm) with their means.
+    """
+    error = np.linalg.norm(record.hand_position[:, :, -1] - record.target[None], axis=-1).mean(-1)
+    deviation = np.abs(lateral_deviation(record.hand_position, record.target[None])).mean(-1)
+    met = (error < max_endpoint_error) & (deviation < max_deviation)
+    figures = {
+        "endpoint_error_cm": round(float(error.mean()) * 100, 3),
+        "abs_lateral_deviation_cm": round(float(deviation.mean()) * 100, 3),
+        "competent": f"{int(met.sum())}/{len(met)}",
+        "endpoint_error_cm_per_learner": [round(float(e) * 100, 3) for e in error],
+        "abs_lateral_deviation_cm_per_learner": [round(float(d) * 100, 3) for d in deviation],
+        "criterion": {"max_endpoint_error_cm": max_endpoint_error * 100, "max_deviation_cm": max_deviation * 100},
+    }
+    return met, figures
+
+
+def sb3_agent_factory(
+    spec,
+    networks: int,
+    preset: Preset,
+    out: Path,
+    seed: int,
+    device: str,
+    tensorboard: Path | None = None,
+    check_every: int = 50,
+) -> tuple[Callable[[Schedule], Agent], dict[str, Any]]:
+    """A function schedule -> :class:`agents.sb3_agent.SB3Agent` starting from pretrained weights.
+
+    Shipped weights are used when the preset allows and a file fits the spec's networks with enough
+    learners; otherwise the learners are pretrained in the null field (``out/pretrained.pt``,
+    resumable) until :func:`competence` holds for all or ``preset.pretrain_batches`` are spent. A
+    preset with ``pretrain_batches=0`` and no shipped weights starts from scratch.
+    """
+    from agents.sb3_agent import PretrainArgs, SB3Agent, fits, load_pretrained, pretrain, shipped_pretrained
+
+    shipped = shipped_pretrained(spec)
+    source = None
+    if preset.use_shipped_pretrained and shipped.exists() and fits(load_pretrained(shipped), spec, networks):
+        source = shipped
+    if source is None and preset.pretrain_batches > 0:
+        args = PretrainArgs(
+            batches=preset.pretrain_batches,
+            networks=networks,
+            seed=seed,
+            check_every=max(1, min(check_every, preset.pretrain_batches)),
+            device=device,
+        )
+        print(
+            f"pretraining {networks} sb3:{spec.algo} learners in the null field for up to {args.batches} batches "
+            "(no shipped ones fit)"
+        )
+        source = out / "pretrained.pt"
+        pretrain(spec, args, source, competent=competence)
+    blob = load_pretrained(source) if source is not None else None
+
+    def make(schedule: Schedule) -> SB3Agent:
+        return SB3Agent(
+            spec, schedule, networks, seed=seed, device=device, pretrained=blob, tensorboard_log=tensorboard
+        )
+
+    return make, {
+        "pretrained_from": None if source is None else str(source),
+        "pretrained_meta": (blob or {}).get("meta", {}),
+    }
+
+
+def tensorboard_folder(folder: str | Path | None) -> Path | None:
+    """``folder`` when TensorBoard scalars can be written; None, with a warning, without tensorboard."""
+    import importlib.util
+    import warnings
+
+    if folder is None:
+        return None
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn(
+            f"tensorboard is not installed: no scalars go to {folder} (pip install tensorboard)", stacklevel=2
+        )
+        return None
+    return Path(folder)
+
+
+class TensorBoardScalars:
+    """An agent that also writes, per learner, what the experimenter sees at every evaluation:
+    ``eval/lateral_deviation_cm`` (mean over the 8 test reaches), ``schedule/field_gain`` and
+    ``schedule/phase`` (index in the schedule), against training episodes. The learner never sees them.
+
+    Args:
+        agent: any :class:`agents.interface.Agent`.
+        schedule: its schedule.
+        folder: one subfolder ``learner_<k>`` per learner (where SB3 agents write their own scalars).
+    """
+
+    def __init__(self, agent: Agent, schedule: Schedule, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.agent, self.schedule = agent, schedule
+        self.num_networks = agent.num_networks
+        self.writers = [SummaryWriter(str(folder / f"learner_{k}")) for k in range(agent.num_networks)]
+
+    @property
+    def episodes_completed(self) -> int:
+        return self.agent.episodes_completed
+
+    def train(self, episodes: int) -> None:
+        self.agent.train(episodes)
+
+    def evaluate(self, field_gain: float) -> ReachRecord:
+        record = self.agent.evaluate(field_gain)
+        step = self.agent.episodes_completed
+        phase = self.schedule.phase_at(step)
+        deviation = lateral_deviation(record.hand_position, record.target[None]).mean(-1)
+        for writer, value in zip(self.writers, deviation, strict=True):
+            writer.add_scalar("eval/lateral_deviation_cm", float(value) * 100, step)
+            writer.add_scalar("schedule/field_gain", phase.field_gain, step)
+            writer.add_scalar("schedule/phase", self.schedule.names.index(phase.name), step)
+            writer.flush()
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.agent.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state)
+
+
+def _logged(make: Callable[[Schedule], Agent], folder: Path) -> Callable[[Schedule], Agent]:
+    return lambda schedule: TensorBoardScalars(make(schedule), schedule, folder)
+
+
 def run(
     agent: str,
-    hidden: int,
+    hidden: int | None,
     networks: int,
-    preset: str,
+    preset: str | Preset,
     out: str | Path,
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
     checkpoint_seconds: float = 120.0,
+    env_id: str = "ArmCurlField-v0",
+    hyperparams: Mapping[str, Any] | str | Path | Sequence[Mapping[str, Any] | str | Path] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict:
-    """Runs the protocol for a BPTT learner and returns the result dict (also written to ``out``)."""
-    preset_obj = get_preset(preset)
-    out = check_run_arguments(agent, hidden, networks, out)
-    make, provenance = bptt_agent_factory(agent, hidden, networks, preset_obj, out, seed, device)
+    """Runs the protocol for a learner and returns the result dict (also written to ``out``).
+
+    Args:
+        agent: ``gru``, ``lstm``, ``rnn`` (BPTT) or ``sb3:<Algo>``.
+        hidden: recurrent units (BPTT: default 128; SB3: the LSTM of a recurrent policy, default
+            from the hyperparameters).
+        networks: independent learners.
+        preset: a preset name or :class:`~benchmarks.protocol.Preset`.
+        out: output folder (a checkpoint there is resumed).
+        env_id: ``ArmCurlField-v0``, or ``ArmCurlFieldCued-v0`` (SB3 only: told the field).
+        hyperparams: SB3 overrides (see :func:`agents.sb3_agent.make_spec`).
+        tensorboard: folder for TensorBoard scalars (skipped with a warning without tensorboard).
+    """
+    preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
+    out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams)
+    board = tensorboard_folder(tensorboard)
+    if agent.startswith(SB3_PREFIX):
+        spec = sb3_spec(agent, env_id, hyperparams, hidden)
+        make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board)
+        hidden = spec.hidden
+        details = {"sb3": spec.as_config()}
+    else:
+        hidden = DEFAULT_HIDDEN if hidden is None else hidden
+        make, provenance = bptt_agent_factory(agent, hidden, networks, preset_obj, out, seed, device)
+        details = {}
     config = {
         "agent": agent,
         "hidden": hidden,
         "networks": networks,
         "seed": seed,
+        # the leaderboard needs the seeds: learner n's random streams derive from derived_seed(seed, n)
+        "seeds": [derived_seed(seed, n) for n in range(networks)],
         "device": device,
-        "env_id": "ArmCurlField-v0",
+        "env_id": env_id,
+        **details,
         **provenance,
     }
+    if board is not None:
+        make = _logged(make, board)
     return run_protocol(make, preset_obj, out, config, progress=progress, checkpoint_seconds=checkpoint_seconds)
+
+
+def pretrain_agent(
+    agent: str,
+    networks: int,
+    batches: int,
+    out: str | Path | None = None,
+    *,
+    hidden: int | None = None,
+    env_id: str = "ArmCurlField-v0",
+    hyperparams: Any = None,
+    seed: int = 0,
+    device: str = "cpu",
+    check_every: int = 50,
+    max_endpoint_error: float = MAX_ENDPOINT_ERROR,
+    max_deviation: float = MAX_LATERAL_DEVIATION,
+) -> Path:
+    """``savings-gym pretrain``: pretrains learners in the null field and writes their weights.
+
+    SB3 agents train until every learner meets :func:`competence` (checked every ``check_every``
+    batches) or ``batches`` are spent, and are written (weights and normalisation statistics only) to
+    ``out``, by default where the protocol looks for shipped weights. BPTT agents run
+    :func:`agents.bptt.pretrain` for ``batches``. Rerunning the same command resumes.
+
+    Returns:
+        The written file.
+    """
+    if batches < 1:
+        raise ValueError(f"--batches must be >= 1, got {batches}")
+    if agent.startswith(SB3_PREFIX):
+        from agents.sb3_agent import PretrainArgs
+        from agents.sb3_agent import pretrain as pretrain_sb3
+        from agents.sb3_agent import shipped_pretrained as shipped_sb3
+
+        spec = sb3_spec(agent, env_id, hyperparams, hidden)
+        target = Path(out) if out is not None else shipped_sb3(spec)
+        check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
+        args = PretrainArgs(batches, networks, seed, max(1, min(check_every, batches)), device)
+        meta = pretrain_sb3(spec, args, target, lambda r: competence(r, max_endpoint_error, max_deviation))
+        verdict = "every learner is competent" if meta["all_competent"] else "NOT every learner is competent"
+        print(f"wrote {target} after {meta['batches_done']} batches: {verdict} ({meta['competence']['competent']})")
+        return target
+    hidden = DEFAULT_HIDDEN if hidden is None else hidden
+    target = Path(out) if out is not None else shipped_pretrained(agent, hidden)
+    check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
+    pretrain(
+        Args(cell=agent, hidden=hidden, networks=networks, seed=seed, batches=batches, device=device, out=str(target))
+    )
+    return target
 
 
 def summary_table(result: dict) -> str:

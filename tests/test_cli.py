@@ -18,6 +18,19 @@ def test_bench_bptt_prints_ratios_and_the_extrapolation(capsys):
     assert "baseline nb/s" in out and "paper protocol" in out
 
 
+def test_bench_rl_prints_both_sides_and_the_ratio(capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "rl", "--quick", "--n-envs", "8"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the bench sets one thread (its default --threads 1)
+    out = capsys.readouterr().out
+    assert "DummyVecEnv(gym.make)" in out and "SB3VecEnv (ours)" in out
+    assert out.count("RecurrentPPO") == 2 and out.count("x\n") >= 2
+
+
 def test_unknown_command_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["benchmark"])

@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 
+import jsonschema
 import numpy as np
 import pytest
 
+from benchmarks import leaderboard
 from benchmarks.cli import main
 from benchmarks.protocol import Preset, run_protocol
-from benchmarks.run import bptt_agent_factory
+from benchmarks.run import bptt_agent_factory, run
 
 TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, pretrain_batches=2, use_shipped_pretrained=False)
 
@@ -36,6 +38,13 @@ def test_run_writes_a_self_describing_result(tmp_path):
         assert (tmp_path / "figures" / figure).stat().st_size > 1000
     assert not [p for p in tmp_path.rglob("*.tmp*")], "a temporary file was left behind"
     assert sorted(p.name for p in (tmp_path / "phase_ends").iterdir()) == ["FF1.pt", "FF2.pt", "NF1.pt", "NF2.pt"]
+
+
+def test_a_bptt_run_writes_a_leaderboard_submission(tmp_path):
+    run("gru", 8, 2, TINY, tmp_path, seed=1, progress=False)
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    assert len(on_disk["config"]["seeds"]) == 2 and len(set(on_disk["config"]["seeds"])) == 2
 
 
 def test_a_stopped_run_resumes_to_the_same_curves(tmp_path):

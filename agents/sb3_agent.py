@@ -1,0 +1,1017 @@
+"""Stable-Baselines3 learners through the hidden schedule: any SB3 or sb3-contrib algorithm by name.
+
+Read top to bottom: the algorithms and their hyperparameters (rl-zoo3's yaml format, shipped in
+``agents/hyperparams/``), the agent (train / evaluate / checkpoint), then pretraining and the
+pretrained weights.
+
+One learner ("network") is one SB3 model with its own seed, its own native vector env of
+``n_envs`` arms (8 by default, through :class:`savings_gym.sb3.SB3VecEnv`) and its own schedule
+counter. With ``n_envs: 8`` and ``n_steps: 100`` a rollout is one episode of the 8 arms, i.e. one
+batch of the paper's protocol, so an on-policy learner makes one update per protocol batch. The
+learner trains continuously through NF1 -> FF1 -> NF2 -> FF2: its weights, optimiser and
+normalisation statistics are never reset at a phase change, and nothing tells it the phase
+(``ArmCurlFieldCued-v0`` shows the field gain: the control with context).
+
+Learning curves come from the deterministic policy (``deterministic=True``, recurrent state kept
+per learner and zeroed at the start of each test reach) on the 8 test reaches under the current
+field, the same test reaches and lateral deviation as the BPTT agents.
+
+>>> from agents.sb3_agent import SB3Agent, make_spec
+>>> from savings_gym.schedule import paper_schedule
+>>> spec = make_spec("PPO", hyperparams={"n_epochs": 1, "batch_size": 400})
+>>> agent = SB3Agent(spec, paper_schedule(batches={"NF1": 1, "FF1": 1}), num_networks=2, seed=0)
+>>> agent.train(8)                                   # one protocol batch: 8 episodes per learner
+>>> agent.episodes_completed, agent.evaluate(8.0).hand_position.shape
+(8, (2, 8, 100, 2))
+
+Checkpoints (:meth:`SB3Agent.state_dict`) hold tensors and plain values only, so they load with
+``torch.load(weights_only=True)``; a resumed run continues bitwise identically on the same machine
+(see :meth:`SB3Agent.state_dict` for what that takes).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import inspect
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    import stable_baselines3
+    from sb3_contrib import RecurrentPPO
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.logger import Logger, configure
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+    from stable_baselines3.common.utils import get_device
+    from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError('agents.sb3_agent needs SB3 and sb3-contrib: pip install "savings-gym[rl]"') from error
+
+import sb3_contrib
+
+from agents.bptt import derived_seed
+from agents.interface import ReachRecord, run_test_reaches
+from agents.serialization import atomic_torch_save, load_checkpoint
+from savings_gym import ENV_IDS, TRIAL_STEPS
+from savings_gym.sb3 import SB3VecEnv, make_sb3_vec_env
+from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule, null_schedule
+from savings_gym.task import N_MUSCLES, N_TEST_TARGETS
+from savings_gym.world import generators
+
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
+"""The envs a savings run can use (``ArmReach-v0`` is for pretraining)."""
+PRETRAIN_ENV_ID = "ArmReach-v0"
+
+ZOO_NAMES = {
+    "A2C": "a2c",
+    "DDPG": "ddpg",
+    "DQN": "dqn",
+    "PPO": "ppo",
+    "SAC": "sac",
+    "TD3": "td3",
+    "CrossQ": "crossq",
+    "MaskablePPO": "ppo_mask",
+    "QRDQN": "qrdqn",
+    "RecurrentPPO": "ppo_lstm",
+    "TQC": "tqc",
+    "TRPO": "trpo",
+}
+"""Algorithm class name -> rl-zoo3's name for it (and the name of its yaml in ``agents/hyperparams/``)."""
+
+# rl-zoo3 keys the adapter understands beside the algorithm's own arguments
+ZOO_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs", "noise_type", "noise_std")
+# rl-zoo3 keys that would change the env or the training loop the protocol owns
+ZOO_UNSUPPORTED = (
+    "env_wrapper",
+    "vec_env_wrapper",
+    "callback",
+    "frame_stack",
+    "monitor_kwargs",
+    "env_kwargs",
+    "replay_buffer_class",
+    "replay_buffer_kwargs",
+    "rollout_buffer_class",
+    "rollout_buffer_kwargs",
+)
+# constructor arguments the adapter sets itself
+ADAPTER_OWNED = ("env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "action_noise")
+SCHEDULABLE = ("learning_rate", "clip_range", "clip_range_vf")
+NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
+NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
+# counters of an SB3 model that a resumed run must continue from (those the algorithm has)
+COUNTERS = (
+    "num_timesteps",
+    "_n_updates",
+    "_n_calls",
+    "_episode_num",
+    "_current_progress_remaining",
+    "exploration_rate",
+)
+REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+# -- algorithms and hyperparameters ---------------------------------------------------------------
+def algorithms() -> dict[str, type[BaseAlgorithm]]:
+    """The SB3 and sb3-contrib algorithms the adapter drives, by class name.
+
+    Every on-policy and off-policy algorithm is included; ARS is not (it evaluates perturbed
+    policies in a loop of its own, so it cannot stop after an exact number of episodes).
+    """
+    found = {}
+    for module in (stable_baselines3, sb3_contrib):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, OnPolicyAlgorithm | OffPolicyAlgorithm):
+                found[name] = obj
+    return dict(sorted(found.items()))
+
+
+def resolve_algorithm(name: str) -> type[BaseAlgorithm]:
+    """The algorithm class called ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    table = algorithms()
+    if name not in table:
+        raise ValueError(f"unknown SB3 algorithm {name!r}; valid algorithms are {[f'sb3:{n}' for n in table]}")
+    return table[name]
+
+
+def is_recurrent(algo: type[BaseAlgorithm]) -> bool:
+    """Whether the algorithm's policies carry a recurrent state (RecurrentPPO)."""
+    return issubclass(algo, RecurrentPPO)
+
+
+class WholeSequenceLstmPolicy(RecurrentActorCriticPolicy):
+    """sb3-contrib's ``MlpLstmPolicy``, computing the same function with a faster training pass.
+
+    sb3-contrib runs the LSTM one step at a time over any training sequence that holds an episode
+    start, to zero the state there. When rollouts are whole episodes (``n_steps`` 100, the episode
+    length, as the shipped hyperparameters) every sequence starts an episode at its first step and
+    nowhere else; zeroing the initial state and running the sequence in one LSTM call is then the
+    same computation, about 3x faster per update on a CPU. Other sequences take sb3-contrib's loop.
+    The adapter uses it wherever ``MlpLstmPolicy`` is asked for (same weights, same state dict).
+    """
+
+    @staticmethod
+    def _process_sequence(
+        features: torch.Tensor,
+        lstm_states: tuple[torch.Tensor, torch.Tensor],
+        episode_starts: torch.Tensor,
+        lstm: torch.nn.LSTM,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        n_seq = lstm_states[0].shape[1]
+        starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)  # (length, n_seq)
+        if not torch.all(starts[1:] == 0.0):
+            return RecurrentActorCriticPolicy._process_sequence(features, lstm_states, episode_starts, lstm)
+        keep = (1.0 - starts[0]).view(1, n_seq, 1)
+        sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
+        output, states = lstm(sequence, (keep * lstm_states[0], keep * lstm_states[1]))
+        return torch.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states
+
+
+_ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "Identity")
+
+
+def parse_zoo_literal(text: str, where: str) -> Any:
+    """Reads one of rl-zoo3's Python-literal strings (``"dict(net_arch=[64], activation_fn=nn.ReLU)"``)
+    without ``eval``: literals, ``dict(...)`` calls and ``nn.<activation>`` names only.
+
+    Activation names are kept as strings (``"nn.ReLU"``) so the result stays JSON-able.
+
+    Raises:
+        ValueError: naming ``where`` for anything else.
+    """
+
+    def convert(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return -node.operand.value
+        if isinstance(node, ast.List | ast.Tuple):
+            return [convert(item) for item in node.elts]
+        if isinstance(node, ast.Dict):
+            return {convert(k): convert(v) for k, v in zip(node.keys, node.values, strict=True)}
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+            return {kw.arg: convert(kw.value) for kw in node.keywords}
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("nn", "th.nn", "torch.nn")
+            and node.attr in _ACTIVATIONS
+        ):
+            return f"nn.{node.attr}"
+        raise ValueError(
+            f"{where}: {text!r} is not a literal the adapter can read (dicts, lists, numbers, strings and "
+            f"nn.<activation> among {list(_ACTIVATIONS)}); write it as a YAML mapping instead"
+        )
+
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"{where}: {text!r} is not valid Python literal syntax ({error.msg})") from error
+    return convert(tree.body)
+
+
+def _policy_kwargs_objects(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-able policy kwargs -> what SB3 takes (activation names become torch classes)."""
+    out = dict(policy_kwargs)
+    if isinstance(out.get("activation_fn"), str):
+        out["activation_fn"] = getattr(torch.nn, out["activation_fn"].removeprefix("nn."))
+    return out
+
+
+def read_hyperparams_file(path: str | Path, env_id: str) -> dict[str, Any]:
+    """The entry for ``env_id`` (else ``default``) of an rl-zoo3 hyperparameter file.
+
+    Raises:
+        ValueError: for a missing or unreadable file, or one without an entry for the env.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        table = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"hyperparams file {str(path)!r} cannot be read ({error})") from error
+    if not isinstance(table, dict):
+        raise ValueError(f"hyperparams file {str(path)!r} must map env ids to hyperparameters (rl-zoo3's format)")
+    entry = table.get(env_id, table.get("default"))
+    if not isinstance(entry, dict):
+        raise ValueError(f"hyperparams file {str(path)!r} has no entry for {env_id!r} (nor 'default')")
+    return dict(entry)
+
+
+def shipped_hyperparams_path(algo: str) -> Path:
+    """Where the project's hyperparameters for an algorithm live (the file may not exist)."""
+    return HYPERPARAMS_DIR / f"{ZOO_NAMES.get(algo, algo.lower())}.yml"
+
+
+@dataclass(frozen=True)
+class SB3Spec:
+    """A validated recipe for SB3 learners: algorithm, env and hyperparameters (JSON-able).
+
+    Attributes:
+        algo: algorithm class name, e.g. ``"RecurrentPPO"``.
+        env_id: the env the learners live in.
+        policy: policy alias, e.g. ``"MlpLstmPolicy"``.
+        n_envs: arms per learner (a divisor of the protocol's 8 episodes per batch).
+        normalize: ``VecNormalize`` keyword arguments, or None for no normalisation.
+        policy_kwargs: policy keyword arguments (activation functions as ``"nn.<Name>"``).
+        algo_kwargs: the other constructor arguments.
+        noise: off-policy action noise ``{"type": ..., "std": ...}`` or None.
+        sources: where the values came from, in order of precedence (lowest first).
+    """
+
+    algo: str
+    env_id: str
+    policy: str
+    n_envs: int
+    normalize: dict[str, Any] | None
+    policy_kwargs: dict[str, Any]
+    algo_kwargs: dict[str, Any]
+    noise: dict[str, Any] | None = None
+    sources: tuple[str, ...] = ()
+
+    @property
+    def algo_class(self) -> type[BaseAlgorithm]:
+        return resolve_algorithm(self.algo)
+
+    @property
+    def recurrent(self) -> bool:
+        return is_recurrent(self.algo_class)
+
+    @property
+    def cued(self) -> bool:
+        return self.env_id == "ArmCurlFieldCued-v0"
+
+    @property
+    def hidden(self) -> int | None:
+        """LSTM units of a recurrent policy (SB3's default 256 unless set), else None."""
+        return int(self.policy_kwargs.get("lstm_hidden_size", 256)) if self.recurrent else None
+
+    @property
+    def policy_class(self) -> str | type:
+        """What the model is built with: :class:`WholeSequenceLstmPolicy` for ``MlpLstmPolicy``, else the alias."""
+        return WholeSequenceLstmPolicy if self.recurrent and self.policy == "MlpLstmPolicy" else self.policy
+
+    def architecture(self) -> dict[str, Any]:
+        """What pretrained weights must match to be loaded: the networks and their inputs."""
+        return {
+            "algo": self.algo,
+            "policy": self.policy,
+            "policy_kwargs": self.policy_kwargs,
+            "normalize": self.normalize,
+            "cued": self.cued,
+        }
+
+    def as_config(self) -> dict[str, Any]:
+        """The spec as plain values, for result files."""
+        return asdict(self) | {"sources": list(self.sources)}
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Constructor keyword arguments for the algorithm (without env, seed and device)."""
+        kwargs = dict(self.algo_kwargs)
+        if isinstance(kwargs.get("train_freq"), list):  # YAML has no tuples (rl-zoo3 converts too)
+            kwargs["train_freq"] = tuple(kwargs["train_freq"])
+        if self.noise is not None:
+            size = N_MUSCLES
+            noise_class = NormalActionNoise if self.noise["type"] == "normal" else OrnsteinUhlenbeckActionNoise
+            kwargs["action_noise"] = noise_class(mean=np.zeros(size), sigma=self.noise["std"] * np.ones(size))
+        return kwargs | {"policy_kwargs": _policy_kwargs_objects(self.policy_kwargs)}
+
+
+HyperparamsLike = Mapping[str, Any] | str | Path
+
+
+def _protocol_batch_steps(n_envs: int) -> int:
+    """Vector-env steps per protocol batch (8 episodes) with ``n_envs`` arms."""
+    return PAPER_BATCH_SIZE // n_envs * TRIAL_STEPS
+
+
+def _default(algo: type[BaseAlgorithm], name: str) -> Any:
+    return inspect.signature(algo.__init__).parameters[name].default
+
+
+def _check_rollout_fits_a_batch(algo: type[BaseAlgorithm], values: Mapping[str, Any], n_envs: int) -> None:
+    """The protocol trains in whole batches: one collection of the algorithm must fit a whole number of times."""
+    batch = _protocol_batch_steps(n_envs)
+    if issubclass(algo, OnPolicyAlgorithm):
+        n_steps = values.get("n_steps", _default(algo, "n_steps"))
+        if not isinstance(n_steps, int) or n_steps < 1 or batch % n_steps:
+            raise ValueError(
+                f"hyperparams n_steps={n_steps!r}: a rollout must divide a protocol batch of {batch} steps of "
+                f"{n_envs} arms (8 episodes of {TRIAL_STEPS} steps); use a divisor of {batch}, e.g. {batch}"
+            )
+        return
+    train_freq = values.get("train_freq", _default(algo, "train_freq"))
+    frequency, unit = (train_freq, "step") if isinstance(train_freq, int) else (None, None)
+    if isinstance(train_freq, list | tuple) and len(train_freq) == 2:
+        frequency, unit = train_freq
+    divides = isinstance(frequency, int) and frequency >= 1 and unit in ("step", "episode")
+    if divides:
+        steps = frequency if unit == "step" else math.ceil(frequency / n_envs) * TRIAL_STEPS
+        divides = batch % steps == 0
+    if not divides:
+        raise ValueError(
+            f"hyperparams train_freq={train_freq!r}: one collection must divide a protocol batch of {batch} "
+            f"steps of {n_envs} arms; use (n, 'step') with n dividing {batch}, or (1, 'episode')"
+        )
+
+
+def make_spec(
+    algo: str,
+    env_id: str = "ArmCurlField-v0",
+    hyperparams: HyperparamsLike | Sequence[HyperparamsLike] | None = None,
+    hidden: int | None = None,
+) -> SB3Spec:
+    """Validates an algorithm, env and hyperparameters into an :class:`SB3Spec`, before any training.
+
+    Defaults come from the shipped ``agents/hyperparams/<rl-zoo name>.yml`` (entry ``env_id``),
+    else SB3's own. ``hyperparams`` overrides them: a flat dict, the path of an rl-zoo3 yaml file
+    (its ``env_id`` or ``default`` entry), or a list of those applied in order.
+
+    Args:
+        algo: class name of an SB3 or sb3-contrib algorithm (:func:`algorithms`).
+        env_id: ``ArmCurlField-v0``, ``ArmCurlFieldCued-v0`` or ``ArmReach-v0``.
+        hyperparams: overrides, see above.
+        hidden: LSTM units (``policy_kwargs.lstm_hidden_size``) of a recurrent policy.
+
+    Raises:
+        ValueError: naming the argument: an unknown algorithm or env, an action space the
+            algorithm cannot act in, unknown or unsupported hyperparameter keys, a learning-rate
+            schedule, a rollout that does not fit the protocol's batches.
+    """
+    algo_class = resolve_algorithm(algo)
+    if env_id not in ENV_IDS:
+        raise ValueError(f"env_id must be one of {list(ENV_IDS)}, got {env_id!r}")
+    layers: list[tuple[str, dict[str, Any]]] = []
+    shipped = shipped_hyperparams_path(algo)
+    if shipped.exists():
+        layers.append((f"{shipped.name}[{env_id}]", read_hyperparams_file(shipped, env_id)))
+    overrides = [] if hyperparams is None else hyperparams
+    if isinstance(overrides, Mapping | str | Path):
+        overrides = [overrides]
+    for item in overrides:
+        if isinstance(item, Mapping):
+            layers.append(("hyperparams dict", dict(item)))
+        elif isinstance(item, str | Path):
+            layers.append((f"hyperparams file {str(item)!r}", read_hyperparams_file(item, env_id)))
+        else:
+            raise ValueError(f"hyperparams must be a dict or a yaml path, got {type(item).__name__}")
+
+    constructor = set(inspect.signature(algo_class.__init__).parameters) - {"self", "policy", *ADAPTER_OWNED}
+    for where, values in layers:
+        keys = [str(k) for k in values]
+        unsupported = sorted(set(keys) & set(ZOO_UNSUPPORTED))
+        if unsupported:
+            raise ValueError(
+                f"{where}: {unsupported} not supported by the savings-gym adapter (the protocol owns the env "
+                "and the training loop)"
+            )
+        owned = sorted(set(keys) & set(ADAPTER_OWNED) - {"action_noise"})
+        if owned:
+            raise ValueError(f"{where}: {owned} are set by the adapter; remove them")
+        unknown = sorted(set(keys) - constructor - set(ZOO_KEYS))
+        if unknown:
+            valid = sorted(constructor | set(ZOO_KEYS))
+            raise ValueError(f"{where}: unknown key(s) {unknown} for sb3:{algo}; valid keys are {valid}")
+    values: dict[str, Any] = {}
+    for _, layer in layers:
+        values.update(layer)
+
+    policy = values.pop("policy", "MlpLstmPolicy" if is_recurrent(algo_class) else "MlpPolicy")
+    if policy not in algo_class.policy_aliases:
+        raise ValueError(f"hyperparams policy={policy!r}: sb3:{algo} takes {sorted(algo_class.policy_aliases)}")
+    n_envs = values.pop("n_envs", PAPER_BATCH_SIZE)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1 or PAPER_BATCH_SIZE % n_envs:
+        raise ValueError(f"hyperparams n_envs={n_envs!r}: must divide the protocol batch of {PAPER_BATCH_SIZE}")
+    values.pop("n_timesteps", None)  # rl-zoo3's budget; the protocol sets its own
+    for key in SCHEDULABLE:
+        if isinstance(values.get(key), str):
+            raise ValueError(
+                f"hyperparams {key}={values[key]!r}: schedules are not supported (a rate that decays through the "
+                "schedule would slow FF2 relative to FF1 and confound savings); give a constant number "
+                "(in YAML, write 3.0e-4 or !!float 3e-4)"
+            )
+    policy_kwargs = values.pop("policy_kwargs", None) or {}
+    if isinstance(policy_kwargs, str):
+        policy_kwargs = parse_zoo_literal(policy_kwargs, "hyperparams policy_kwargs")
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError(f"hyperparams policy_kwargs must be a mapping, got {policy_kwargs!r}")
+    if hidden is not None:
+        if not is_recurrent(algo_class):
+            raise ValueError(
+                f"hidden={hidden} sets the LSTM size of recurrent policies; sb3:{algo} has none "
+                "(set policy_kwargs net_arch in the hyperparams instead)"
+            )
+        policy_kwargs = policy_kwargs | {"lstm_hidden_size": int(hidden)}
+    activation = policy_kwargs.get("activation_fn")
+    if activation is not None and str(activation).removeprefix("nn.") not in _ACTIVATIONS:
+        raise ValueError(f"hyperparams policy_kwargs activation_fn={activation!r}: use one of {list(_ACTIVATIONS)}")
+    normalize = _parse_normalize(values.pop("normalize", False), values.get("gamma"))
+    noise = _parse_noise(algo_class, values.pop("noise_type", None), values.pop("noise_std", None))
+    _check_rollout_fits_a_batch(algo_class, values, n_envs)
+    spec = SB3Spec(
+        algo, env_id, policy, n_envs, normalize, policy_kwargs, values, noise, tuple(where for where, _ in layers)
+    )
+    _check_action_space(spec)
+    return spec
+
+
+def _parse_normalize(normalize: Any, gamma: float | None) -> dict[str, Any] | None:
+    if isinstance(normalize, str):
+        normalize = parse_zoo_literal(normalize, "hyperparams normalize")
+    if normalize is False or normalize is None:
+        return None
+    kwargs = {} if normalize is True else normalize
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"hyperparams normalize must be true, false or a mapping, got {normalize!r}")
+    unknown = sorted(set(kwargs) - set(NORMALIZE_KEYS))
+    if unknown:
+        raise ValueError(f"hyperparams normalize: unknown key(s) {unknown}; valid keys are {list(NORMALIZE_KEYS)}")
+    if gamma is not None:  # as rl-zoo3: the return is discounted as the algorithm discounts
+        kwargs = kwargs | {"gamma": gamma}
+    return kwargs
+
+
+def _parse_noise(algo: type[BaseAlgorithm], noise_type: Any, noise_std: Any) -> dict[str, Any] | None:
+    if noise_type is None:
+        return None
+    if not issubclass(algo, OffPolicyAlgorithm):
+        raise ValueError(f"hyperparams noise_type: action noise applies to off-policy algorithms, not {algo.__name__}")
+    if noise_type not in NOISE_TYPES or not isinstance(noise_std, int | float) or noise_std < 0:
+        raise ValueError(
+            f"hyperparams noise_type={noise_type!r}, noise_std={noise_std!r}: the type must be one of "
+            f"{list(NOISE_TYPES)} with a non-negative noise_std"
+        )
+    return {"type": noise_type, "std": float(noise_std)}
+
+
+def _check_action_space(spec: SB3Spec) -> None:
+    """SB3 checks the action space in the constructor, before building any network: build it that far."""
+    probe = make_sb3_vec_env(spec.env_id, spec.n_envs)
+    kwargs = {k: v for k, v in spec.model_kwargs().items() if k != "action_noise"}
+    try:
+        spec.algo_class(spec.policy, probe, _init_setup_model=False, **kwargs)
+    except AssertionError as error:
+        raise ValueError(f"agent sb3:{spec.algo} cannot act in {spec.env_id}: {error}") from error
+    finally:
+        probe.close()
+
+
+# -- the agent ------------------------------------------------------------------------------------
+class _ResumableVecEnv(VecEnvWrapper):
+    """Remembers the world's random generators as they were before its current episodes were drawn.
+
+    SB3's same-step autoreset draws the next episodes inside the step that ends the last ones, so
+    between ``learn`` calls the world already holds episodes in progress. A checkpoint stores the
+    generators from before that draw; :meth:`restore` redraws the very same episodes.
+    """
+
+    def __init__(self, venv: SB3VecEnv):
+        super().__init__(venv)
+        self.world = venv.venv.unwrapped._world
+        self._before_draw: list[dict] | None = None
+
+    def reset(self) -> np.ndarray:
+        seeds = self.venv._seeds
+        if any(s is not None for s in seeds):  # restart here, so the generators are known before the draw
+            self.world.restart(generators(seeds, self.num_envs))
+            self.venv._reset_seeds()
+        self._before_draw = self.world.get_state()["rngs"]
+        return self.venv.reset()
+
+    def step_wait(self):
+        if self.world.episode_steps == self.venv.venv.unwrapped.max_episode_steps - 1:
+            self._before_draw = self.world.get_state()["rngs"]  # this step ends the episodes and draws new ones
+        return self.venv.step_wait()
+
+    def checkpoint(self) -> dict[str, Any]:
+        if self.world.episode_steps != 0:
+            raise RuntimeError("a checkpoint must fall between episodes")
+        return {"episodes_completed": self.world.episodes_completed, "rngs_before_draw": self._before_draw}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.world.set_state({"episodes_completed": state["episodes_completed"], "rngs": state["rngs_before_draw"]})
+        self.venv.venv.reset()  # the native env: redraws the episodes in progress, below SB3's wrappers
+        self._before_draw = state["rngs_before_draw"]
+
+
+def _global_rngs() -> dict[str, Any]:
+    """Python's, NumPy's and torch's global generators (SB3 samples actions and minibatches from them)."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        # a policy on a GPU samples there: keep CUDA's generators too once CUDA is in use
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "numpy": {
+            "kind": kind,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
+        "python": [version, list(python_state), gauss_next],
+    }
+
+
+def _set_global_rngs(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, python_state, gauss_next = state["python"]
+    random.setstate((version, tuple(python_state), gauss_next))
+
+
+@dataclass
+class _Learner:
+    """One SB3 model, its env stack and its own random generators."""
+
+    index: int
+    model: BaseAlgorithm
+    resumable: _ResumableVecEnv
+    normalizer: VecNormalize | None
+    rngs: dict[str, Any]
+    last_episode_return: float = float("nan")
+
+    @contextmanager
+    def own_rngs(self) -> Iterator[None]:
+        """Runs with this learner's global generators, so learners do not depend on each other or on K."""
+        outer = _global_rngs()
+        _set_global_rngs(self.rngs)
+        try:
+            yield
+        finally:
+            self.rngs = _global_rngs()
+            _set_global_rngs(outer)
+
+
+class SB3Agent:
+    """K SB3 learners living through the hidden schedule (implements :class:`agents.interface.Agent`).
+
+    Args:
+        spec: the algorithm and hyperparameters (:func:`make_spec`).
+        schedule: the hidden schedule (each learner lives in its own world).
+        num_networks: K, the learners.
+        seed: the run's seed; learner n is seeded ``derived_seed(seed, n)`` (weights, sampling) and
+            its arm i ``derived_seed(seed, n) + i``.
+        first_network: index of the first learner (so learner n does not depend on K).
+        device: torch device.
+        pretrained: a blob from :func:`load_pretrained` whose learner n gives learner n its
+            policy weights and normalisation statistics (optimiser state starts fresh).
+        tensorboard_log: folder for SB3's own scalars (losses, entropy...) and the episode return,
+            one subfolder ``learner_<n>`` per learner, against training episodes (needs tensorboard).
+        env_id: the env to train in (default ``spec.env_id``; ``ArmReach-v0`` for pretraining).
+        env_kwargs: further env arguments (e.g. ``cued``).
+    """
+
+    def __init__(
+        self,
+        spec: SB3Spec,
+        schedule: Schedule,
+        num_networks: int,
+        *,
+        seed: int = 0,
+        first_network: int = 0,
+        device: str = "cpu",
+        pretrained: Mapping[str, Any] | None = None,
+        tensorboard_log: str | Path | None = None,
+        env_id: str | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ):
+        if isinstance(num_networks, bool) or not isinstance(num_networks, int) or num_networks < 1:
+            raise ValueError(f"num_networks must be a positive integer, got {num_networks!r}")
+        if pretrained is not None and len(pretrained["policies"]) < first_network + num_networks:
+            raise ValueError(
+                f"the pretrained weights hold {len(pretrained['policies'])} learners, "
+                f"{first_network + num_networks} are needed"
+            )
+        self.spec = spec
+        self.num_networks = num_networks
+        self.first_network = first_network
+        self.env_id = env_id or spec.env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.schedule = schedule
+        self.device = get_device(device)
+        if tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(f"tensorboard_log={str(tensorboard_log)!r} needs tensorboard: pip install tensorboard")
+        self._log_folder = None if tensorboard_log is None else Path(tensorboard_log)
+        outer = _global_rngs()  # building a model seeds the global generators: leave the caller's alone
+        try:
+            self.learners = [
+                self._build(n, derived_seed(seed, n), pretrained)
+                for n in range(first_network, first_network + num_networks)
+            ]
+        finally:
+            _set_global_rngs(outer)
+
+    def _build(self, n: int, seed: int, pretrained: Mapping[str, Any] | None) -> _Learner:
+        raw = make_sb3_vec_env(self.env_id, self.spec.n_envs, schedule=self.schedule, **self.env_kwargs)
+        resumable = _ResumableVecEnv(raw)
+        env: VecEnv = VecMonitor(resumable)  # raw episode returns, under the normaliser
+        normalizer = VecNormalize(env, **self.spec.normalize) if self.spec.normalize is not None else None
+        spec = self.spec
+        model = spec.algo_class(
+            spec.policy_class, normalizer or env, seed=seed, device=self.device, verbose=0, **spec.model_kwargs()
+        )
+        if self._log_folder is not None:
+            model.set_logger(configure(str(self._log_folder / f"learner_{n}"), ["tensorboard"]))
+        else:
+            model.set_logger(Logger(folder=None, output_formats=[]))
+        if pretrained is not None:
+            model.policy.load_state_dict(pretrained["policies"][n])
+            if normalizer is not None and pretrained["normalization"][n] is not None:
+                _load_normalization(normalizer, pretrained["normalization"][n])
+        # start the episodes now (SB3 would at the first learn), so a checkpoint before any training holds them
+        model._last_obs = model.env.reset()
+        model._last_episode_starts = np.ones(self.spec.n_envs, dtype=bool)
+        if normalizer is not None:
+            model._last_original_obs = normalizer.get_original_obs()
+        return _Learner(n, model, resumable, normalizer, _global_rngs())
+
+    @property
+    def episodes_completed(self) -> int:
+        """Training episodes each learner has completed (all learners advance together)."""
+        return self.learners[0].resumable.world.episodes_completed
+
+    @property
+    def phase(self) -> str:
+        """The schedule's current phase (the experimenter's view; the learners never see it)."""
+        return self.learners[0].resumable.world.phase
+
+    @property
+    def last_episode_returns(self) -> np.ndarray:
+        """(K,) mean undiscounted return of each learner's episodes in the last :meth:`train` call."""
+        return np.array([learner.last_episode_return for learner in self.learners])
+
+    def train(self, episodes: int) -> None:
+        """``episodes`` more training episodes per learner (a multiple of ``n_envs``, in whole rollouts)."""
+        n_envs = self.spec.n_envs
+        if episodes % n_envs:
+            raise ValueError(f"episodes must be a multiple of n_envs={n_envs}, got {episodes}")
+        timesteps = episodes * TRIAL_STEPS  # SB3 counts the steps of every arm
+        for learner in self.learners:
+            before = learner.resumable.world.episodes_completed
+            with learner.own_rngs():
+                learner.model.learn(timesteps, reset_num_timesteps=False, log_interval=None, progress_bar=False)
+            done = learner.resumable.world.episodes_completed - before
+            if done != episodes:  # the spec checks rollouts fit whole batches; this is the invariant behind it
+                raise RuntimeError(f"learner {learner.index} trained {done} episodes instead of {episodes}")
+            returns = [info["r"] for info in list(learner.model.ep_info_buffer)[-episodes:]]
+            learner.last_episode_return = float(np.mean(returns)) if returns else float("nan")
+            if self._log_folder is not None:
+                learner.model.logger.record("train/episode_return", learner.last_episode_return)
+                learner.model.logger.dump(step=self.episodes_completed)
+
+    @torch.no_grad()
+    def evaluate(self, field_gain: float, eval_seed: int = 0) -> ReachRecord:
+        """The 8 test reaches of every learner under ``field_gain``, by its deterministic policy.
+
+        Leaves the learners unchanged: a separate env, normalisation statistics applied but not
+        updated, no random draws. Recurrent learners start each test reach from a zero state; their
+        actor's LSTM state after every step is returned in ``hidden`` (K, 8, T, H).
+        """
+        states: list[Any] = [None] * self.num_networks
+        hidden: list[list[np.ndarray]] = [[] for _ in self.learners]
+
+        def policy(obs: np.ndarray, t: int) -> np.ndarray:
+            actions = []
+            starts = np.full(N_TEST_TARGETS, t == 0)
+            for k, learner in enumerate(self.learners):
+                own = obs[k * N_TEST_TARGETS : (k + 1) * N_TEST_TARGETS]
+                if learner.normalizer is not None:
+                    own = learner.normalizer.normalize_obs(own)
+                action, states[k] = learner.model.predict(
+                    own, state=states[k], episode_start=starts, deterministic=True
+                )
+                if self.spec.recurrent:
+                    hidden[k].append(states[k][0][-1])  # actor LSTM, last layer: (8, H)
+                actions.append(action)
+            return np.concatenate(actions)
+
+        # learner n's test arms are seeded eval_seed + 8n + j, whoever else is evaluated with it
+        record = run_test_reaches(
+            policy,
+            self.num_networks,
+            field_gain,
+            env_id=self.env_id,
+            eval_seed=eval_seed + self.first_network * N_TEST_TARGETS,
+            **self.env_kwargs,
+        )
+        if self.spec.recurrent:
+            record.hidden = np.stack([np.stack(h, axis=1) for h in hidden])
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as tensors and plain values (``weights_only``-loadable).
+
+        Per learner: the networks and optimisers (SB3's own list of them), the counters SB3 keeps,
+        the last observation and recurrent state, the normalisation statistics, the replay buffer
+        of off-policy algorithms (its filled part), the world's schedule counter and arm
+        generators, and the learner's global random generators. A resumed run is then bitwise
+        identical on the same machine and torch build; SB3 itself offers no such guarantee across
+        devices or thread counts (float reductions may be ordered differently).
+        """
+        return copy.deepcopy(
+            {
+                "spec": self.spec.as_config(),
+                "episodes_completed": self.episodes_completed,
+                "learners": [self._learner_state(learner) for learner in self.learners],
+            }
+        )
+
+    def _learner_state(self, learner: _Learner) -> dict[str, Any]:
+        model = learner.model
+        _, tensor_names = model._get_torch_save_params()
+        lstm = getattr(model, "_last_lstm_states", None)
+        return {
+            "parameters": model.get_parameters(),
+            "tensors": {name: _attr(model, name).detach().clone() for name in tensor_names},
+            "counters": {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)},
+            "last_obs": torch.as_tensor(model._last_obs),
+            "last_episode_starts": torch.as_tensor(model._last_episode_starts),
+            "last_original_obs": _tensor_or_none(model._last_original_obs),
+            "lstm": None if lstm is None else [t.detach().clone() for t in (*lstm.pi, *lstm.vf)],
+            "normalization": _normalization_or_none(learner.normalizer),
+            "replay_buffer": _replay_state(model),
+            "action_space_rng": model.action_space.np_random.bit_generator.state,
+            "world": learner.resumable.checkpoint(),
+            "rngs": learner.rngs,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` into an agent built with the same spec, K and seed."""
+        if len(state["learners"]) != self.num_networks:
+            raise ValueError(f"the state holds {len(state['learners'])} learners, this agent has {self.num_networks}")
+        if _plain(state["spec"]) != _plain(self.spec.as_config()):
+            raise ValueError(f"the state was saved by learners of another spec ({state['spec']})")
+        for learner, saved in zip(self.learners, state["learners"], strict=True):
+            model = learner.model
+            model.set_parameters(saved["parameters"], exact_match=True, device=model.device)
+            for name, value in saved["tensors"].items():
+                _attr(model, name).data.copy_(value)
+            for name, value in saved["counters"].items():
+                setattr(model, name, value)
+            model._last_obs = saved["last_obs"].numpy()
+            model._last_episode_starts = saved["last_episode_starts"].numpy()
+            if saved["last_original_obs"] is not None:
+                model._last_original_obs = saved["last_original_obs"].numpy()
+            if saved["lstm"] is not None:
+                h_pi, c_pi, h_vf, c_vf = (t.to(model.device) for t in saved["lstm"])
+                model._last_lstm_states = type(model._last_lstm_states)((h_pi, c_pi), (h_vf, c_vf))
+            if saved["normalization"] is not None:
+                _load_normalization(learner.normalizer, saved["normalization"])
+            if saved["replay_buffer"] is not None:
+                _load_replay(model, saved["replay_buffer"])
+            model.action_space.np_random.bit_generator.state = saved["action_space_rng"]
+            learner.resumable.restore(saved["world"])
+            learner.rngs = saved["rngs"]
+
+
+def _attr(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _normalization_state(normalizer: VecNormalize) -> dict[str, Any]:
+    obs, ret = normalizer.obs_rms, normalizer.ret_rms
+    return {
+        "obs_mean": torch.from_numpy(np.array(obs.mean, np.float64)),
+        "obs_var": torch.from_numpy(np.array(obs.var, np.float64)),
+        "obs_count": float(obs.count),
+        "ret_mean": torch.from_numpy(np.array(ret.mean, np.float64)),
+        "ret_var": torch.from_numpy(np.array(ret.var, np.float64)),
+        "ret_count": float(ret.count),
+        "returns": torch.from_numpy(np.array(normalizer.returns, np.float64)),
+    }
+
+
+def _normalization_or_none(normalizer: VecNormalize | None) -> dict[str, Any] | None:
+    return None if normalizer is None else _normalization_state(normalizer)
+
+
+def _tensor_or_none(array: np.ndarray | None) -> torch.Tensor | None:
+    return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _load_normalization(normalizer: VecNormalize, state: Mapping[str, Any]) -> None:
+    normalizer.obs_rms.mean = state["obs_mean"].numpy().copy()
+    normalizer.obs_rms.var = state["obs_var"].numpy().copy()
+    normalizer.obs_rms.count = state["obs_count"]
+    normalizer.ret_rms.mean = state["ret_mean"].numpy().copy()
+    normalizer.ret_rms.var = state["ret_var"].numpy().copy()
+    normalizer.ret_rms.count = state["ret_count"]
+    if len(state["returns"]) == normalizer.num_envs:  # pretrained statistics may come from another n_envs
+        normalizer.returns = state["returns"].numpy().copy()
+
+
+def _replay_state(model: BaseAlgorithm) -> dict[str, Any] | None:
+    buffer = getattr(model, "replay_buffer", None)
+    if buffer is None:
+        return None
+    filled = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {name: getattr(buffer, name, None) for name in REPLAY_FIELDS}
+    return {
+        "pos": buffer.pos,
+        "full": buffer.full,
+        **{name: _tensor_or_none(None if a is None else a[:filled]) for name, a in arrays.items()},
+    }
+
+
+def _load_replay(model: BaseAlgorithm, state: Mapping[str, Any]) -> None:
+    buffer = model.replay_buffer
+    for name in REPLAY_FIELDS:
+        if state[name] is not None:
+            values = state[name].numpy()
+            getattr(buffer, name)[: len(values)] = values
+    buffer.pos, buffer.full = state["pos"], state["full"]
+
+
+# -- pretraining and pretrained weights -------------------------------------------------------------
+PRETRAINED_FORMAT = "savings-gym-sb3-pretrained"
+
+
+def shipped_pretrained(spec: SB3Spec) -> Path:
+    """Where the project's pretrained learners for a spec live: ``agents/pretrained/<algo>[-cued].pt``."""
+    return PRETRAINED_DIR / f"{spec.algo.lower()}{'-cued' if spec.cued else ''}.pt"
+
+
+def save_pretrained(agent: SB3Agent, path: str | Path, meta: Mapping[str, Any]) -> None:
+    """Writes the learners' policy weights and normalisation statistics (atomically; no optimiser)."""
+    blob = {
+        "format": PRETRAINED_FORMAT,
+        "architecture": agent.spec.architecture(),
+        "spec": agent.spec.as_config(),
+        "policies": [learner.model.policy.state_dict() for learner in agent.learners],
+        "normalization": [_normalization_or_none(learner.normalizer) for learner in agent.learners],
+        "meta": dict(meta),
+    }
+    atomic_torch_save(copy.deepcopy(blob), path)
+
+
+def load_pretrained(path: str | Path) -> dict[str, Any]:
+    """Reads :func:`save_pretrained`'s file safely (``weights_only=True``).
+
+    Raises:
+        ValueError: for a file that is not a savings-gym SB3 pretrained file.
+    """
+    blob = load_checkpoint(path)
+    if not isinstance(blob, dict) or blob.get("format") != PRETRAINED_FORMAT:
+        raise ValueError(f"{path} is not a savings-gym SB3 pretrained file (format {PRETRAINED_FORMAT!r})")
+    return blob
+
+
+def fits(blob: Mapping[str, Any], spec: SB3Spec, networks: int) -> bool:
+    """Whether pretrained weights fit a spec's networks and inputs and hold enough learners."""
+    same = _plain(blob["architecture"]) == _plain(spec.architecture())
+    return same and len(blob["policies"]) >= networks
+
+
+def _plain(obj: Any) -> Any:
+    """As the value reads back from a checkpoint (tuples become lists)."""
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+Competence = Callable[[ReachRecord], tuple[np.ndarray, dict[str, Any]]]
+"""Judges the null-field test reaches: (K,) booleans (competent or not) and the figures behind them."""
+
+
+@dataclass
+class PretrainArgs:
+    """SB3 pretraining in the null field (``savings-gym pretrain --agent sb3:<Algo>``)."""
+
+    batches: int = 2000
+    """budget: batches of 8 episodes per learner (stops earlier once every learner is competent)"""
+    networks: int = 4
+    """learners pretrained together"""
+    seed: int = 0
+    """the run's seed (learner n: derived_seed(seed, n))"""
+    check_every: int = 50
+    """batches between competence checks, progress lines and checkpoints"""
+    device: str = "cpu"
+    """torch device"""
+
+
+def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Competence | None = None) -> dict:
+    """Grows SB3 learners up in the null field (``ArmReach-v0``: random starts and targets) until
+    ``competent`` says every learner is, or the budget runs out; writes their weights to ``out``.
+
+    Every ``check_every`` batches the deterministic policies do the 8 test reaches in the null field;
+    the weights (``save_pretrained``) and the full training state (``out`` + ``.state``) are written
+    then, so rerunning the same call resumes.
+
+    Returns:
+        The meta written with the weights: batches done, seconds, the last competence figures and
+        whether every learner met the criterion.
+    """
+    out = Path(out)
+    agent = SB3Agent(
+        spec,
+        null_schedule(),
+        args.networks,
+        seed=args.seed,
+        device=args.device,
+        env_id=PRETRAIN_ENV_ID,
+        env_kwargs={"cued": spec.cued},
+    )
+    state_path = out.with_suffix(".state")
+    identity = {"spec": spec.as_config(), "networks": args.networks, "seed": args.seed}
+    done, seconds = 0, 0.0
+    if state_path.exists():
+        saved = load_checkpoint(state_path)
+        if _plain(saved["identity"]) != _plain(identity):
+            raise ValueError(f"{state_path} belongs to another pretraining run; remove it or match its arguments")
+        agent.load_state_dict(saved["agent"])
+        done, seconds = saved["batches_done"], saved["seconds"]
+        print(f"resuming pretraining at batch {done} from {state_path}", flush=True)
+    start = time.time() - seconds
+    meta: dict[str, Any] = {}
+    while True:
+        record = agent.evaluate(0.0)
+        met, figures = competent(record) if competent is not None else (np.zeros(args.networks, bool), {})
+        elapsed = time.time() - start
+        meta = {
+            **asdict(args),
+            "batches_done": done,
+            "seconds": elapsed,
+            "competence": figures,
+            "competent": [bool(m) for m in met],
+            "all_competent": bool(np.all(met)),
+        }
+        summary = ", ".join(f"{k} {v}" for k, v in figures.items() if not isinstance(v, list | dict))
+        print(f"pretraining batch {done}/{args.batches}  {summary}  {elapsed:.0f} s", flush=True)
+        save_pretrained(agent, out, meta)
+        atomic_torch_save(
+            {"identity": identity, "agent": agent.state_dict(), "batches_done": done, "seconds": elapsed}, state_path
+        )
+        if meta["all_competent"] or done >= args.batches:
+            return meta
+        chunk = min(args.check_every, args.batches - done)
+        agent.train(chunk * PAPER_BATCH_SIZE)
+        done += chunk

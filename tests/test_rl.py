@@ -1,0 +1,298 @@
+"""SB3 learners through the protocol: real RecurrentPPO, PPO and SAC on the real arm, tiny budgets."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.interface import ReachRecord
+from agents.sb3_agent import SB3Agent, WholeSequenceLstmPolicy, fits, load_pretrained, make_spec
+from agents.serialization import load_checkpoint
+from benchmarks import leaderboard
+from benchmarks.cli import main
+from benchmarks.metrics import savings
+from benchmarks.protocol import Preset, run_protocol
+from benchmarks.run import competence, pretrain_agent, run
+from savings_gym.sb3 import make_sb3_vec_env
+from savings_gym.schedule import paper_schedule
+
+ROOT = Path(__file__).parent.parent
+# the smallest budgets that still exercise every phase: a few thousand env steps per learner
+TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, pretrain_batches=1, use_shipped_pretrained=False)
+SCRATCH = Preset("scratch", {"NF1": 1, "FF1": 2, "NF2": 1, "FF2": 2}, pretrain_batches=0)
+FAST = {
+    "RecurrentPPO": {"n_epochs": 1, "batch_size": 800, "hidden_size": 16},
+    "PPO": {"n_epochs": 1, "batch_size": 400},
+    "SAC": {"train_freq": [20, "step"], "learning_starts": 100, "batch_size": 64, "buffer_size": 5000},
+}
+
+
+def _fast(algo):
+    """Hyperparameters for seconds-long tests (the LSTM size goes through ``hidden``)."""
+    values = dict(FAST[algo])
+    values.pop("hidden_size", None)
+    return values
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """SB3's small networks run fastest on one thread (two threads on a busy 2-core machine thrash)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("algo, networks", [("RecurrentPPO", 1), ("PPO", 2)])
+def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks, tmp_path):
+    hidden = FAST[algo].get("hidden_size")
+    result = run(f"sb3:{algo}", hidden, networks, TINY, tmp_path, seed=3, progress=False, hyperparams=_fast(algo))
+    curves = result["learning_curves"]
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
+    assert on_disk["metrics"] == json.loads(json.dumps(savings({p: np.asarray(c) for p, c in curves.items()})))
+    config = on_disk["config"]
+    assert config["env_id"] == "ArmCurlField-v0" and config["sb3"]["algo"] == algo and len(config["seeds"]) == networks
+    assert config["pretrained_from"] == str(tmp_path / "pretrained.pt")  # pretrained for the preset's 1 batch
+    pretraining = config["pretrained_meta"]
+    assert pretraining["batches_done"] == 1 and "endpoint_error_cm" in pretraining["competence"]
+    assert np.asarray(curves["FF1"]).shape == (networks, 3) and np.isfinite(np.concatenate([*curves.values()], 1)).all()
+    per_network = result["metrics"]["per_network"]
+    assert np.isfinite(per_network["first_error_FF1"]).all() and np.isfinite(per_network["first_error_FF2"]).all()
+    assert sorted(p.name for p in (tmp_path / "phase_ends").iterdir()) == ["FF1.pt", "FF2.pt", "NF1.pt", "NF2.pt"]
+
+
+def _agent(algo, k=2, first=0, env_id="ArmCurlField-v0", seed=1, schedule=None):
+    spec = make_spec(algo, env_id, _fast(algo), FAST[algo].get("hidden_size"))
+    schedule = schedule or paper_schedule(batches={"NF1": 1, "FF1": 2, "NF2": 1, "FF2": 2})
+    return SB3Agent(spec, schedule, k, seed=seed, first_network=first)
+
+
+def _sb3_run(out, algo, networks, stop_after=None):
+    def make(schedule):
+        return _agent(algo, k=networks, schedule=schedule)
+
+    return run_protocol(make, SCRATCH, out, {"agent": f"sb3:{algo}"}, progress=False, stop_after=stop_after)
+
+
+@pytest.mark.parametrize("algo, networks", [("RecurrentPPO", 1), ("SAC", 2)])
+def test_a_stopped_run_resumes_to_bitwise_the_same_curves(algo, networks, tmp_path):
+    """The checkpoint (weights_only) holds weights, optimisers, LSTM state, normalisation
+    statistics, replay buffer, the world's generators and the learners' global generators."""
+    whole = _sb3_run(tmp_path / "whole", algo, networks)
+    assert _sb3_run(tmp_path / "split", algo, networks, stop_after=3) is None
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["batch"] == 3
+    resumed = _sb3_run(tmp_path / "split", algo, networks)
+    assert resumed["learning_curves"] == whole["learning_curves"]
+    with np.load(tmp_path / "whole" / "curves.npz") as a, np.load(tmp_path / "split" / "curves.npz") as b:
+        for phase in a.files:
+            np.testing.assert_array_equal(a[phase], b[phase])
+
+
+def test_a_learner_does_not_depend_on_the_others():
+    alone, among = _agent("PPO", k=1, first=1), _agent("PPO", k=3)
+    for agent in (alone, among):
+        agent.train(8)
+        agent.train(8)
+    np.testing.assert_array_equal(alone.evaluate(8.0).hand_position[0], among.evaluate(8.0).hand_position[1])
+
+
+def test_evaluation_leaves_the_learners_unchanged():
+    watched, unwatched = _agent("RecurrentPPO"), _agent("RecurrentPPO")
+    first = watched.evaluate(0.0)
+    np.testing.assert_array_equal(watched.evaluate(0.0).hand_position, first.hand_position)
+    watched.train(8)
+    unwatched.train(8)
+    np.testing.assert_array_equal(watched.evaluate(8.0).hand_position, unwatched.evaluate(8.0).hand_position)
+    assert watched.state_dict()["learners"][0]["world"] == unwatched.state_dict()["learners"][0]["world"]
+
+
+def test_recurrent_state_is_recorded_and_the_cued_env_shows_the_field():
+    record = _agent("RecurrentPPO").evaluate(8.0)
+    assert isinstance(record, ReachRecord) and record.hidden.shape == (2, 8, 100, 16)
+    assert np.isfinite(record.hidden).all() and np.abs(record.hidden).max() > 0
+    cued = _agent("PPO", env_id="ArmCurlFieldCued-v0")
+    assert cued.learners[0].model.observation_space.shape == (18,)
+    assert _agent("PPO").learners[0].model.observation_space.shape == (17,)
+
+
+def test_the_schedule_advances_one_batch_per_train_and_the_phase_is_the_experimenters():
+    agent = _agent("PPO")
+    phases = []
+    for _ in range(3):
+        phases.append(agent.phase)
+        agent.train(8)
+    assert phases == ["NF1", "FF1", "FF1"] and agent.episodes_completed == 24
+    assert agent.learners[0].model.num_timesteps == 24 * 100  # one PPO update per batch: 100 steps x 8 arms
+    assert agent.learners[0].model._n_updates == 3  # n_epochs=1
+    assert np.isfinite(agent.last_episode_returns).all()
+
+
+def test_the_adapter_steps_like_sb3s_dummy_vec_env_of_single_envs():
+    """Same seed, same actions: our batched adapter and DummyVecEnv(gym.make) agree step for step,
+    across the episode end (terminal observation, truncation flag, next episode's observation)."""
+    ours = make_sb3_vec_env("ArmCurlField-v0", num_envs=3)
+    theirs = DummyVecEnv([lambda: gym.make("ArmCurlField-v0")] * 3)
+    ours.seed(7)
+    theirs.seed(7)
+    np.testing.assert_allclose(ours.reset(), theirs.reset(), atol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(130):
+        actions = rng.uniform(0, 0.2, (3, 6)).astype(np.float32)
+        (obs_a, rew_a, done_a, info_a), (obs_b, rew_b, done_b, info_b) = ours.step(actions), theirs.step(actions)
+        np.testing.assert_allclose(obs_a, obs_b, atol=1e-5)
+        np.testing.assert_allclose(rew_a, rew_b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(done_a, done_b)
+        for a, b, done in zip(info_a, info_b, done_b, strict=True):
+            if done:  # what SB3 reads at an episode end (DummyVecEnv also passes the env's info on every step)
+                assert a["TimeLimit.truncated"] is b["TimeLimit.truncated"] is True
+                np.testing.assert_allclose(a["terminal_observation"], b["terminal_observation"], atol=1e-5)
+    assert done_a.dtype == bool and done_a.all() is np.False_  # the loop ended mid-episode, after one episode end
+
+
+@pytest.mark.parametrize("n_steps", [100, 60])  # whole episodes (one LSTM call), episodes starting mid-sequence (loop)
+def test_whole_sequence_lstm_policy_learns_what_sb3_contribs_loop_learns(n_steps):
+    weights = []
+    for policy in ("MlpLstmPolicy", WholeSequenceLstmPolicy):
+        env = make_sb3_vec_env("ArmCurlField-v0", 4)
+        kwargs = {"batch_size": 200, "n_epochs": 2, "seed": 0, "policy_kwargs": {"lstm_hidden_size": 16}}
+        model = RecurrentPPO(policy, env, n_steps=n_steps, **kwargs)
+        model.learn(4 * 200)
+        weights.append(model.policy.state_dict())
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, atol=1e-5, rtol=1e-4)
+
+
+def test_pretraining_writes_safely_loadable_weights_that_seed_the_learners(tmp_path):
+    out = pretrain_agent("sb3:PPO", 2, 2, tmp_path / "ppo.pt", hyperparams=_fast("PPO"), check_every=1)
+    blob = load_pretrained(out)  # torch.load(weights_only=True)
+    assert blob["meta"]["batches_done"] == 2 and len(blob["meta"]["competent"]) == 2
+    assert "abs_lateral_deviation_cm" in blob["meta"]["competence"] and blob["normalization"][0] is not None
+    spec = make_spec("PPO", hyperparams=_fast("PPO"))
+    assert fits(blob, spec, 2) and not fits(blob, spec, 3)
+    assert not fits(blob, make_spec("PPO", "ArmCurlFieldCued-v0", _fast("PPO")), 1)  # 18 inputs, not 17
+    agent = SB3Agent(spec, paper_schedule(), 2, pretrained=blob)
+    for learner, weights in zip(agent.learners, blob["policies"], strict=True):
+        for name, value in learner.model.policy.state_dict().items():
+            torch.testing.assert_close(value, weights[name])
+    assert learner.normalizer.obs_rms.count == blob["normalization"][1]["obs_count"] + 8  # + the first reset
+
+
+def test_competence_criterion_on_known_paths():
+    target = np.array([[0.1, 0.0]] * 8)
+    t = np.linspace(0, 1, 100)[:, None]
+    straight = (t * target[0])[None, None].repeat(8, 1)  # (1, 8, 100, 2), ends on the target
+    short = straight * 0.5  # ends 5 cm short
+    curved = straight + np.array([0, 0.03]) * np.sin(np.pi * t)  # 3 cm sideways on the way
+    met, figures = competence(ReachRecord(np.concatenate([straight, short, curved]), target, 0.0))
+    assert met.tolist() == [True, False, False] and figures["competent"] == "1/3"
+    assert figures["endpoint_error_cm_per_learner"][1] == pytest.approx(5.0)
+    assert 2.5 < figures["abs_lateral_deviation_cm_per_learner"][2] < 3.0  # from the line hand(step 25) -> target
+
+
+def test_tensorboard_scalars_or_a_clean_skip(tmp_path):
+    board = tmp_path / "tb"
+    kwargs = dict(progress=False, hyperparams=_fast("PPO"), tensorboard=board)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.warns(UserWarning, match="tensorboard is not installed"):
+            result = run("sb3:PPO", None, 1, SCRATCH, tmp_path / "run", **kwargs)
+        assert not board.exists() and result["metrics"]["aggregate"]["networks"] == 1
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            run("sb3:PPO", None, 1, SCRATCH, tmp_path / "run", **kwargs)
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(board / "learner_0"))
+        events.Reload()
+        tags = set(events.Tags()["scalars"])
+        assert {"eval/lateral_deviation_cm", "schedule/phase", "schedule/field_gain", "train/episode_return"} <= tags
+        assert [e.value for e in events.Scalars("schedule/phase")] == [0, 1, 1, 2, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--agent", "sb3:Foo"], "sb3:<Algo> with <Algo> one of ['A2C'"),
+        (["--agent", "sb3:DQN"], "sb3:DQN cannot act in ArmCurlField-v0: The algorithm only supports"),
+        (["--agent", "sb3:PPO", "--hyperparams", "n_epoch=3"], "unknown key(s) ['n_epoch'] for sb3:PPO"),
+        (["--agent", "sb3:PPO", "--hyperparams", "learning_rate=lin_3e-4"], "schedules are not supported"),
+        (["--agent", "sb3:PPO", "--hyperparams", "n_steps=2048"], "must divide a protocol batch of 100 steps"),
+        (["--agent", "sb3:PPO", "--hyperparams", "n_envs=16"], "n_envs=16: must divide the protocol batch of 8"),
+        (["--agent", "sb3:PPO", "--hyperparams", "env_kwargs={}"], "['env_kwargs'] not supported"),
+        (["--agent", "sb3:PPO", "--hyperparams", "seed=3"], "['seed'] are set by the adapter"),
+        (
+            ["--agent", "sb3:PPO", "--hyperparams", "policy_kwargs=__import__('os').system('true')"],
+            "is not a literal the adapter can read",
+        ),
+        (["--agent", "sb3:PPO", "--hidden", "64"], "hidden=64 sets the LSTM size of recurrent policies"),
+        (["--agent", "sb3:PPO", "--env", "ArmReach-v0"], "--env must be one of"),
+        (["--agent", "gru", "--env", "ArmCurlFieldCued-v0"], "BPTT agents run in ArmCurlField-v0 only"),
+        (["--agent", "gru", "--hyperparams", "n_epochs=3"], "--hyperparams applies to sb3:<Algo> agents"),
+    ],
+)
+def test_bad_input_fails_before_any_training(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", *argv, "--preset", "smoke", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not [p for p in tmp_path.iterdir()], "nothing may be written before the arguments are valid"
+
+
+def test_bad_hyperparameter_files_and_dicts_name_the_source(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("ArmCurlField-v0:\n  n_steps: 100\n  colour: blue\n")
+    with pytest.raises(ValueError, match=r"hyperparams file '.*bad.yml': unknown key\(s\) \['colour'\]"):
+        make_spec("RecurrentPPO", hyperparams=bad)
+    with pytest.raises(ValueError, match="has no entry for 'ArmCurlFieldCued-v0'"):
+        make_spec("RecurrentPPO", "ArmCurlFieldCued-v0", hyperparams=bad)
+    with pytest.raises(ValueError, match=r"hyperparams dict: unknown key\(s\) \['lr'\]"):
+        make_spec("PPO", hyperparams={"lr": 1e-3})
+    spec = make_spec("PPO", hyperparams={"policy_kwargs": "dict(net_arch=[32], activation_fn=nn.ReLU)"})
+    assert spec.policy_kwargs == {"net_arch": [32], "activation_fn": "nn.ReLU"}  # rl-zoo3's strings, without eval
+
+
+def test_rl_zoo_trains_on_the_env_by_id_with_the_shipped_yaml(tmp_path):
+    pytest.importorskip("rl_zoo3")
+    command = [
+        sys.executable,
+        "-m",
+        "rl_zoo3.train",
+        "--algo",
+        "ppo_lstm",
+        "--env",
+        "ArmCurlField-v0",
+        "--gym-packages",
+        "savings_gym",
+        "-conf",
+        str(ROOT / "agents" / "hyperparams" / "ppo_lstm.yml"),
+        "-n",
+        "800",
+        "--eval-freq",
+        "-1",
+        "--num-threads",
+        "1",
+        "--seed",
+        "0",
+        "-f",
+        str(tmp_path),
+        "-params",
+        "n_epochs:1",
+        "batch_size:800",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ppo_lstm" / "ArmCurlField-v0_1" / "ArmCurlField-v0.zip").exists()
+    assert (tmp_path / "ppo_lstm" / "ArmCurlField-v0_1" / "ArmCurlField-v0" / "vecnormalize.pkl").exists()
