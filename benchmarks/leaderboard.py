@@ -5,7 +5,9 @@ A submission is a run folder holding the ``result.json`` that ``savings-gym run`
 schema (checked with ``jsonschema``), a known env id and version, a known preset with curve lengths
 that match it, at least :data:`MIN_NETWORKS` networks, finite curves, metrics that match the ones
 recomputed from the raw curves with :func:`benchmarks.metrics.savings`, and no duplicate of an
-entry already on the board. Each problem names the file, the field and the reason.
+entry already on the board. Each problem names the file, the field and the reason. A submission
+may also hold ``latent/latent.json`` (``savings-gym latent``): its NF2 persistence is recomputed
+from the per-network projections and shown as a column.
 
 Ranking: the savings index of every network, summarised by its interquartile mean (IQM) with a 95%
 bootstrap CI over networks (rliable's recommendation; one task, so the stratified bootstrap is
@@ -36,6 +38,7 @@ from benchmarks.metrics import savings
 from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes
 
 RESULT_FILE = "result.json"
+LATENT_FILE = "latent/latent.json"
 MIN_NETWORKS = 5
 MAX_BYTES = 50 * 1024 * 1024
 METRIC_RTOL = 1e-6
@@ -106,6 +109,7 @@ class Entry:
     path: Path
     result: dict
     fingerprint: str
+    latent: dict | None = None
 
     @property
     def name(self) -> str:
@@ -200,7 +204,8 @@ def validate(path: str | Path, board: str | Path | None = None) -> Entry:
         mismatch = _first_mismatch(result["metrics"], json.loads(json.dumps(recomputed)), "metrics")
         if mismatch:
             problems.append((name, mismatch[0], f"reported {mismatch[1]!r} but the curves give {mismatch[2]!r}"))
-    entry = Entry(file.parent, result, fingerprint(result))
+    latent = _validated_latent(file.parent, networks, problems)
+    entry = Entry(file.parent, result, fingerprint(result), latent)
     if board is not None and not problems:
         for other in entries(board):
             if other.fingerprint == entry.fingerprint and other.path.resolve() != entry.path.resolve():
@@ -208,6 +213,33 @@ def validate(path: str | Path, board: str | Path | None = None) -> Entry:
     if problems:
         raise SubmissionError(problems)
     return entry
+
+
+def _validated_latent(folder: Path, networks: int, problems: list[tuple[str, str, str]]) -> dict | None:
+    """The submission's preparatory-activity results, if it has them, with the NF2 persistence
+    recomputed from the per-network projections (problems are appended, not raised)."""
+    from benchmarks.latent import persistence
+
+    file = folder / LATENT_FILE
+    if not file.exists():
+        return None
+    name = str(file)
+    try:
+        latent = json.loads(file.read_text())
+        projections = np.asarray(latent["per_network"]["projection_NF2"], np.float64)
+        reported = latent["persistence_NF2"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        problems.append((name, "per_network/projection_NF2", f"not a savings-gym latent result ({error!r})"))
+        return None
+    if projections.shape != (networks,) or not np.isfinite(projections).all():
+        problems.append(
+            (name, "per_network/projection_NF2", f"needs {networks} finite values, got shape {projections.shape}")
+        )
+        return None
+    mismatch = _first_mismatch(reported, json.loads(json.dumps(persistence(projections))), "persistence_NF2")
+    if mismatch:
+        problems.append((name, mismatch[0], f"reported {mismatch[1]!r} but the projections give {mismatch[2]!r}"))
+    return latent
 
 
 def _first_mismatch(reported: Any, expected: Any, where: str) -> tuple[str, Any, Any] | None:
@@ -245,7 +277,9 @@ def entries(board: str | Path) -> list[Entry]:
     found = []
     for file in sorted(board.glob(f"*/{RESULT_FILE}")):
         result = json.loads(file.read_text())
-        found.append(Entry(file.parent, result, fingerprint(result)))
+        latent_file = file.parent / LATENT_FILE
+        latent = json.loads(latent_file.read_text()) if latent_file.exists() else None
+        found.append(Entry(file.parent, result, fingerprint(result), latent))
     return found
 
 
@@ -256,6 +290,8 @@ def add(path: str | Path, board: str | Path) -> Path:
     target = Path(board) / f"{slug}-{entry.fingerprint[:8]}"
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target / RESULT_FILE, (entry.path / RESULT_FILE).read_bytes())
+    if entry.latent is not None:
+        atomic_write_bytes(target / LATENT_FILE, (entry.path / LATENT_FILE).read_bytes())
     figure = entry.path / "figures" / "learning_curves.png"
     if figure.exists():
         (target / "figures").mkdir(exist_ok=True)
@@ -295,6 +331,7 @@ def rows(board_entries: list[Entry]) -> list[dict]:
         agg = entry.result["metrics"]["aggregate"]
         index = iqm_ci(np.asarray(per["savings_index"], np.float64))
         washout = agg.get("washout_after_effect", {}).get("estimate", math.nan)
+        kept = entry.latent["persistence_NF2"] if entry.latent else {}
         table.append(
             {
                 "name": entry.name,
@@ -309,6 +346,7 @@ def rows(board_entries: list[Entry]) -> list[dict]:
                 if np.isfinite(per["rate_FF1"]).any()
                 else math.nan,
                 "washout_cm": washout * 100,
+                "persistence_NF2": tuple(kept.get(k, math.nan) for k in ("estimate", "low", "high")),
                 "description": entry.result["submission"]["description"],
                 "link": entry.result["submission"]["link"],
                 "entry": entry,
@@ -339,13 +377,15 @@ COLUMNS = (
     ("first_error_FF2_cm", "first FF2 error (cm)"),
     ("rate_FF1", "FF1 rate (IQM)"),
     ("washout_cm", "washout after-effect (cm)"),
+    ("persistence_NF2", "NF2 persistence of preparatory shift (95% CI)"),
 )
+INTERVALS = ("savings_index", "persistence_NF2")
 
 
 def _cell(row: dict, key: str) -> str:
     value = row[key]
-    if key == "savings_index":
-        return f"{value[0]:+.2f} [{value[1]:+.2f}, {value[2]:+.2f}]"
+    if key in INTERVALS:
+        return f"{value[0]:+.2f} [{value[1]:+.2f}, {value[2]:+.2f}]" if math.isfinite(value[0]) else "-"
     if key == "fraction_with_savings":
         return f"{value * 100:.0f}%" if math.isfinite(value) else "-"
     if isinstance(value, float):
@@ -354,7 +394,7 @@ def _cell(row: dict, key: str) -> str:
 
 
 def _sort_key(row: dict, key: str) -> str:
-    value = row[key][0] if key == "savings_index" else row[key]
+    value = row[key][0] if key in INTERVALS else row[key]
     if key == "rank":
         value = int(str(value).rstrip("="))
     return "" if isinstance(value, float) and not math.isfinite(value) else str(value)

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from benchmarks.leaderboard import LATENT_FILE
 from benchmarks.protocol import atomic_write_bytes
 from benchmarks.run import summary_table
 
@@ -24,6 +25,33 @@ def _flat(prefix: str, value) -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), text)]
 
 
+def _images(folder: Path, names: tuple[str, ...]) -> list[str]:
+    """The figures that exist, inlined (the page needs nothing from the network)."""
+    images = []
+    for name in names:
+        path = folder / name
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode()
+            images.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+    return images
+
+
+def _latent_section(run_dir: Path) -> str:
+    """The preparatory-activity results of ``savings-gym latent``, when the run has them."""
+    file = run_dir / LATENT_FILE
+    if not file.exists():
+        return "<h2>Preparatory activity</h2><p>not analysed: run <code>savings-gym latent</code> on this folder</p>"
+    latent = json.loads(file.read_text())
+    kept = latent["persistence_NF2"]
+    line = (
+        f"NF2 projection on the uniform shift, (x - NF1) / (FF1 - NF1): {kept['estimate']:+.3f} "
+        f"[{kept['low']:+.3f}, {kept['high']:+.3f}] (95% bootstrap CI) over {latent['networks']} networks; "
+        f"one-sample t = {kept['t']:.2f}, p(> 0) = {kept['p_greater_than_0']:.3g}"
+    )
+    images = _images(file.parent, ("tdr_plane.png", "shift_projection.png", "causal_test.png"))
+    return f"<h2>Preparatory activity</h2><p>{html.escape(line)}</p>{''.join(images)}"
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Writes ``report.html`` beside a run's result.json: config, metrics and figures (inlined).
 
@@ -36,12 +64,7 @@ def write_report(run_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir} holds no result.json: run `savings-gym run ... --out {run_dir}` first")
     result = json.loads(file.read_text())
     aggregate = {k: v for k, v in result["metrics"]["aggregate"].items()}
-    figures = []
-    for name in ("learning_curves.png", "hand_paths.png", "savings_index.png"):
-        path = run_dir / "figures" / name
-        if path.exists():
-            data = base64.b64encode(path.read_bytes()).decode()
-            figures.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+    figures = _images(run_dir / "figures", ("learning_curves.png", "hand_paths.png", "savings_index.png"))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>savings-gym run {html.escape(str(run_dir.name))}</title>
 <style>body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }} th {{ text-align: left; padding-right: 1em; }}
@@ -51,6 +74,7 @@ pre {{ background: #f6f6f6; padding: 1em; }}</style></head><body>
 <h2>Savings</h2><pre>{html.escape(summary_table(result))}</pre>
 <h2>Metrics</h2>{_table(_flat("", aggregate))}
 <h2>Figures</h2>{"".join(figures) or "<p>no figures</p>"}
+{_latent_section(run_dir)}
 <h2>Config</h2>{_table(_flat("", result["config"]))}
 <h2>Versions</h2>{_table(_flat("", result["versions"]))}
 </body></html>

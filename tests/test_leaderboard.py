@@ -137,6 +137,46 @@ def test_duplicates_of_an_entry_are_rejected(tmp_path, good):
         leaderboard.validate(copy_folder, board)
 
 
+def _with_latent(folder, projections, tamper=None):
+    from benchmarks.latent import persistence
+
+    latent = {"networks": len(projections), "per_network": {"projection_NF2": list(projections)}}
+    latent["persistence_NF2"] = persistence(np.asarray(projections))
+    if tamper:
+        tamper(latent)
+    atomic_write_json(folder / "latent" / "latent.json", latent)
+    return folder
+
+
+def test_persistence_is_recomputed_copied_and_shown(tmp_path, good):
+    _with_latent(good, [0.3, 0.5, 0.4, 0.6, 0.2, 0.45])
+    board = tmp_path / "board"
+    added = leaderboard.add(good, board)
+    assert (added / "latent" / "latent.json").exists()
+    row = leaderboard.rows(leaderboard.entries(board))[0]
+    assert row["persistence_NF2"][0] == pytest.approx(0.40833, abs=1e-4)
+    assert "+0.41 [" in leaderboard.render_markdown([row])
+    plain = _write(tmp_path / "plain", _result("no-latent", seed=9))
+    no_latent = leaderboard.rows([leaderboard.validate(plain)])
+    assert np.isnan(no_latent[0]["persistence_NF2"]).all() and "| - |" in leaderboard.render_markdown(no_latent)
+
+
+@pytest.mark.parametrize(
+    "projections, tamper, field",
+    [
+        ([0.3, 0.5, 0.4, 0.6, 0.2, 0.45], lambda d: d["persistence_NF2"].__setitem__("estimate", 0.9), "estimate"),
+        ([0.3, 0.5, 0.4], None, "needs 6 finite values"),
+        ([0.3, 0.5, 0.4, 0.6, 0.2, float("nan")], None, "needs 6 finite values"),
+        ([0.3, 0.5, 0.4, 0.6, 0.2, 0.45], lambda d: d.pop("per_network"), "not a savings-gym latent result"),
+    ],
+)
+def test_bad_latent_results_are_rejected(good, projections, tamper, field):
+    _with_latent(good, projections, tamper)
+    with pytest.raises(leaderboard.SubmissionError, match=field) as error:
+        leaderboard.validate(good)
+    assert "latent.json" in str(error.value)
+
+
 def test_ranking_iqm_and_shared_ranks(tmp_path):
     board = tmp_path / "board"
     for name, rate, seed in (("strong", 0.4, 1), ("weak", 0.05, 2), ("strong-too", 0.41, 3)):
@@ -237,7 +277,9 @@ def test_report_page(tmp_path, good):
     from benchmarks.report import write_report
 
     page = write_report(good).read_text()
-    assert "gru-test" in page and "savings index" in page
+    assert "gru-test" in page and "savings index" in page and "not analysed" in page
+    _with_latent(good, [0.3, 0.5, 0.4, 0.6, 0.2, 0.45])
+    assert "NF2 projection on the uniform shift" in write_report(good).read_text()
     with pytest.raises(ValueError, match="no result.json"):
         write_report(tmp_path)
 
