@@ -4,6 +4,8 @@ savings-gym bench env        # environment throughput against MotorNet, with rat
 savings-gym bench rl         # RecurrentPPO training steps/s: our vector env vs SB3's DummyVecEnv
 savings-gym run --agent sb3:RecurrentPPO --networks 5 --preset quick --out runs/rppo
 savings-gym pretrain --agent sb3:RecurrentPPO --networks 5 --batches 2000
+savings-gym sweep --agent gru --hidden 16,32,64,128,256 --networks 8 --preset quick --out runs/size_sweep
+savings-gym bench sweep      # cells per hour: the sweep's process pool vs the same cells one after another
 """
 
 from __future__ import annotations
@@ -118,6 +120,40 @@ def _bench_bptt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_sweep(args: argparse.Namespace) -> int:
+    from benchmarks import sweep_throughput
+
+    print(sweep_throughput.main(quick=args.quick, devices=args.devices, workers=args.workers))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from benchmarks.sweep import FIGURE, MANIFEST, SUMMARY, run_sweep
+
+    manifest = run_sweep(
+        args.agent,
+        args.hidden,
+        args.networks,
+        args.preset,
+        args.out,
+        field_gains=args.field_gain,
+        seeds=args.seeds,
+        backend=args.backend,
+        address=args.address,
+        workers=args.workers,
+        retries=args.retries,
+        cpus_per_cell=args.cpus_per_cell,
+        gpus_per_cell=args.gpus_per_cell,
+        device=args.device,
+        threads=args.threads,
+        checkpoint_seconds=args.checkpoint_seconds,
+    )
+    out = Path(args.out)
+    print(f"manifest: {out / MANIFEST}, summary: {out / SUMMARY}, figure: {out / FIGURE}")
+    print(f"report: savings-gym report {out}; a cell on the leaderboard: savings-gym leaderboard add {out}/<cell>")
+    return 1 if manifest["counts"].get("failed") else 0  # failed cells are named above
+
+
 def _leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
@@ -190,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--n-envs", type=int, default=16, help="arms trained together, on both sides")
     rl.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: SB3's advice for small networks)")
     rl.set_defaults(handler=_bench_rl)
+    sweep_bench = which.add_parser("sweep", help="sweep cells per hour: process pool vs one after another")
+    sweep_bench.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
+    sweep_bench.add_argument("--devices", action="store_true", help="time a protocol slice on the CPU and the GPU")
+    sweep_bench.add_argument("--workers", type=int, default=None, help="the sweep's processes (default: one per CPU)")
+    sweep_bench.set_defaults(handler=_bench_sweep)
 
     run = commands.add_parser("run", help="run the savings protocol for a learner")
     _learner_arguments(run)
@@ -209,6 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--max-endpoint-error-cm", type=float, default=2.0, help="SB3 competence: mean endpoint error")
     pre.add_argument("--max-deviation-cm", type=float, default=1.0, help="SB3 competence: mean |lateral deviation|")
     pre.set_defaults(handler=_pretrain)
+
+    sweep = commands.add_parser("sweep", help="the protocol over agents x hidden sizes x field gains x seeds")
+    sweep.add_argument("--agent", default="gru", help="comma-separated: gru, lstm, rnn, sb3:<Algo>")
+    sweep.add_argument("--hidden", default=None, help="comma-separated hidden sizes (default: each agent's own)")
+    sweep.add_argument("--networks", type=int, default=8, help="independent networks per cell")
+    sweep.add_argument("--preset", default="quick", help="quick, paper or smoke")
+    sweep.add_argument("--field-gain", default=None, help="comma-separated curl gains, N*s/m (default: the preset's)")
+    sweep.add_argument("--seeds", default="0", help="comma-separated run seeds")
+    sweep.add_argument("--out", default="runs/sweep", help="the sweep folder (rerun to resume)")
+    sweep.add_argument("--backend", default="local", help="local (process pool) or ray (a running Ray cluster)")
+    sweep.add_argument("--address", default=None, help="ray: the cluster, auto or host:port (default: Ray's choice)")
+    sweep.add_argument("--workers", type=int, default=None, help="local: processes (default: CPUs // --threads)")
+    sweep.add_argument("--retries", type=int, default=2, help="further attempts of a failing cell")
+    sweep.add_argument("--threads", type=int, default=1, help="torch threads per cell (0: torch's default)")
+    sweep.add_argument("--cpus-per-cell", type=float, default=None, help="ray: CPUs per task (default --threads)")
+    sweep.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs per task (fractions allowed)")
+    sweep.add_argument("--device", default="cpu", help="torch device of the cells (cuda: BPTT on the GPU)")
+    sweep.add_argument("--checkpoint-seconds", type=float, default=120.0, help="seconds between a cell's checkpoints")
+    sweep.set_defaults(handler=_sweep)
 
     demo = commands.add_parser("demo", help="the README's main job: savings in 8 pretrained GRUs")
     demo.add_argument("--out", default="runs/demo", help="output folder")
@@ -235,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     latent.add_argument("--force-step", type=int, default=26, help="step of the endpoint force for the TDR axes")
     latent.set_defaults(handler=_latent)
 
-    report = commands.add_parser("report", help="one HTML page for a single run")
-    report.add_argument("run_dir", help="a run folder holding result.json")
+    report = commands.add_parser("report", help="one HTML page for a run or a sweep")
+    report.add_argument("run_dir", help="a run folder holding result.json, or a sweep folder holding sweep.json")
     report.set_defaults(handler=_report)
     return parser
 

@@ -1,4 +1,4 @@
-"""``savings-gym report RUN_DIR``: one self-contained HTML page for a single run."""
+"""``savings-gym report FOLDER``: one self-contained HTML page for a single run or a sweep."""
 
 from __future__ import annotations
 
@@ -60,8 +60,13 @@ def write_report(run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     file = run_dir / "result.json"
+    if not file.exists() and (run_dir / "sweep.json").exists():
+        return write_sweep_report(run_dir)
     if not file.exists():
-        raise ValueError(f"{run_dir} holds no result.json: run `savings-gym run ... --out {run_dir}` first")
+        raise ValueError(
+            f"{run_dir} holds no result.json (nor sweep.json): run `savings-gym run ... --out {run_dir}` "
+            f"(or `savings-gym sweep ... --out {run_dir}`) first"
+        )
     result = json.loads(file.read_text())
     aggregate = {k: v for k, v in result["metrics"]["aggregate"].items()}
     figures = _images(run_dir / "figures", ("learning_curves.png", "hand_paths.png", "savings_index.png"))
@@ -80,5 +85,58 @@ pre {{ background: #f6f6f6; padding: 1em; }}</style></head><body>
 </body></html>
 """
     out = run_dir / "report.html"
+    atomic_write_bytes(out, page.encode())
+    return out
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_sweep_report(sweep_dir: str | Path) -> Path:
+    """Writes ``report.html`` in a sweep folder: savings per (agent, hidden size, field gain) with
+    95% bootstrap CIs (recomputed from the cells' result files, :func:`benchmarks.sweep.aggregate`),
+    the savings-vs-size figure and every cell's status, attempts and error."""
+    from benchmarks.sweep import MANIFEST, aggregate, format_ci
+
+    sweep_dir = Path(sweep_dir)
+    summary = aggregate(sweep_dir)
+    manifest = json.loads((sweep_dir / MANIFEST).read_text())
+
+    groups = [
+        [
+            g["agent"],
+            str(g["hidden"]),
+            f"{g['field_gain']:g}",
+            f"{g['networks']} ({g['networks_with_fit']})",
+            format_ci(g["savings_index"], "{:+.3f}"),
+            format_ci(g["fraction_with_savings"], "{:.2f}"),
+            format_ci(g["first_error_FF1_cm"], "{:.2f}"),
+            format_ci(g["first_error_FF2_cm"], "{:.2f}"),
+        ]
+        for g in summary["groups"]
+    ]
+    cells = [
+        [name, e["status"], str(e["attempts"]), f"{e.get('seconds', '')}", e.get("error") or ""]
+        for name, e in manifest["cells"].items()
+    ]
+    columns = ["agent", "hidden", "k (N*s/m)", "networks (fits)", "savings index", "with savings"]
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>savings-gym sweep {html.escape(sweep_dir.name)}</title>
+<style>body {{ font-family: sans-serif; margin: 2em; max-width: 80em; }} th {{ text-align: left; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 2px 6px; }} img {{ max-width: 100%; margin: 1em 0; }}</style>
+</head><body>
+<h1>Sweep {html.escape(sweep_dir.name)}</h1>
+<h2>Savings by network size</h2>
+<p>Networks of a group's seeds pooled; means with 95% bootstrap CIs over networks.</p>
+{_grid(columns + ["first error FF1 (cm)", "first error FF2 (cm)"], groups)}
+{"".join(_images(sweep_dir / "figures", ("savings_vs_hidden.png",))) or "<p>no finished cells</p>"}
+<h2>Cells</h2>{_grid(["cell", "status", "attempts", "seconds", "error"], cells)}
+<h2>Spec</h2>{_table(_flat("", manifest.get("spec", {})))}
+</body></html>
+"""
+    out = sweep_dir / "report.html"
     atomic_write_bytes(out, page.encode())
     return out

@@ -1,0 +1,201 @@
+"""Sweeps: Ray and the process pool write the same result files, a killed sweep reruns without
+redoing finished cells, a failing cell is retried then reported, bad input fails before any work,
+the sweep report, and the ``bench sweep`` smoke runs."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import leaderboard
+from benchmarks.cli import main
+from benchmarks.protocol import Preset
+from benchmarks.sweep import MANIFEST, RAY_EXTRA, SUMMARY, parse_ints, run_sweep
+
+# two FF phases of 2 batches after 1 pretraining batch: seconds per cell (its numbers mean nothing)
+MINI = Preset("mini", {"NF1": 0, "FF1": 2, "NF2": 0, "FF2": 2}, pretrain_batches=1, use_shipped_pretrained=False)
+CELLS = {"agents": "gru", "hidden": [8], "networks": 1, "preset": MINI, "seeds": [0, 1]}
+NAMES = ["gru_h8_k8_s0", "gru_h8_k8_s1"]
+
+
+def _files(folder):
+    """What must match between two runs of a cell: the learning curves and every test reach's deviation."""
+    result = json.loads((folder / "result.json").read_text())
+    with np.load(folder / "curves.npz") as curves:
+        return result["learning_curves"], {phase: curves[phase] for phase in curves.files}
+
+
+def _same_files(a, b):
+    curves_a, reaches_a = _files(a)
+    curves_b, reaches_b = _files(b)
+    assert curves_a == curves_b
+    assert reaches_a.keys() == reaches_b.keys()
+    for phase in reaches_a:
+        np.testing.assert_array_equal(reaches_a[phase], reaches_b[phase])
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    return out, run_sweep(**CELLS, out=out, log=None)
+
+
+def test_a_local_sweep_writes_every_cells_result_files_and_a_summary(local_sweep):
+    out, manifest = local_sweep
+    assert manifest["counts"] == {"done": 2} and sorted(manifest["cells"]) == NAMES
+    for seed, name in enumerate(NAMES):
+        result = json.loads((out / name / "result.json").read_text())
+        jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)  # a submission as it is
+        assert result["config"]["seed"] == seed and result["config"]["preset"]["field_gain"] == 8.0
+        assert (out / name / "figures" / "learning_curves.png").exists() and (out / name / "run.log").exists()
+    assert json.loads((out / MANIFEST).read_text())["cells"] == manifest["cells"]
+    group = json.loads((out / SUMMARY).read_text())["groups"][0]
+    assert (group["hidden"], group["networks"], group["cells"]) == (8, 2, NAMES)
+    assert set(group["first_error_FF1_cm"]) == {"estimate", "low", "high"}
+    assert (out / "figures" / "savings_vs_hidden.png").stat().st_size > 1000
+    assert not list(out.rglob("*.tmp*")), "a temporary file was left behind"
+
+
+def test_ray_tasks_write_the_same_result_files_as_the_local_pool(local_sweep, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        manifest = run_sweep(**CELLS, out=tmp_path / "ray", backend="ray", log=None)
+        with pytest.raises(ValueError, match="--gpus-per-cell 1: the Ray cluster has 0 GPUs"):
+            run_sweep(**CELLS, out=tmp_path / "gpu", backend="ray", gpus_per_cell=1, log=None)
+        assert ray.is_initialized(), "the sweep must leave a Ray session it did not start"
+    finally:
+        ray.shutdown()
+    assert manifest["counts"] == {"done": 2} and manifest["spec"]["backend"] == "ray"
+    for name in NAMES:
+        _same_files(local_sweep[0] / name, tmp_path / "ray" / name)
+    assert not (tmp_path / "gpu" / MANIFEST).exists()
+
+
+VICTIM = f"""
+import sys
+from benchmarks.protocol import Preset
+from benchmarks.sweep import run_sweep
+
+if __name__ == "__main__":
+    run_sweep("gru", [8], 1, {MINI!r}, sys.argv[1], seeds=[0, 1], workers=1, checkpoint_seconds=0, log=None)
+"""
+
+
+def test_a_killed_sweep_reruns_without_redoing_finished_cells(local_sweep, tmp_path):
+    out, log = tmp_path / "sweep", tmp_path / "victim.log"
+    with open(log, "wb") as output:  # a session of its own: the kill takes its worker too
+        victim = subprocess.Popen(
+            [sys.executable, "-c", VICTIM, str(out)], stdout=output, stderr=output, start_new_session=True
+        )
+    finished, started = out / NAMES[0] / "result.json", out / NAMES[1] / "checkpoint.pt"
+    deadline = time.time() + 180
+    while not (finished.exists() and started.exists()):  # one cell done, the other one batch in
+        assert victim.poll() is None, f"the sweep ended before the kill: {log.read_text()}"
+        assert time.time() < deadline, "the sweep did not get far enough in time"
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (out / NAMES[1] / "result.json").exists()
+    assert json.loads((out / MANIFEST).read_text())["cells"][NAMES[1]]["status"] == "running"
+    first_result = finished.stat().st_mtime_ns
+
+    manifest = run_sweep(**CELLS, out=out, workers=1, checkpoint_seconds=0, log=None)
+    assert manifest["counts"] == {"done": 2}
+    assert finished.stat().st_mtime_ns == first_result and manifest["cells"][NAMES[0]]["attempts"] == 1
+    assert manifest["cells"][NAMES[1]]["attempts"] == 2 and manifest["cells"][NAMES[1]]["resumed_from_checkpoint"]
+    for name in NAMES:  # resumed from its checkpoint, the cell ends as if never interrupted
+        _same_files(local_sweep[0] / name, out / name)
+
+
+def test_a_failing_cell_is_retried_then_reported(tmp_path, capsys):
+    cell = tmp_path / "gru_h8_k8_s0"
+    cell.mkdir()
+    (cell / "pretrained.state").write_bytes(b"garbage")  # the cell's resumable pretraining cannot load
+    argv = ["sweep", "--hidden", "8", "--networks", "1", "--preset", "smoke", "--retries", "1", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    assert "FAILED: gru_h8_k8_s0" in capsys.readouterr().out
+    entry = json.loads((tmp_path / MANIFEST).read_text())["cells"]["gru_h8_k8_s0"]
+    assert entry["status"] == "failed" and entry["attempts"] == 2
+    assert "pretrained.state" in entry["error"] + entry["traceback"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backend", "dask"], "--backend must be one of ['local', 'ray'], got 'dask'"),
+        (["--hidden", ""], "--hidden is empty"),
+        (["--hidden", "16,abc"], "--hidden must be a comma-separated list of integers"),
+        (["--hidden", "16.5"], "--hidden must be a comma-separated list of integers"),
+        (["--hidden", "0"], "--hidden values must be >= 1"),
+        (["--seeds", "1,1"], "--seeds lists a value twice"),
+        (["--field-gain", "strong"], "--field-gain must be a comma-separated list of finite numbers"),
+        (["--agent", "transformer"], "--agent must be one of"),
+        (["--backend", "ray", "--address", f"127.0.0.1:{_closed_port()}"], "is unreachable"),
+        (["--backend", "ray", "--address", "head-node"], "--address must be 'auto', host:port"),
+        (["--device", "cuda"], "--device 'cuda': no CUDA device on this machine"),
+    ],
+)
+def test_bad_sweeps_fail_before_any_work(argv, message, tmp_path, capsys):
+    if "ray" in argv:
+        pytest.importorskip("ray")
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    started = time.time()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--hidden", "8", "--preset", "smoke", "--out", str(tmp_path / "sweep"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert time.time() - started < 15, "bad input must fail fast"
+    assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").iterdir())
+
+
+def test_the_ray_backend_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does where the extra is not installed
+    with pytest.raises(SystemExit):
+        main(["sweep", "--backend", "ray", "--hidden", "8", "--preset", "smoke", "--out", str(tmp_path)])
+    assert "--backend ray needs Ray" in capsys.readouterr().err and "savings-gym[sweep]" in RAY_EXTRA
+
+
+def test_the_api_names_the_argument_too(tmp_path):
+    with pytest.raises(ValueError, match="--hidden is empty"):
+        run_sweep(hidden=[], out=tmp_path)
+    with pytest.raises(ValueError, match="--hidden must be a comma-separated list of integers"):
+        run_sweep(hidden=[16, 16.5], out=tmp_path)
+    with pytest.raises(ValueError, match="--hidden must be"):
+        parse_ints([True], "--hidden")
+    assert parse_ints("16, 32", "--hidden") == [16, 32]
+
+
+def test_report_on_a_sweep_folder(local_sweep):
+    out, _ = local_sweep
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Savings by network size" in page and NAMES[1] in page and "data:image/png;base64" in page
+
+
+def test_bench_sweep_prints_both_sides_and_the_ratio(capsys):
+    assert main(["bench", "sweep", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "run() one after another" in out and "sweep, local backend" in out
+    assert "cells/hour" in out and "ratio" in out
+
+
+def test_bench_sweep_devices_says_whether_a_gpu_was_found(capsys):
+    assert main(["bench", "sweep", "--devices", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu nb/s" in out
+    assert ("no GPU found" in out) != torch.cuda.is_available()
