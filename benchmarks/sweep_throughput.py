@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.protocol import Preset, get_preset
+from benchmarks.protocol import PRESETS, Preset, get_preset
 from benchmarks.sweep import available_cpus, make_cells, run_sweep
 
 # shipped pretrained GRU-16 and GRU-32 (one network each) fit it: the cells start adapting at once
 BENCH_PRESET = Preset(
     "bench-sweep",
     {"NF1": 0, "FF1": 10, "NF2": 5, "FF2": 10},
-    lr=2e-2,
+    lr=PRESETS["quick"].lr,  # one home for the quick preset's rate
     pretrain_batches=200,
     use_shipped_pretrained=True,
     description="bench sweep cells: FF1 10, NF2 5, FF2 10 batches from the shipped networks (the quick preset's lr)",
