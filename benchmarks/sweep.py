@@ -33,6 +33,7 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 import traceback
 from collections import deque
@@ -248,9 +249,27 @@ def _finished(out: Path, cell: Cell, settings: CellSettings) -> bool:
 
 
 # -- backends -------------------------------------------------------------------------------------
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, driver: int) -> None:
     if threads:
         torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_driver, args=(driver,), daemon=True, name="driver-watch").start()
+
+
+def _exit_with_driver(driver: int, every: float = 1.0) -> None:
+    """Ends this worker once the driver process is gone.
+
+    A driver killed with SIGTERM or SIGKILL cannot shut its pool down, and the fork server keeps
+    the workers alive: they would go on training (and writing checkpoints into the sweep folder)
+    while a rerun of the sweep starts the same cells again.
+    """
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(driver, 0)
+        except ProcessLookupError:
+            os._exit(1)  # no cleanup to run: a cell's files are written atomically
+        except PermissionError:  # alive, owned by someone else
+            pass
 
 
 def available_cpus() -> int:
@@ -288,7 +307,7 @@ class LocalBackend:
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self.workers, mp_context=worker_context(), initializer=_init_worker, initargs=(self.threads,)
+            self.workers, mp_context=worker_context(), initializer=_init_worker, initargs=(self.threads, os.getpid())
         )
 
     def submit(self, cell: Cell, settings: CellSettings, folder: str) -> Future:

@@ -116,6 +116,50 @@ def test_a_killed_sweep_reruns_without_redoing_finished_cells(local_sweep, tmp_p
         _same_files(local_sweep[0] / name, out / name)
 
 
+LONG_VICTIM = """
+import sys
+from benchmarks.protocol import Preset
+from benchmarks.sweep import run_sweep
+
+if __name__ == "__main__":
+    long = Preset("long", {"NF1": 0, "FF1": 100000}, pretrain_batches=1, use_shipped_pretrained=False)
+    run_sweep("gru", [8], 1, long, sys.argv[1], workers=1, checkpoint_seconds=0, log=None)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_stop_when_the_driver_is_killed_alone(tmp_path):
+    out, log = tmp_path / "sweep", tmp_path / "victim.log"
+    with open(log, "wb") as output:
+        driver = subprocess.Popen([sys.executable, "-c", LONG_VICTIM, str(out)], stdout=output, stderr=output)
+    checkpoint, cell_log = out / "gru_h8_k8_s0" / "checkpoint.pt", out / "gru_h8_k8_s0" / "run.log"
+    deadline = time.time() + 180
+    while not checkpoint.exists():  # the worker is training
+        assert driver.poll() is None, f"the sweep ended early: {log.read_text()}"
+        assert time.time() < deadline, "the cell did not start in time"
+        time.sleep(0.05)
+    worker = int(cell_log.read_text().split(" pid ")[1].split()[0])
+    assert worker != driver.pid and _alive(worker)
+    driver.kill()  # SIGKILL: the driver cannot shut its pool down
+    driver.wait()
+    deadline = time.time() + 30
+    while _alive(worker):
+        assert time.time() < deadline, "the worker went on training after its driver was killed"
+        time.sleep(0.1)
+    written = checkpoint.stat().st_mtime_ns
+    time.sleep(1.5)
+    assert checkpoint.stat().st_mtime_ns == written
+
+
 def test_a_failing_cell_is_retried_then_reported(tmp_path, capsys):
     cell = tmp_path / "gru_h8_k8_s0"
     cell.mkdir()
