@@ -99,30 +99,16 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Writes ``report.html`` in a sweep folder: savings per (agent, hidden size, field gain) with
     95% bootstrap CIs (recomputed from the cells' result files, :func:`benchmarks.sweep.aggregate`),
     the savings-vs-size figure and every cell's status, attempts and error."""
-    from benchmarks.sweep import MANIFEST, aggregate, format_ci
+    from benchmarks.sweep import MANIFEST, SUMMARY_COLUMNS, aggregate, summary_rows
 
     sweep_dir = Path(sweep_dir)
     summary = aggregate(sweep_dir)
     manifest = json.loads((sweep_dir / MANIFEST).read_text())
 
-    groups = [
-        [
-            g["agent"],
-            str(g["hidden"]),
-            f"{g['field_gain']:g}",
-            f"{g['networks']} ({g['networks_with_fit']})",
-            format_ci(g["savings_index"], "{:+.3f}"),
-            format_ci(g["fraction_with_savings"], "{:.2f}"),
-            format_ci(g["first_error_FF1_cm"], "{:.2f}"),
-            format_ci(g["first_error_FF2_cm"], "{:.2f}"),
-        ]
-        for g in summary["groups"]
-    ]
     cells = [
         [name, e["status"], str(e["attempts"]), f"{e.get('seconds', '')}", e.get("error") or ""]
         for name, e in manifest["cells"].items()
     ]
-    columns = ["agent", "hidden", "k (N*s/m)", "networks (fits)", "savings index", "with savings"]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>savings-gym sweep {html.escape(sweep_dir.name)}</title>
 <style>body {{ font-family: sans-serif; margin: 2em; max-width: 80em; }} th {{ text-align: left; }}
@@ -131,7 +117,7 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 2px 6px; }} img {{ max-width: 
 <h1>Sweep {html.escape(sweep_dir.name)}</h1>
 <h2>Savings by network size</h2>
 <p>Networks of a group's seeds pooled; means with 95% bootstrap CIs over networks.</p>
-{_grid(columns + ["first error FF1 (cm)", "first error FF2 (cm)"], groups)}
+{_grid(list(SUMMARY_COLUMNS), summary_rows(summary))}
 {"".join(_images(sweep_dir / "figures", ("savings_vs_hidden.png",))) or "<p>no finished cells</p>"}
 <h2>Cells</h2>{_grid(["cell", "status", "attempts", "seconds", "error"], cells)}
 <h2>Spec</h2>{_table(_flat("", manifest.get("spec", {})))}

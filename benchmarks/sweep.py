@@ -646,7 +646,10 @@ def group_savings(results: list[dict]) -> dict[str, Any]:
         ``networks``, ``networks_with_fit``; the mean savings index log(r_FF2 / r_FF1), the
         fraction of networks with r_FF2 > r_FF1 (among those with both fits), the first-batch
         errors of FF1 and FF2 (cm) and the fraction of networks with a smaller FF2 one, each with
-        a 95% bootstrap CI over networks (:func:`benchmarks.metrics.bootstrap_ci`).
+        a 95% bootstrap CI over networks (:func:`benchmarks.metrics.bootstrap_ci`); and
+        ``pretrained_endpoint_error_cm``, the mean endpoint error of the networks on the 8 test
+        reaches when pretraining ended (None where no cell recorded it), because savings means
+        little in networks that never learned to reach.
     """
 
     def pooled(key: str) -> np.ndarray:
@@ -655,6 +658,15 @@ def group_savings(results: list[dict]) -> dict[str, Any]:
     index = pooled("savings_index")
     valid = np.isfinite(index)
     first1, first2 = pooled("first_error_FF1"), pooled("first_error_FF2")
+    # each pretraining run records the mean over its networks: weight the cells by their networks
+    competence = [
+        (r["config"]["pretrained_meta"]["test_endpoint_error_m"], r["config"]["networks"])
+        for r in results
+        if "test_endpoint_error_m" in r["config"].get("pretrained_meta", {})
+    ]
+    pretrained_error = (
+        100 * sum(error * n for error, n in competence) / sum(n for _, n in competence) if competence else None
+    )
     return {
         "networks": int(len(index)),
         "networks_with_fit": int(valid.sum()),
@@ -663,6 +675,7 @@ def group_savings(results: list[dict]) -> dict[str, Any]:
         "first_error_FF1_cm": _interval(first1, 100),
         "first_error_FF2_cm": _interval(first2, 100),
         "fraction_smaller_first_error": _interval(first2 < first1),
+        "pretrained_endpoint_error_cm": pretrained_error,
     }
 
 
@@ -765,20 +778,44 @@ def format_ci(interval: dict[str, float], fmt: str = "{:+.2f}") -> str:
     return f"{fmt.format(interval['estimate'])} [{fmt.format(interval['low'])}, {fmt.format(interval['high'])}]"
 
 
+SUMMARY_COLUMNS = (
+    "agent",
+    "hidden",
+    "k (N*s/m)",
+    "networks (fits)",
+    "savings index",
+    "with savings",
+    "first error FF1 (cm)",
+    "first error FF2 (cm)",
+    "pretrained endpoint error (cm)",
+)
+
+
+def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The groups of a sweep summary as rows of text under :data:`SUMMARY_COLUMNS`."""
+    rows = []
+    for g in summary["groups"]:
+        competence = g["pretrained_endpoint_error_cm"]
+        rows.append(
+            [
+                g["agent"],
+                str(g["hidden"]),
+                f"{g['field_gain']:g}",
+                f"{g['networks']} ({g['networks_with_fit']})",
+                format_ci(g["savings_index"], "{:+.2f}"),
+                format_ci(g["fraction_with_savings"], "{:.2f}"),
+                format_ci(g["first_error_FF1_cm"], "{:.2f}"),
+                format_ci(g["first_error_FF2_cm"], "{:.2f}"),
+                "n/a" if competence is None else f"{competence:.2f}",
+            ]
+        )
+    return rows
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """The groups of a sweep summary as a Markdown table."""
-
-    lines = [
-        "| agent | hidden | k (N*s/m) | networks (fits) | savings index | with savings | first error FF1 (cm) "
-        "| first error FF2 (cm) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for g in summary["groups"]:
-        lines.append(
-            f"| {g['agent']} | {g['hidden']} | {g['field_gain']:g} | {g['networks']} ({g['networks_with_fit']}) "
-            f"| {format_ci(g['savings_index'], '{:+.2f}')} | {format_ci(g['fraction_with_savings'], '{:.2f}')} "
-            f"| {format_ci(g['first_error_FF1_cm'], '{:.2f}')} | {format_ci(g['first_error_FF2_cm'], '{:.2f}')} |"
-        )
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
     if summary["missing_cells"]:
         lines.append(f"(not finished: {', '.join(summary['missing_cells'])})")
     return "\n".join(lines)

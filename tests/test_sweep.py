@@ -18,7 +18,16 @@ import torch
 from benchmarks import leaderboard
 from benchmarks.cli import main
 from benchmarks.protocol import Preset
-from benchmarks.sweep import MANIFEST, RAY_EXTRA, SUMMARY, parse_ints, run_sweep
+from benchmarks.sweep import (
+    MANIFEST,
+    RAY_EXTRA,
+    SUMMARY,
+    SUMMARY_COLUMNS,
+    group_savings,
+    parse_ints,
+    run_sweep,
+    summary_table,
+)
 
 # two FF phases of 2 batches after 1 pretraining batch: seconds per cell (its numbers mean nothing)
 MINI = Preset("mini", {"NF1": 0, "FF1": 2, "NF2": 0, "FF2": 2}, pretrain_batches=1, use_shipped_pretrained=False)
@@ -60,6 +69,11 @@ def test_a_local_sweep_writes_every_cells_result_files_and_a_summary(local_sweep
     group = json.loads((out / SUMMARY).read_text())["groups"][0]
     assert (group["hidden"], group["networks"], group["cells"]) == (8, 2, NAMES)
     assert set(group["first_error_FF1_cm"]) == {"estimate", "low", "high"}
+    pretrained = [
+        json.loads((out / name / "result.json").read_text())["config"]["pretrained_meta"]["test_endpoint_error_m"]
+        for name in NAMES
+    ]  # one network per cell: the plain mean of the cells
+    assert group["pretrained_endpoint_error_cm"] == pytest.approx(100 * np.mean(pretrained))
     assert (out / "figures" / "savings_vs_hidden.png").stat().st_size > 1000
     assert not list(out.rglob("*.tmp*")), "a temporary file was left behind"
 
@@ -229,6 +243,26 @@ def test_report_on_a_sweep_folder(local_sweep):
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "Savings by network size" in page and NAMES[1] in page and "data:image/png;base64" in page
+    group = json.loads((out / SUMMARY).read_text())["groups"][0]
+    assert "pretrained endpoint error (cm)" in page and f"{group['pretrained_endpoint_error_cm']:.2f}" in page
+
+
+def test_the_summary_table_weights_pretraining_competence_by_networks():
+    def cell(networks, error_m):
+        per_network = {key: [0.1] * networks for key in ("savings_index", "has_savings")}
+        per_network |= {"first_error_FF1": [0.04] * networks, "first_error_FF2": [0.03] * networks}
+        meta = {} if error_m is None else {"test_endpoint_error_m": error_m}
+        return {"config": {"networks": networks, "pretrained_meta": meta}, "metrics": {"per_network": per_network}}
+
+    assert group_savings([cell(1, 0.01), cell(3, 0.05)])["pretrained_endpoint_error_cm"] == pytest.approx(4.0)
+    assert group_savings([cell(2, None)])["pretrained_endpoint_error_cm"] is None  # e.g. an SB3 learner's
+    summary = {
+        "groups": [{"agent": "gru", "hidden": 16, "field_gain": 8.0, **group_savings([cell(2, None)])}],
+        "missing_cells": ["gru_h32_k8_s0"],
+    }
+    header, rule, row, missing = summary_table(summary).splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|") == len(SUMMARY_COLUMNS) + 1
+    assert row.endswith("| n/a |") and "+0.10 [" in row and missing == "(not finished: gru_h32_k8_s0)"
 
 
 def test_bench_sweep_prints_both_sides_and_the_ratio(capsys):
