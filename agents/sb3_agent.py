@@ -943,6 +943,152 @@ Competence = Callable[[ReachRecord], tuple[np.ndarray, dict[str, Any]]]
 
 
 @dataclass
+class Imitation:
+    """How :func:`imitate` distils BPTT networks into SB3 learners (the pretraining warm start)."""
+
+    teacher: str
+    """file of BPTT networks (``agents.bptt.save_pretrained``); learner n imitates network n mod K"""
+    episodes: int = 4096
+    """teacher reaches recorded per learner (in ``ArmReach-v0``, the pretraining env)"""
+    steps: int = 1500
+    """gradient steps on minibatches of 64 reaches"""
+    learning_rate: float = 1e-3
+    """Adam's, for the imitation only (PPO's own optimiser is untouched)"""
+    noise: float | None = None
+    """std of the noise added to the executed (not the labelled) excitations while recording, so
+    the learner also sees how the teacher recovers from its own mistakes (DART); default: the
+    learner's exploration std"""
+
+
+TEACHER_INPUTS = 17  # ArmCurlField-v0's observation: the BPTT networks never see the cued env's gain
+
+
+def record_teacher(
+    teacher_path: str | Path, learner_index: int, episodes: int, noise: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Reaches of one BPTT network in ``ArmReach-v0`` (batched, no gradients).
+
+    Returns (episodes, T, .) arrays: ``obs`` (what the learner would see before each action),
+    ``action`` (the teacher's excitation: the label) and ``reward`` (after the executed,
+    noise-perturbed excitation).
+    """
+    from agents.bptt import load_pretrained as load_bptt
+    from savings_gym.differentiable import DifferentiableArmEnv
+
+    controllers, _ = load_bptt(teacher_path)
+    controllers = controllers.select([learner_index % controllers.num_networks])
+    if controllers.input_size != TEACHER_INPUTS:
+        raise ValueError(
+            f"teacher {teacher_path}: networks take {controllers.input_size} inputs, need {TEACHER_INPUTS}"
+        )
+    env = DifferentiableArmEnv(episodes, null_schedule(), env_id=PRETRAIN_ENV_ID, differentiable=False)
+    obs, _ = env.reset(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    state = controllers.initial_state(episodes)
+    columns: dict[str, list[torch.Tensor]] = {"obs": [], "action": [], "reward": []}
+    truncated = False
+    with torch.no_grad():
+        while not truncated:
+            action, state = controllers(obs[None], state)
+            action = action[0]
+            executed = (action + noise * torch.randn(action.shape, generator=generator)).clamp(0.0, 1.0)
+            columns["obs"].append(obs)
+            columns["action"].append(action)
+            obs, reward, _, truncated, _ = env.step(executed)
+            columns["reward"].append(reward)
+    return {key: torch.stack(values, dim=1).numpy() for key, values in columns.items()}
+
+
+def imitate(agent: SB3Agent, imitation: Imitation, seed: int = 0) -> dict[str, Any]:
+    """Distils BPTT networks into the agent's learners: the warm start of RL pretraining.
+
+    PPO from scratch does not learn to reach under the paper's cost at budgets this project can
+    run (``benchmarks/RESULTS.md``: it settles on holding the arm still), although reaching scores
+    better than holding still at every exploration noise. So the learners first copy a reaching
+    BPTT network, then PPO takes over. Per learner: record the teacher's reaches
+    (:func:`record_teacher`), set the normalisation statistics from them, then fit the policy's
+    mean action to the teacher's excitations and the value to the recorded (normalised,
+    discounted) return-to-go, with mean squared errors. The exploration std, PPO's optimiser and
+    counters are left as they were.
+
+    Returns:
+        Per learner, the last minibatch's action error (RMS, excitation units) and the teacher used.
+    """
+    if not isinstance(imitation.episodes, int) or imitation.episodes < 64:
+        raise ValueError(f"imitation episodes must be an integer >= 64, got {imitation.episodes!r}")
+    if not isinstance(imitation.steps, int) or imitation.steps < 0:
+        raise ValueError(f"imitation steps must be a non-negative integer, got {imitation.steps!r}")
+    errors = []
+    for learner in agent.learners:
+        policy = learner.model.policy
+        noise = imitation.noise
+        if noise is None:
+            noise = float(policy.log_std.detach().exp().mean()) if hasattr(policy, "log_std") else 0.0
+        data = record_teacher(
+            imitation.teacher, learner.index, imitation.episodes, noise, derived_seed(seed, learner.index)
+        )
+        obs, rewards = data["obs"], data["reward"]
+        if agent.spec.cued:  # the cued learner sees the gain as well: 0 in the null field
+            obs = np.concatenate([obs, np.zeros((*obs.shape[:2], 1), obs.dtype)], axis=-1)
+        gamma = learner.model.gamma
+        if learner.normalizer is not None:
+            normalizer = learner.normalizer
+            normalizer.obs_rms.update(obs.reshape(-1, obs.shape[-1]))
+            running = np.zeros(len(rewards))  # VecNormalize's own discounted return, step by step
+            for t in range(rewards.shape[1]):
+                running = running * gamma + rewards[:, t]
+                normalizer.ret_rms.update(running)
+            obs = normalizer.normalize_obs(obs)
+            rewards = normalizer.normalize_reward(rewards)
+        to_go = np.zeros_like(rewards)
+        later = np.zeros(len(rewards))
+        for t in reversed(range(rewards.shape[1])):
+            later = rewards[:, t] + gamma * later
+            to_go[:, t] = later
+        errors.append(_fit_policy(learner, obs, data["action"], to_go, imitation, derived_seed(seed, learner.index)))
+    return {"teacher": str(imitation.teacher), "action_rms_error": errors}
+
+
+def _fit_policy(
+    learner: _Learner, obs: np.ndarray, actions: np.ndarray, to_go: np.ndarray, imitation: Imitation, seed: int
+) -> float:
+    policy = learner.model.policy
+    device = policy.device
+    episodes, length = obs.shape[:2]
+    trainable = [p for name, p in policy.named_parameters() if name != "log_std"]
+    optimizer = torch.optim.Adam(trainable, lr=imitation.learning_rate)
+    order = np.random.default_rng(seed)
+    error = float("nan")
+    policy.set_training_mode(True)
+    for _ in range(imitation.steps):
+        pick = order.choice(episodes, size=64, replace=False)
+        x = torch.as_tensor(obs[pick], dtype=torch.float32, device=device).reshape(64 * length, -1)
+        y = torch.as_tensor(actions[pick], dtype=torch.float32, device=device).reshape(64 * length, -1)
+        v = torch.as_tensor(to_go[pick], dtype=torch.float32, device=device).reshape(64 * length)
+        if isinstance(policy, RecurrentActorCriticPolicy):
+            # whole episodes, sequence-major (as sb3-contrib's buffer hands them over), zero start state
+            starts = torch.zeros(64, length, device=device)
+            starts[:, 0] = 1.0
+            starts = starts.reshape(-1)
+            zeros = torch.zeros(policy.lstm_actor.num_layers, 64, policy.lstm_actor.hidden_size, device=device)
+            mean = policy.get_distribution(x, (zeros, zeros), starts)[0].distribution.mean
+            critic = policy.lstm_critic if policy.lstm_critic is not None else policy.lstm_actor
+            zeros_vf = torch.zeros(critic.num_layers, 64, critic.hidden_size, device=device)
+            value = policy.predict_values(x, (zeros_vf, zeros_vf), starts).flatten()
+        else:
+            mean = policy.get_distribution(x).distribution.mean
+            value = policy.predict_values(x).flatten()
+        action_loss = torch.mean((mean - y) ** 2)
+        loss = action_loss + torch.mean((value - v) ** 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        error = float(action_loss.detach().sqrt())
+    policy.set_training_mode(False)
+    return error
+
+
+@dataclass
 class PretrainArgs:
     """SB3 pretraining in the null field (``savings-gym pretrain --agent sb3:<Algo>``)."""
 
@@ -956,11 +1102,18 @@ class PretrainArgs:
     """batches between competence checks, progress lines and checkpoints"""
     device: str = "cpu"
     """torch device"""
+    imitate: str | None = None
+    """BPTT networks to distil first (:func:`imitate`), before PPO; None: PPO from scratch"""
+    imitation_steps: int = 1500
+    """gradient steps of that distillation"""
 
 
 def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Competence | None = None) -> dict:
     """Grows SB3 learners up in the null field (``ArmReach-v0``: random starts and targets) until
     ``competent`` says every learner is, or the budget runs out; writes their weights to ``out``.
+
+    With ``args.imitate`` the learners first copy those BPTT networks (:func:`imitate`), then train
+    by their own algorithm as usual.
 
     Every ``check_every`` batches the deterministic policies do the 8 test reaches in the null field;
     the weights (``save_pretrained``) and the full training state (``out`` + ``.state``) are written
@@ -981,7 +1134,13 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         env_kwargs={"cued": spec.cued},
     )
     state_path = out.with_suffix(".state")
-    identity = {"spec": spec.as_config(), "networks": args.networks, "seed": args.seed}
+    identity = {
+        "spec": spec.as_config(),
+        "networks": args.networks,
+        "seed": args.seed,
+        "imitate": args.imitate,
+        "imitation_steps": args.imitation_steps if args.imitate else None,
+    }
     done, seconds = 0, 0.0
     if state_path.exists():
         saved = load_checkpoint(state_path)
@@ -990,7 +1149,13 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         agent.load_state_dict(saved["agent"])
         done, seconds = saved["batches_done"], saved["seconds"]
         print(f"resuming pretraining at batch {done} from {state_path}", flush=True)
+        imitation = saved.get("imitation")
+    else:
+        imitation = None
     start = time.time() - seconds
+    if imitation is None and args.imitate is not None:
+        print(f"imitating {args.imitate} ({args.imitation_steps} steps)", flush=True)
+        imitation = imitate(agent, Imitation(args.imitate, steps=args.imitation_steps), seed=args.seed)
     meta: dict[str, Any] = {}
     while True:
         record = agent.evaluate(0.0)
@@ -1003,12 +1168,20 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
             "competence": figures,
             "competent": [bool(m) for m in met],
             "all_competent": bool(np.all(met)),
+            "imitation": imitation,
         }
         summary = ", ".join(f"{k} {v}" for k, v in figures.items() if not isinstance(v, list | dict))
         print(f"pretraining batch {done}/{args.batches}  {summary}  {elapsed:.0f} s", flush=True)
         save_pretrained(agent, out, meta)
         atomic_torch_save(
-            {"identity": identity, "agent": agent.state_dict(), "batches_done": done, "seconds": elapsed}, state_path
+            {
+                "identity": identity,
+                "agent": agent.state_dict(),
+                "batches_done": done,
+                "seconds": elapsed,
+                "imitation": imitation,
+            },
+            state_path,
         )
         if meta["all_competent"] or done >= args.batches:
             return meta

@@ -101,6 +101,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         check_every=args.check_every,
         max_endpoint_error=args.max_endpoint_error_cm / 100,
         max_deviation=args.max_deviation_cm / 100,
+        imitate=args.imitate,
+        imitation_steps=args.imitation_steps,
         **_learner(args),
     )
     return 0
@@ -249,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--check-every", type=int, default=50, help="SB3: batches between competence checks")
     pre.add_argument("--max-endpoint-error-cm", type=float, default=2.0, help="SB3 competence: mean endpoint error")
     pre.add_argument("--max-deviation-cm", type=float, default=1.0, help="SB3 competence: mean |lateral deviation|")
+    pre.add_argument(
+        "--imitate",
+        default=None,
+        metavar="FILE",
+        help="SB3: first distil these BPTT networks (e.g. agents/pretrained/gru128.pt), then train by RL",
+    )
+    pre.add_argument("--imitation-steps", type=int, default=1500, help="SB3: gradient steps of that distillation")
     pre.set_defaults(handler=_pretrain)
 
     sweep = commands.add_parser("sweep", help="the protocol over agents x hidden sizes x field gains x seeds")

@@ -349,13 +349,16 @@ def pretrain_agent(
     check_every: int = 50,
     max_endpoint_error: float = MAX_ENDPOINT_ERROR,
     max_deviation: float = MAX_LATERAL_DEVIATION,
+    imitate: str | Path | None = None,
+    imitation_steps: int = 1500,
 ) -> Path:
     """``savings-gym pretrain``: pretrains learners in the null field and writes their weights.
 
     SB3 agents train until every learner meets :func:`competence` (checked every ``check_every``
     batches) or ``batches`` are spent, and are written (weights and normalisation statistics only) to
-    ``out``, by default where the protocol looks for shipped weights. BPTT agents run
-    :func:`agents.bptt.pretrain` for ``batches``. Rerunning the same command resumes.
+    ``out``, by default where the protocol looks for shipped weights; with ``imitate`` (a file of
+    BPTT networks) they first distil those networks (:func:`agents.sb3_agent.imitate`). BPTT
+    agents run :func:`agents.bptt.pretrain` for ``batches``. Rerunning the same command resumes.
 
     Returns:
         The written file.
@@ -370,11 +373,25 @@ def pretrain_agent(
         spec = sb3_spec(agent, env_id, hyperparams, hidden)
         target = Path(out) if out is not None else shipped_sb3(spec)
         check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
-        args = PretrainArgs(batches, networks, seed, max(1, min(check_every, batches)), device)
+        if imitate is not None and not Path(imitate).is_file():
+            raise ValueError(f"--imitate must be a file of BPTT networks, got {str(imitate)!r} (no such file)")
+        if isinstance(imitation_steps, bool) or not isinstance(imitation_steps, int) or imitation_steps < 0:
+            raise ValueError(f"--imitation-steps must be a non-negative integer, got {imitation_steps!r}")
+        args = PretrainArgs(
+            batches,
+            networks,
+            seed,
+            max(1, min(check_every, batches)),
+            device,
+            imitate=None if imitate is None else str(imitate),
+            imitation_steps=imitation_steps,
+        )
         meta = pretrain_sb3(spec, args, target, lambda r: competence(r, max_endpoint_error, max_deviation))
         verdict = "every learner is competent" if meta["all_competent"] else "NOT every learner is competent"
         print(f"wrote {target} after {meta['batches_done']} batches: {verdict} ({meta['competence']['competent']})")
         return target
+    if imitate is not None:
+        raise ValueError("--imitate is for SB3 agents (sb3:<Algo>); BPTT networks pretrain by themselves")
     hidden = DEFAULT_HIDDEN if hidden is None else hidden
     target = Path(out) if out is not None else shipped_pretrained(agent, hidden)
     check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)

@@ -296,3 +296,83 @@ def test_rl_zoo_trains_on_the_env_by_id_with_the_shipped_yaml(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "ppo_lstm" / "ArmCurlField-v0_1" / "ArmCurlField-v0.zip").exists()
     assert (tmp_path / "ppo_lstm" / "ArmCurlField-v0_1" / "ArmCurlField-v0" / "vecnormalize.pkl").exists()
+
+
+TEACHER = ROOT / "agents" / "pretrained" / "gru16.pt"  # the smallest shipped BPTT networks: 17 inputs
+
+
+@pytest.mark.parametrize("algo", ["RecurrentPPO", "PPO"])
+def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_alone(algo):
+    from agents.sb3_agent import Imitation, imitate, record_teacher
+
+    hidden = 16 if algo == "RecurrentPPO" else None
+    spec = make_spec(algo, hyperparams=_fast(algo), hidden=hidden)
+    agent = SB3Agent(spec, paper_schedule(), 2, env_id="ArmReach-v0")
+    learner = agent.learners[1]
+    log_std = learner.model.policy.log_std.detach().clone()
+    count = learner.normalizer.obs_rms.count
+    teacher = record_teacher(TEACHER, 1, 64, 0.0, seed=5)
+    assert teacher["obs"].shape == (64, 100, 17) and teacher["action"].shape == (64, 100, 6)
+    assert np.all((teacher["action"] > 0) & (teacher["action"] < 1)) and np.all(np.isfinite(teacher["reward"]))
+
+    def error_on(data):  # the deterministic policy's excitations against the teacher's, whole episodes
+        obs = learner.normalizer.normalize_obs(data["obs"])
+        starts = np.zeros((64, 100), bool)
+        starts[:, 0] = True
+        actions, state = [], None
+        for t in range(100):
+            action, state = learner.model.predict(
+                obs[:, t], state=state, episode_start=starts[:, t], deterministic=True
+            )
+            actions.append(action)
+        return float(np.sqrt(np.mean((np.stack(actions, 1) - data["action"]) ** 2)))
+
+    before = error_on(teacher)
+    out = imitate(agent, Imitation(str(TEACHER), episodes=64, steps=150, learning_rate=3e-3), seed=0)
+    after = error_on(teacher)
+    assert after < 0.6 * before, (before, after)
+    assert len(out["action_rms_error"]) == 2 and all(np.isfinite(out["action_rms_error"]))
+    torch.testing.assert_close(learner.model.policy.log_std, log_std)  # exploration is the algorithm's
+    assert learner.normalizer.obs_rms.count >= count + 64 * 100  # statistics from the teacher's reaches
+
+
+def test_imitation_refuses_bad_settings(tmp_path):
+    from agents.sb3_agent import Imitation, imitate
+
+    agent = SB3Agent(make_spec("PPO", hyperparams=_fast("PPO")), paper_schedule(), 1, env_id="ArmReach-v0")
+    with pytest.raises(ValueError, match="imitation episodes must be an integer >= 64, got 8"):
+        imitate(agent, Imitation(str(TEACHER), episodes=8))
+    with pytest.raises(ValueError, match="imitation steps must be a non-negative integer, got -1"):
+        imitate(agent, Imitation(str(TEACHER), steps=-1))
+    with pytest.raises(ValueError, match="junk.pt is not a readable savings-gym checkpoint"):
+        (tmp_path / "junk.pt").write_bytes(b"junk")
+        imitate(agent, Imitation(str(tmp_path / "junk.pt"), episodes=64, steps=1))
+
+
+def test_pretraining_by_imitation_records_it_and_resumes_without_redoing_it(tmp_path, capsys):
+    out = tmp_path / "ppo.pt"
+    kwargs = dict(hyperparams=_fast("PPO"), check_every=1, imitate=TEACHER, imitation_steps=5)
+    pretrain_agent("sb3:PPO", 1, 1, out, **kwargs)
+    meta = load_pretrained(out)["meta"]
+    assert meta["imitate"] == str(TEACHER) and meta["imitation"]["teacher"] == str(TEACHER)
+    assert meta["batches_done"] == 1 and "imitating" in capsys.readouterr().out
+    pretrain_agent("sb3:PPO", 1, 2, out, **kwargs)  # a larger budget resumes the same run
+    printed = capsys.readouterr().out
+    assert "resuming pretraining at batch 1" in printed and "imitating" not in printed
+    assert load_pretrained(out)["meta"]["imitation"] == meta["imitation"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--agent", "sb3:PPO", "--imitate", "missing.pt"], "--imitate must be a file of BPTT networks"),
+        (["--agent", "sb3:PPO", "--imitate", str(TEACHER), "--imitation-steps", "-2"], "--imitation-steps must be"),
+        (["--agent", "gru", "--imitate", str(TEACHER)], "--imitate is for SB3 agents"),
+    ],
+)
+def test_bad_imitation_arguments_fail_before_any_training(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", *argv, "--batches", "1", "--out", str(tmp_path / "w.pt")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
