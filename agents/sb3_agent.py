@@ -64,12 +64,13 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 import sb3_contrib
 
 from agents.bptt import derived_seed
+from agents.controllers import RecurrentControllers
 from agents.interface import ReachRecord, run_test_reaches
 from agents.serialization import atomic_torch_save, load_checkpoint
 from savings_gym import ENV_IDS, TRIAL_STEPS
 from savings_gym.sb3 import SB3VecEnv, make_sb3_vec_env
 from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule, null_schedule
-from savings_gym.task import N_MUSCLES, N_TEST_TARGETS
+from savings_gym.task import N_MUSCLES, N_TEST_TARGETS, observation_bounds
 from savings_gym.world import generators
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
@@ -960,36 +961,37 @@ class Imitation:
     learner's exploration std"""
 
 
-TEACHER_INPUTS = 17  # ArmCurlField-v0's observation: the BPTT networks never see the cued env's gain
+def load_teachers(path: str | Path) -> RecurrentControllers:
+    """BPTT networks to imitate (``agents.bptt.save_pretrained``'s file), checked to see what the
+    uncued env shows (the cued learners' extra input, the gain, is 0 in the null field)."""
+    from agents.bptt import load_pretrained as load_bptt
+
+    controllers, _ = load_bptt(path)
+    inputs = observation_bounds(cued=False)[0].shape[0]
+    if controllers.input_size != inputs:
+        raise ValueError(f"teacher {path}: networks take {controllers.input_size} inputs, need {inputs}")
+    return controllers
 
 
-def record_teacher(
-    teacher_path: str | Path, learner_index: int, episodes: int, noise: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Reaches of one BPTT network in ``ArmReach-v0`` (batched, no gradients).
+def record_teacher(teacher: RecurrentControllers, episodes: int, noise: float, seed: int) -> dict[str, np.ndarray]:
+    """Reaches of one BPTT network (:func:`load_teachers`, one selected) in ``ArmReach-v0``
+    (batched, no gradients).
 
     Returns (episodes, T, .) arrays: ``obs`` (what the learner would see before each action),
     ``action`` (the teacher's excitation: the label) and ``reward`` (after the executed,
     noise-perturbed excitation).
     """
-    from agents.bptt import load_pretrained as load_bptt
     from savings_gym.differentiable import DifferentiableArmEnv
 
-    controllers, _ = load_bptt(teacher_path)
-    controllers = controllers.select([learner_index % controllers.num_networks])
-    if controllers.input_size != TEACHER_INPUTS:
-        raise ValueError(
-            f"teacher {teacher_path}: networks take {controllers.input_size} inputs, need {TEACHER_INPUTS}"
-        )
     env = DifferentiableArmEnv(episodes, null_schedule(), env_id=PRETRAIN_ENV_ID, differentiable=False)
     obs, _ = env.reset(seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    state = controllers.initial_state(episodes)
+    state = teacher.initial_state(episodes)
     columns: dict[str, list[torch.Tensor]] = {"obs": [], "action": [], "reward": []}
     truncated = False
     with torch.no_grad():
         while not truncated:
-            action, state = controllers(obs[None], state)
+            action, state = teacher(obs[None], state)
             action = action[0]
             executed = (action + noise * torch.randn(action.shape, generator=generator)).clamp(0.0, 1.0)
             columns["obs"].append(obs)
@@ -1018,15 +1020,15 @@ def imitate(agent: SB3Agent, imitation: Imitation, seed: int = 0) -> dict[str, A
         raise ValueError(f"imitation episodes must be an integer >= 64, got {imitation.episodes!r}")
     if not isinstance(imitation.steps, int) or imitation.steps < 0:
         raise ValueError(f"imitation steps must be a non-negative integer, got {imitation.steps!r}")
+    teachers = load_teachers(imitation.teacher)  # read once; learner n copies network n mod K
     errors = []
     for learner in agent.learners:
         policy = learner.model.policy
         noise = imitation.noise
         if noise is None:
             noise = float(policy.log_std.detach().exp().mean()) if hasattr(policy, "log_std") else 0.0
-        data = record_teacher(
-            imitation.teacher, learner.index, imitation.episodes, noise, derived_seed(seed, learner.index)
-        )
+        teacher = teachers.select([learner.index % teachers.num_networks])
+        data = record_teacher(teacher, imitation.episodes, noise, derived_seed(seed, learner.index))
         obs, rewards = data["obs"], data["reward"]
         if agent.spec.cued:  # the cued learner sees the gain as well: 0 in the null field
             obs = np.concatenate([obs, np.zeros((*obs.shape[:2], 1), obs.dtype)], axis=-1)

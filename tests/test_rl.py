@@ -303,7 +303,7 @@ TEACHER = ROOT / "agents" / "pretrained" / "gru16.pt"  # the smallest shipped BP
 
 @pytest.mark.parametrize("algo", ["RecurrentPPO", "PPO"])
 def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_alone(algo):
-    from agents.sb3_agent import Imitation, imitate, record_teacher
+    from agents.sb3_agent import Imitation, imitate, load_teachers, record_teacher
 
     hidden = 16 if algo == "RecurrentPPO" else None
     spec = make_spec(algo, hyperparams=_fast(algo), hidden=hidden)
@@ -311,7 +311,7 @@ def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_a
     learner = agent.learners[1]
     log_std = learner.model.policy.log_std.detach().clone()
     count = learner.normalizer.obs_rms.count
-    teacher = record_teacher(TEACHER, 1, 64, 0.0, seed=5)
+    teacher = record_teacher(load_teachers(TEACHER).select([1]), 64, 0.0, seed=5)
     assert teacher["obs"].shape == (64, 100, 17) and teacher["action"].shape == (64, 100, 6)
     assert np.all((teacher["action"] > 0) & (teacher["action"] < 1)) and np.all(np.isfinite(teacher["reward"]))
 
