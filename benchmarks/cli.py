@@ -162,7 +162,14 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if args.action == "validate":
         entry = leaderboard.validate(args.path, args.board if Path(args.board).exists() else None)
         aggregate = entry.result["metrics"]["aggregate"]
-        print(f"ok: {entry.name}, {aggregate['networks']} networks, metrics recomputed and matching")
+        fits = aggregate["networks_with_fit"]
+        ranked = (
+            "ranked" if fits >= leaderboard.MIN_NETWORKS else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
+        )
+        print(
+            f"ok: {entry.name}, {aggregate['networks']} networks, {fits} with both fits: {ranked}; "
+            "metrics recomputed and matching"
+        )
     elif args.action == "add":
         print(f"added {leaderboard.add(args.path, args.board)}")
     else:

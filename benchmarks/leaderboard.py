@@ -13,7 +13,11 @@ Ranking: the savings index of every network, summarised by its interquartile mea
 bootstrap CI over networks (rliable's recommendation; one task, so the stratified bootstrap is
 the plain one, done with scipy: the ``rliable`` package drags in arch, seaborn and pandas). An
 entry's rank counts the entries whose CI lies entirely above its own, so entries with
-overlapping CIs share a rank (shown as ``2=``).
+overlapping CIs share a rank (shown as ``2=``). Only entries with at least :data:`MIN_NETWORKS`
+networks *with both fits* (a finite savings index) are ranked: a network whose FF1 or FF2 error
+does not fall has no learning rate, and an IQM over two or three fits would rank on almost nothing.
+The others stay on the board, listed after the ranked ones as ``unranked``, and the ``n (fits)``
+column shows every entry's networks and how many of them have both fits.
 """
 
 from __future__ import annotations
@@ -323,8 +327,12 @@ def iqm_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
     return iqm(values), float(boot.confidence_interval.low), float(boot.confidence_interval.high)
 
 
+UNRANKED = "unranked"
+
+
 def rows(board_entries: list[Entry]) -> list[dict]:
-    """One ranked row per entry, best savings index first."""
+    """One row per entry: the ranked ones, best savings index first, then the unranked ones
+    (fewer than :data:`MIN_NETWORKS` networks with both fits), also by savings index."""
     table = []
     for entry in board_entries:
         per = entry.result["metrics"]["per_network"]
@@ -332,12 +340,15 @@ def rows(board_entries: list[Entry]) -> list[dict]:
         index = iqm_ci(np.asarray(per["savings_index"], np.float64))
         washout = agg.get("washout_after_effect", {}).get("estimate", math.nan)
         kept = entry.latent["persistence_NF2"] if entry.latent else {}
+        fits = int(np.isfinite(np.asarray(per["savings_index"], np.float64)).sum())
         table.append(
             {
                 "name": entry.name,
                 "agent": entry.result["config"]["agent"],
                 "preset": entry.result["config"]["preset"]["name"],
                 "networks": entry.result["config"]["networks"],
+                "fits": fits,
+                "ranked": fits >= MIN_NETWORKS,
                 "savings_index": index,
                 "fraction_with_savings": agg["fraction_with_savings"],
                 "first_error_FF1_cm": agg["first_error_FF1"]["estimate"] * 100,
@@ -352,10 +363,16 @@ def rows(board_entries: list[Entry]) -> list[dict]:
                 "entry": entry,
             }
         )
-    table.sort(key=lambda r: -r["savings_index"][0] if math.isfinite(r["savings_index"][0]) else math.inf)
+    table.sort(
+        key=lambda r: (not r["ranked"], -r["savings_index"][0] if math.isfinite(r["savings_index"][0]) else math.inf)
+    )
+    ranked = [row for row in table if row["ranked"]]
     for row in table:
-        better = sum(1 for other in table if other["savings_index"][1] > row["savings_index"][2])
-        shared = any(other is not row and _overlap(other, row) for other in table)
+        if not row["ranked"]:
+            row["rank"] = UNRANKED
+            continue
+        better = sum(1 for other in ranked if other["savings_index"][1] > row["savings_index"][2])
+        shared = any(other is not row and _overlap(other, row) for other in ranked)
         row["rank"] = f"{better + 1}{'=' if shared else ''}"
     return table
 
@@ -370,7 +387,7 @@ COLUMNS = (
     ("rank", "rank"),
     ("name", "entry"),
     ("preset", "preset"),
-    ("networks", "n"),
+    ("networks", "n (fits)"),
     ("savings_index", "savings index (IQM, 95% CI)"),
     ("fraction_with_savings", "with savings"),
     ("first_error_FF1_cm", "first FF1 error (cm)"),
@@ -384,8 +401,12 @@ INTERVALS = ("savings_index", "persistence_NF2")
 
 def _cell(row: dict, key: str) -> str:
     value = row[key]
+    if key == "savings_index" and row["fits"] == 1:  # a single value has no interval
+        return f"{value[0]:+.2f} (one fit)"
     if key in INTERVALS:
         return f"{value[0]:+.2f} [{value[1]:+.2f}, {value[2]:+.2f}]" if math.isfinite(value[0]) else "-"
+    if key == "networks":
+        return f"{value} ({row['fits']})"
     if key == "fraction_with_savings":
         return f"{value * 100:.0f}%" if math.isfinite(value) else "-"
     if isinstance(value, float):
@@ -395,8 +416,8 @@ def _cell(row: dict, key: str) -> str:
 
 def _sort_key(row: dict, key: str) -> str:
     value = row[key][0] if key in INTERVALS else row[key]
-    if key == "rank":
-        value = int(str(value).rstrip("="))
+    if key == "rank":  # unranked entries sort after every rank (JavaScript's parseFloat reads "Infinity")
+        return "Infinity" if value == UNRANKED else str(int(str(value).rstrip("=")))
     return "" if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
@@ -409,7 +430,9 @@ def render_markdown(table: list[dict]) -> str:
         "# Savings leaderboard",
         "",
         "Ranked by the interquartile mean of the per-network savings index log(r_FF2 / r_FF1), with a 95% "
-        "bootstrap CI; entries whose CIs overlap share a rank (`=`). Generated by "
+        "bootstrap CI; entries whose CIs overlap share a rank (`=`). Only entries with at least "
+        f"{MIN_NETWORKS} networks with both fits (an FF1 and an FF2 learning rate) are ranked; `n (fits)` "
+        "shows each entry's networks and how many have both fits. Generated by "
         "`savings-gym leaderboard render`.",
         "",
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
@@ -437,7 +460,9 @@ th {{ cursor: pointer; background: #eee; }} th:hover {{ background: #ddd; }}
 </style></head><body>
 <h1>Savings leaderboard</h1>
 <p>Ranked by the interquartile mean of the per-network savings index log(r_FF2 / r_FF1) with a 95% bootstrap
-CI; entries whose CIs overlap share a rank (=). Click a column header to sort.</p>
+CI; entries whose CIs overlap share a rank (=). Only entries with at least {min_fits} networks with both fits (an FF1
+and an FF2 learning rate) are ranked; n (fits) shows each entry's networks and how many have both fits. Click a
+column header to sort.</p>
 <table id="board"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>
 {details}
 <script>
@@ -476,7 +501,7 @@ def render_html(table: list[dict]) -> str:
             f'</p><p>{link_html}</p><img alt="FF1 vs FF2 learning curves of {esc(row["name"])}" '
             f'src="data:image/png;base64,{_curve_png(row["entry"].result)}"></div>'
         )
-    return _PAGE.format(header=header, body="".join(body), details="".join(details))
+    return _PAGE.format(header=header, body="".join(body), details="".join(details), min_fits=MIN_NETWORKS)
 
 
 def render(board: str | Path, out: str | Path) -> tuple[Path, Path]:

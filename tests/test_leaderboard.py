@@ -14,13 +14,19 @@ from benchmarks.protocol import PRESETS, atomic_write_json, make_result
 SMOKE = PRESETS["smoke"]
 
 
-def _result(name="gru-test", networks=6, ff2_rate=0.3, seed=0, description="a test entry", link="https://x.org"):
+def _result(
+    name="gru-test", networks=6, ff2_rate=0.3, seed=0, description="a test entry", link="https://x.org", rising=0
+):
+    """A smoke-preset result whose curves decay at known rates; the last ``rising`` networks' FF2
+    errors grow instead (no decay, so no FF2 fit)."""
     rng = np.random.default_rng(seed)
     curves = {}
     for phase, n in SMOKE.batches.items():
         x = np.arange(n) / 5
         rate = {"FF1": 0.1, "FF2": ff2_rate}.get(phase, 0.2)
         curves[phase] = np.stack([0.03 * np.exp(-rate * x) + rng.normal(0, 1e-4, n) for _ in range(networks)])
+        if phase == "FF2" and rising:
+            curves[phase][networks - rising :] = 0.03 * (2 - np.exp(-rate * x))
     config = {
         "agent": "gru",
         "hidden": 16,
@@ -189,6 +195,29 @@ def test_ranking_iqm_and_shared_ranks(tmp_path):
     assert index[1] <= index[0] <= index[2]
 
 
+def test_entries_with_too_few_fits_are_listed_but_not_ranked(tmp_path):
+    board = tmp_path / "board"
+    for name, rate, seed, rising in (
+        ("strong", 0.4, 1, 0),
+        ("weak", 0.05, 2, 0),
+        ("three-fits", 2.0, 3, 3),  # the highest index, but on 3 of 6 networks
+        ("five-fits", 0.2, 4, 1),
+    ):
+        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, rising=rising)), board)
+    table = leaderboard.rows(leaderboard.entries(board))
+    by_name = {r["name"]: r for r in table}
+    assert [r["name"] for r in table][-1] == "three-fits"
+    assert by_name["three-fits"]["rank"] == "unranked" and by_name["three-fits"]["fits"] == 3
+    assert by_name["five-fits"]["ranked"] and by_name["five-fits"]["fits"] == 5
+    # three-fits' CI lies above all the others': counted, it would push every rank down by one
+    assert [by_name[n]["rank"] for n in ("strong", "five-fits", "weak")] == ["1=", "1=", "2="]
+    markdown = leaderboard.render_markdown(table)
+    assert "| unranked | three-fits | smoke | 6 (3) |" in markdown and "| 6 (6) |" in markdown
+    assert "at least 5 networks with both fits" in markdown
+    by_name["three-fits"]["fits"] = 1
+    assert leaderboard._cell(by_name["three-fits"], "savings_index").endswith("(one fit)")
+
+
 def test_iqm_ignores_outlying_seeds():
     assert leaderboard.iqm(np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0])) == pytest.approx(1.0)
 
@@ -232,8 +261,13 @@ def test_the_page_sorts_in_a_real_headless_chromium(tmp_path):
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is needed (.ci/run installs chromium and chromium-driver)")
     board = tmp_path / "board"
-    for name, rate, seed in (("alpha", 0.4, 1), ("beta", 0.05, 2), ("gamma", 0.2, 3)):
-        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed)), board)
+    for name, rate, seed, rising in (
+        ("alpha", 0.4, 1, 0),
+        ("beta", 0.05, 2, 0),
+        ("gamma", 0.2, 3, 0),
+        ("delta", 1, 4, 4),
+    ):
+        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, rising=rising)), board)
     _, page = leaderboard.render(board, tmp_path / "site")
     from selenium.webdriver.common.by import By
 
@@ -248,13 +282,18 @@ def test_the_page_sorts_in_a_real_headless_chromium(tmp_path):
             ]
 
         before = names()
-        assert sorted(before) == ["alpha", "beta", "gamma"] and before[-1] == "beta"
+        assert sorted(before) == ["alpha", "beta", "delta", "gamma"] and before[-2:] == ["beta", "delta"]
         header = driver.find_elements(By.CSS_SELECTOR, "#board th")[1]  # "entry"
         header.click()
-        assert names() == ["alpha", "beta", "gamma"]
+        assert names() == ["alpha", "beta", "delta", "gamma"]
         header.click()
-        assert names() == ["gamma", "beta", "alpha"]
-        assert len(driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")) == 3
+        assert names() == ["gamma", "delta", "beta", "alpha"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")) == 4
+        rank = driver.find_elements(By.CSS_SELECTOR, "#board th")[0]
+        rank.click()  # ascending: the unranked entry sorts after every rank
+        assert names()[-1] == "delta"
+        rank.click()
+        assert names()[0] == "delta"
     finally:
         driver.quit()
 
@@ -266,7 +305,10 @@ def test_cli_validate_add_render_and_report(tmp_path, good, capsys):
     assert main(["leaderboard", "validate", str(good), "--board", str(board)]) == 0
     assert main(["leaderboard", "add", str(good), "--board", str(board)]) == 0
     assert main(["leaderboard", "render", "--board", str(board), "--out", str(tmp_path / "site")]) == 0
-    assert "ok: gru-test" in capsys.readouterr().out
+    assert "ok: gru-test, 6 networks, 6 with both fits: ranked" in capsys.readouterr().out
+    few = _write(tmp_path / "few", _result("few-fits", rising=2))
+    assert main(["leaderboard", "validate", str(few)]) == 0
+    assert "4 with both fits: listed unranked (fewer than 5)" in capsys.readouterr().out
     bad = _tampered(tmp_path, lambda r: r["config"].__setitem__("env_id", "Nope-v0"))
     with pytest.raises(SystemExit):
         main(["leaderboard", "validate", str(bad)])
