@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -29,8 +30,13 @@ def _bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+# YAML 1.1 (PyYAML) reads 1e-4 as a string: it wants a dot and a signed exponent (1.0e-4)
+_PLAIN_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _hyperparams(items: list[str] | None) -> list[dict | str] | None:
-    """``--hyperparams`` items: ``key=value`` (the value read as YAML) or the path of an rl-zoo3 yaml file."""
+    """``--hyperparams`` items: ``key=value`` (the value read as YAML, and ``1e-4`` as the number a
+    shell user means) or the path of an rl-zoo3 yaml file."""
     if not items:
         return None
     parsed: list[dict | str] = []
@@ -40,9 +46,12 @@ def _hyperparams(items: list[str] | None) -> list[dict | str] | None:
 
             key, _, value = item.partition("=")
             try:
-                parsed.append({key.strip(): yaml.safe_load(value)})
+                loaded = yaml.safe_load(value)
             except yaml.YAMLError as error:
                 raise ValueError(f"--hyperparams {item!r}: the value is not valid YAML ({error})") from error
+            if isinstance(loaded, str) and _PLAIN_EXPONENT.fullmatch(loaded.strip()):
+                loaded = float(loaded)
+            parsed.append({key.strip(): loaded})
         else:
             parsed.append(item)
     return parsed

@@ -376,3 +376,17 @@ def test_bad_imitation_arguments_fail_before_any_training(argv, message, tmp_pat
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_hyperparams_on_the_command_line_read_exponents_as_numbers():
+    from benchmarks.cli import _hyperparams
+
+    parsed = _hyperparams(["learning_rate=1e-4", "clip_range=.2E+1", "policy=MlpPolicy", "ent_coef=3.0e-4", "a.yml"])
+    assert parsed == [
+        {"learning_rate": 1e-4},
+        {"clip_range": 2.0},
+        {"policy": "MlpPolicy"},
+        {"ent_coef": 3e-4},
+        "a.yml",
+    ]
+    assert isinstance(parsed[0]["learning_rate"], float)
