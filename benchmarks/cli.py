@@ -180,7 +180,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
             "metrics recomputed and matching"
         )
     elif args.action == "add":
-        print(f"added {leaderboard.add(args.path, args.board)}")
+        given = {key: getattr(args, key) for key in ("name", "description", "link") if getattr(args, key) is not None}
+        print(f"added {leaderboard.add(args.path, args.board, given)}")
     else:
         markdown, page = leaderboard.render(args.board, args.out)
         print(f"wrote {markdown} and {page}")
@@ -309,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("path", help="a run folder holding result.json")
         sub.add_argument("--board", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
         sub.set_defaults(handler=_leaderboard)
+    add = actions.choices["add"]
+    for flag, text in (
+        ("--name", "the entry's name on the board (default: the run's, e.g. sb3:PPO)"),
+        ("--description", "what the entry is: the agent, its settings, the command that made it"),
+        ("--link", "where to read more (code, paper)"),
+    ):
+        add.add_argument(flag, help=text + "; set in the copy's submission block")
     render = actions.add_parser("render", help="write LEADERBOARD.md and a static index.html")
     render.add_argument("--board", default="leaderboard", help="the leaderboard folder")
     render.add_argument("--out", default="site", help="output folder")

@@ -23,6 +23,7 @@ column shows every entry's networks and how many of them have both fits.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import html
 import json
@@ -39,7 +40,7 @@ from scipy import stats
 
 import savings_gym
 from benchmarks.metrics import savings
-from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes
+from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, atomic_write_json
 
 RESULT_FILE = "result.json"
 LATENT_FILE = "latent/latent.json"
@@ -287,13 +288,35 @@ def entries(board: str | Path) -> list[Entry]:
     return found
 
 
-def add(path: str | Path, board: str | Path) -> Path:
-    """Validates a submission and copies it into the board as a new folder; returns that folder."""
+def add(path: str | Path, board: str | Path, submission: dict[str, str] | None = None) -> Path:
+    """Validates a submission and copies it into the board as a new folder; returns that folder.
+
+    Args:
+        path: the submission (a run folder or its result.json).
+        board: the leaderboard folder.
+        submission: ``name``, ``description`` and/or ``link`` to set in the copy's submission
+            block (a run writes its agent as the name and leaves the others empty); checked
+            against the schema like the rest.
+    """
     entry = validate(path, board)
+    if submission:
+        result = copy.deepcopy(entry.result)
+        result["submission"].update(submission)
+        validator = jsonschema.Draft202012Validator(SUBMISSION_SCHEMA["properties"]["submission"])
+        problems = [
+            (str(entry.path / RESULT_FILE), "/".join(["submission", *map(str, e.absolute_path)]), e.message)
+            for e in validator.iter_errors(result["submission"])
+        ]
+        if problems:
+            raise SubmissionError(problems)
+        entry = Entry(entry.path, result, entry.fingerprint, entry.latent)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", entry.name).strip("-")[:40] or "entry"
     target = Path(board) / f"{slug}-{entry.fingerprint[:8]}"
     target.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(target / RESULT_FILE, (entry.path / RESULT_FILE).read_bytes())
+    if submission:
+        atomic_write_json(target / RESULT_FILE, entry.result)
+    else:
+        atomic_write_bytes(target / RESULT_FILE, (entry.path / RESULT_FILE).read_bytes())
     if entry.latent is not None:
         atomic_write_bytes(target / LATENT_FILE, (entry.path / LATENT_FILE).read_bytes())
     figure = entry.path / "figures" / "learning_curves.png"

@@ -315,6 +315,27 @@ def test_cli_validate_add_render_and_report(tmp_path, good, capsys):
     assert "config/env_id" in capsys.readouterr().err
 
 
+def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):
+    from benchmarks.cli import main
+
+    board = tmp_path / "board"
+    args = ["leaderboard", "add", str(good), "--board", str(board), "--name", "my agent", "--link", "https://a.org"]
+    assert main([*args, "--description", "GRU, lr 0.01"]) == 0
+    (folder,) = board.iterdir()
+    assert folder.name.startswith("my-agent-")
+    entry = leaderboard.validate(folder, board)  # the copy is still a valid submission
+    assert entry.result["submission"] | {"code_version": ""} == {
+        "name": "my agent",
+        "description": "GRU, lr 0.01",
+        "link": "https://a.org",
+        "code_version": "",
+    }
+    assert json.loads((good / "result.json").read_text())["submission"]["name"] == "gru-test"  # source untouched
+    with pytest.raises(leaderboard.SubmissionError, match="submission/name") as error:
+        leaderboard.add(good, tmp_path / "other", {"name": "x" * 81})
+    assert "too long" in str(error.value) and not (tmp_path / "other").exists()
+
+
 def test_report_page(tmp_path, good):
     from benchmarks.report import write_report
 
