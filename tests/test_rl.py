@@ -390,3 +390,17 @@ def test_hyperparams_on_the_command_line_read_exponents_as_numbers():
         "a.yml",
     ]
     assert isinstance(parsed[0]["learning_rate"], float)
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id"),
+    [("RecurrentPPO", "ArmCurlField-v0"), ("PPO", "ArmCurlField-v0"), ("RecurrentPPO", "ArmCurlFieldCued-v0")],
+)
+def test_shipped_rl_weights_fit_the_shipped_hyperparameters(algo, env_id):
+    """The quick preset starts from these files only while they match the shipped yaml's networks."""
+    from agents.sb3_agent import shipped_pretrained
+
+    spec = make_spec(algo, env_id)
+    blob = load_pretrained(shipped_pretrained(spec))
+    assert fits(blob, spec, 5), f"{shipped_pretrained(spec)} no longer fits {algo} on {env_id}: re-run its pretraining"
+    assert blob["meta"]["imitate"] == "agents/pretrained/gru128.pt" and len(blob["policies"]) == 5
