@@ -56,6 +56,7 @@ try:
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+    from stable_baselines3.common.policies import ActorCriticPolicy
     from stable_baselines3.common.utils import get_device
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 except ImportError as error:  # pragma: no cover - exercised only without the extra
@@ -63,7 +64,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 import sb3_contrib
 
-from agents.bptt import derived_seed
+from agents.bptt import PRETRAINED_DIR, derived_seed
 from agents.controllers import RecurrentControllers
 from agents.interface import ReachRecord, run_test_reaches
 from agents.serialization import atomic_torch_save, load_checkpoint
@@ -74,7 +75,7 @@ from savings_gym.task import N_MUSCLES, N_TEST_TARGETS, observation_bounds
 from savings_gym.world import generators
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_TEACHER = PRETRAINED_DIR / "gru128.pt"  # the BPTT networks SB3 learners imitate by default
 PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
 """The envs a savings run can use (``ArmReach-v0`` is for pretraining)."""
 PRETRAIN_ENV_ID = "ArmReach-v0"
@@ -298,6 +299,14 @@ class SB3Spec:
     @property
     def recurrent(self) -> bool:
         return is_recurrent(self.algo_class)
+
+    @property
+    def imitates(self) -> bool:
+        """Whether :func:`imitate` can warm-start this policy: an actor-critic with a mean action
+        and a state value (PPO, A2C, TRPO, RecurrentPPO), not SAC/TD3/DDPG, whose critics value
+        state-action pairs."""
+        policy = self.algo_class.policy_aliases.get(self.policy, self.policy)
+        return isinstance(policy, type) and issubclass(policy, ActorCriticPolicy)
 
     @property
     def cued(self) -> bool:
@@ -1016,6 +1025,11 @@ def imitate(agent: SB3Agent, imitation: Imitation, seed: int = 0) -> dict[str, A
     Returns:
         Per learner, the last minibatch's action error (RMS, excitation units) and the teacher used.
     """
+    if not agent.spec.imitates:
+        raise ValueError(
+            f"sb3:{agent.spec.algo} ({agent.spec.policy}) cannot imitate: imitation fits an actor-critic's "
+            "mean action and state value (PPO, A2C, TRPO, RecurrentPPO)"
+        )
     if not isinstance(imitation.episodes, int) or imitation.episodes < 64:
         raise ValueError(f"imitation episodes must be an integer >= 64, got {imitation.episodes!r}")
     if not isinstance(imitation.steps, int) or imitation.steps < 0:

@@ -56,6 +56,10 @@ class Preset:
         lr: SGD learning rate after pretraining.
         pretrain_batches: batches of pretraining when no shipped pretrained network fits.
         use_shipped_pretrained: start from the project's pretrained networks when they fit.
+        imitation_steps: SB3 learners pretrained by the run (no shipped weights fit) first imitate
+            the shipped GRU-128 networks for this many gradient steps, when their policy can
+            (:func:`agents.sb3_agent.imitate`; PPO from scratch does not learn to reach at these
+            budgets); 0: RL from scratch. BPTT networks ignore it.
         description: what it is for.
     """
 
@@ -65,6 +69,7 @@ class Preset:
     lr: float = 5e-3
     pretrain_batches: int = 20010
     use_shipped_pretrained: bool = False
+    imitation_steps: int = 0
     description: str = ""
 
     def schedule(self) -> Schedule:
@@ -79,6 +84,7 @@ PRESETS = {
     "paper": Preset(
         "paper",
         {"NF1": 10001, "FF1": 3201, "NF2": 10001, "FF2": 3201},
+        imitation_steps=1500,
         description="the paper's exact protocol: 20,010 pretraining batches, then 26,404 adaptation batches",
     ),
     "quick": Preset(
@@ -88,6 +94,7 @@ PRESETS = {
         lr=2e-2,
         pretrain_batches=2000,
         use_shipped_pretrained=True,
+        imitation_steps=1500,
         description="from the shipped pretrained networks: FF1, NF2, FF2 of 120 batches each, SGD lr 0.02",
     ),
     "smoke": Preset(
@@ -95,6 +102,7 @@ PRESETS = {
         {"NF1": 2, "FF1": 15, "NF2": 5, "FF2": 15},
         pretrain_batches=5,
         use_shipped_pretrained=True,
+        imitation_steps=20,
         description="a seconds-long run that exercises every stage (tests); its numbers mean nothing",
     ),
 }

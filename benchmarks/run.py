@@ -180,10 +180,20 @@ def sb3_agent_factory(
 
     Shipped weights are used when the preset allows and a file fits the spec's networks with enough
     learners; otherwise the learners are pretrained in the null field (``out/pretrained.pt``,
-    resumable) until :func:`competence` holds for all or ``preset.pretrain_batches`` are spent. A
-    preset with ``pretrain_batches=0`` and no shipped weights starts from scratch.
+    resumable): first, where the policy can, by imitating the shipped GRU-128 networks for
+    ``preset.imitation_steps``, then by RL until :func:`competence` holds for all or
+    ``preset.pretrain_batches`` are spent. A preset with ``pretrain_batches=0`` and no shipped
+    weights starts from scratch.
     """
-    from agents.sb3_agent import PretrainArgs, SB3Agent, fits, load_pretrained, pretrain, shipped_pretrained
+    from agents.sb3_agent import (
+        DEFAULT_TEACHER,
+        PretrainArgs,
+        SB3Agent,
+        fits,
+        load_pretrained,
+        pretrain,
+        shipped_pretrained,
+    )
 
     shipped = shipped_pretrained(spec)
     source = None
@@ -196,10 +206,13 @@ def sb3_agent_factory(
             seed=seed,
             check_every=max(1, min(check_every, preset.pretrain_batches)),
             device=device,
+            imitate=str(DEFAULT_TEACHER) if preset.imitation_steps > 0 and spec.imitates else None,
+            imitation_steps=preset.imitation_steps,
         )
+        first = f", first imitating {DEFAULT_TEACHER.name} for {args.imitation_steps} steps" if args.imitate else ""
         print(
-            f"pretraining {networks} sb3:{spec.algo} learners in the null field for up to {args.batches} batches "
-            "(no shipped ones fit)"
+            f"pretraining {networks} sb3:{spec.algo} learners in the null field{first}, then RL for up to "
+            f"{args.batches} batches (no shipped ones fit)"
         )
         source = out / "pretrained.pt"
         pretrain(spec, args, source, competent=competence)
@@ -375,6 +388,11 @@ def pretrain_agent(
         check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
         if imitate is not None and not Path(imitate).is_file():
             raise ValueError(f"--imitate must be a file of BPTT networks, got {str(imitate)!r} (no such file)")
+        if imitate is not None and not spec.imitates:
+            raise ValueError(
+                f"--imitate needs an actor-critic policy with a state value (PPO, A2C, TRPO, RecurrentPPO); "
+                f"{agent} ({spec.policy}) has none"
+            )
         if isinstance(imitation_steps, bool) or not isinstance(imitation_steps, int) or imitation_steps < 0:
             raise ValueError(f"--imitation-steps must be a non-negative integer, got {imitation_steps!r}")
         args = PretrainArgs(

@@ -29,7 +29,13 @@ from savings_gym.schedule import paper_schedule
 
 ROOT = Path(__file__).parent.parent
 # the smallest budgets that still exercise every phase: a few thousand env steps per learner
-TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, pretrain_batches=1, use_shipped_pretrained=False)
+TINY = Preset(
+    "tiny",
+    {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3},
+    pretrain_batches=1,
+    use_shipped_pretrained=False,
+    imitation_steps=3,
+)
 SCRATCH = Preset("scratch", {"NF1": 1, "FF1": 2, "NF2": 1, "FF2": 2}, pretrain_batches=0)
 FAST = {
     "RecurrentPPO": {"n_epochs": 1, "batch_size": 800, "hidden_size": 16},
@@ -67,6 +73,9 @@ def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks,
     assert config["pretrained_from"] == str(tmp_path / "pretrained.pt")  # pretrained for the preset's 1 batch
     pretraining = config["pretrained_meta"]
     assert pretraining["batches_done"] == 1 and "endpoint_error_cm" in pretraining["competence"]
+    # no shipped weights fit these tiny networks: they first imitated the shipped GRU-128s, then did RL
+    assert pretraining["imitate"] == str(ROOT / "agents" / "pretrained" / "gru128.pt")
+    assert pretraining["imitation_steps"] == 3 and len(pretraining["imitation"]["action_rms_error"]) == networks
     assert np.asarray(curves["FF1"]).shape == (networks, 3) and np.isfinite(np.concatenate([*curves.values()], 1)).all()
     per_network = result["metrics"]["per_network"]
     assert np.isfinite(per_network["first_error_FF1"]).all() and np.isfinite(per_network["first_error_FF2"]).all()
@@ -344,6 +353,10 @@ def test_imitation_refuses_bad_settings(tmp_path):
         imitate(agent, Imitation(str(TEACHER), episodes=8))
     with pytest.raises(ValueError, match="imitation steps must be a non-negative integer, got -1"):
         imitate(agent, Imitation(str(TEACHER), steps=-1))
+    sac = SB3Agent(make_spec("SAC", hyperparams=_fast("SAC")), paper_schedule(), 1, env_id="ArmReach-v0")
+    with pytest.raises(ValueError, match=r"sb3:SAC \(MlpPolicy\) cannot imitate"):
+        imitate(sac, Imitation(str(TEACHER)))
+    assert make_spec("PPO").imitates and make_spec("RecurrentPPO").imitates and not make_spec("TD3").imitates
     with pytest.raises(ValueError, match="junk.pt is not a readable savings-gym checkpoint"):
         (tmp_path / "junk.pt").write_bytes(b"junk")
         imitate(agent, Imitation(str(tmp_path / "junk.pt"), episodes=64, steps=1))
@@ -368,6 +381,7 @@ def test_pretraining_by_imitation_records_it_and_resumes_without_redoing_it(tmp_
         (["--agent", "sb3:PPO", "--imitate", "missing.pt"], "--imitate must be a file of BPTT networks"),
         (["--agent", "sb3:PPO", "--imitate", str(TEACHER), "--imitation-steps", "-2"], "--imitation-steps must be"),
         (["--agent", "gru", "--imitate", str(TEACHER)], "--imitate is for SB3 agents"),
+        (["--agent", "sb3:SAC", "--imitate", str(TEACHER)], "--imitate needs an actor-critic policy"),
     ],
 )
 def test_bad_imitation_arguments_fail_before_any_training(argv, message, tmp_path, capsys):
