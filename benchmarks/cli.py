@@ -171,12 +171,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if args.action == "validate":
         entry = leaderboard.validate(args.path, args.board if Path(args.board).exists() else None)
         aggregate = entry.result["metrics"]["aggregate"]
-        fits = aggregate["networks_with_fit"]
-        ranked = (
-            "ranked" if fits >= leaderboard.MIN_NETWORKS else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
-        )
+        ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
         print(
-            f"ok: {entry.name}, {aggregate['networks']} networks, {fits} with both fits: {ranked}; "
+            f"ok: {entry.name}, {aggregate['networks']} networks, {entry.fits} with both fits: {ranked}; "
             "metrics recomputed and matching"
         )
     elif args.action == "add":

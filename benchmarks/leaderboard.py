@@ -120,6 +120,16 @@ class Entry:
     def name(self) -> str:
         return self.result["submission"]["name"]
 
+    @property
+    def fits(self) -> int:
+        """Networks with both fits (a finite savings index)."""
+        return int(np.isfinite(np.asarray(self.result["metrics"]["per_network"]["savings_index"], np.float64)).sum())
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the board ranks the entry: at least :data:`MIN_NETWORKS` networks with both fits."""
+        return self.fits >= MIN_NETWORKS
+
 
 def fingerprint(result: dict) -> str:
     """A hash of the raw learning curves: two submissions with the same curves are duplicates."""
@@ -363,15 +373,14 @@ def rows(board_entries: list[Entry]) -> list[dict]:
         index = iqm_ci(np.asarray(per["savings_index"], np.float64))
         washout = agg.get("washout_after_effect", {}).get("estimate", math.nan)
         kept = entry.latent["persistence_NF2"] if entry.latent else {}
-        fits = int(np.isfinite(np.asarray(per["savings_index"], np.float64)).sum())
         table.append(
             {
                 "name": entry.name,
                 "agent": entry.result["config"]["agent"],
                 "preset": entry.result["config"]["preset"]["name"],
                 "networks": entry.result["config"]["networks"],
-                "fits": fits,
-                "ranked": fits >= MIN_NETWORKS,
+                "fits": entry.fits,
+                "ranked": entry.ranked,
                 "savings_index": index,
                 "fraction_with_savings": agg["fraction_with_savings"],
                 "first_error_FF1_cm": agg["first_error_FF1"]["estimate"] * 100,
