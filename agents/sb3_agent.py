@@ -70,8 +70,8 @@ from agents.interface import ReachRecord, run_test_reaches
 from agents.serialization import atomic_torch_save, load_checkpoint
 from savings_gym import ENV_IDS, TRIAL_STEPS
 from savings_gym.sb3 import SB3VecEnv, make_sb3_vec_env
-from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule, null_schedule
-from savings_gym.task import N_MUSCLES, N_TEST_TARGETS, observation_bounds
+from savings_gym.schedule import PAPER_BATCH_SIZE, PAPER_GAIN, Schedule, null_schedule
+from savings_gym.task import CUE_LAYOUT, N_MUSCLES, N_TEST_TARGETS, observation_bounds
 from savings_gym.world import generators
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
@@ -594,6 +594,26 @@ def _set_global_rngs(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(python_state), gauss_next))
 
 
+class CueScaledNormalize(VecNormalize):
+    """``VecNormalize`` for the cued env: running statistics for every channel but the cue (the
+    field gain), which is divided by the paper's gain (8 N*s/m) instead, so the paper's field reads 1.
+
+    Why: learners are pretrained in the null field, where the cue is always 0. The running variance
+    of that channel is then ~0, and the first field trial entered as +10 clipped standard deviations
+    through weights that had never seen it (first FF1 deviations of -18.5 to +13.8 cm;
+    ``benchmarks/RESULTS.md``). A fixed scale keeps the cue 0 in the null field, as before, and
+    makes the field a unit step. The cue's running statistics are still kept (unused).
+    """
+
+    CUE_INDEX = CUE_LAYOUT[0]
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        normalized = super().normalize_obs(obs)
+        if self.norm_obs:
+            normalized[..., self.CUE_INDEX] = np.asarray(obs)[..., self.CUE_INDEX] / PAPER_GAIN
+        return normalized
+
+
 @dataclass
 class _Learner:
     """One SB3 model, its env stack and its own random generators."""
@@ -680,7 +700,10 @@ class SB3Agent:
         raw = make_sb3_vec_env(self.env_id, self.spec.n_envs, schedule=self.schedule, **self.env_kwargs)
         resumable = _ResumableVecEnv(raw)
         env: VecEnv = VecMonitor(resumable)  # raw episode returns, under the normaliser
-        normalizer = VecNormalize(env, **self.spec.normalize) if self.spec.normalize is not None else None
+        normalizer = None
+        if self.spec.normalize is not None:
+            cued = self.env_kwargs.get("cued", self.spec.cued)
+            normalizer = (CueScaledNormalize if cued else VecNormalize)(env, **self.spec.normalize)
         spec = self.spec
         model = spec.algo_class(
             spec.policy_class, normalizer or env, seed=seed, device=self.device, verbose=0, **spec.model_kwargs()

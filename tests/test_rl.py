@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import RecurrentPPO
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from agents.interface import ReachRecord
-from agents.sb3_agent import SB3Agent, WholeSequenceLstmPolicy, fits, load_pretrained, make_spec
+from agents.sb3_agent import CueScaledNormalize, SB3Agent, WholeSequenceLstmPolicy, fits, load_pretrained, make_spec
 from agents.serialization import load_checkpoint
 from benchmarks import leaderboard
 from benchmarks.cli import main
@@ -25,7 +25,7 @@ from benchmarks.metrics import savings
 from benchmarks.protocol import Preset, run_protocol
 from benchmarks.run import competence, pretrain_agent, run
 from savings_gym.sb3 import make_sb3_vec_env
-from savings_gym.schedule import paper_schedule
+from savings_gym.schedule import null_schedule, paper_schedule
 
 ROOT = Path(__file__).parent.parent
 # the smallest budgets that still exercise every phase: a few thousand env steps per learner
@@ -134,6 +134,24 @@ def test_recurrent_state_is_recorded_and_the_cued_env_shows_the_field():
     cued = _agent("PPO", env_id="ArmCurlFieldCued-v0")
     assert cued.learners[0].model.observation_space.shape == (18,)
     assert _agent("PPO").learners[0].model.observation_space.shape == (17,)
+
+
+def test_after_null_field_training_the_cued_learner_sees_the_field_as_a_unit_step():
+    """The cue is 0 throughout null-field (pre)training, so its running variance is ~0; scaled by it,
+    the field entered as +10 clipped standard deviations. It is divided by the paper's gain instead."""
+    agent = _agent("PPO", k=1, env_id="ArmCurlFieldCued-v0", schedule=null_schedule())
+    agent.train(8)
+    normalizer = agent.learners[0].normalizer
+    assert isinstance(normalizer, CueScaledNormalize) and normalizer.obs_rms.var[17] < 1e-6
+    in_field = normalizer.get_original_obs().copy()
+    in_field[:, 17] = 8.0
+    seen, by_statistics = normalizer.normalize_obs(in_field), VecNormalize.normalize_obs(normalizer, in_field)
+    np.testing.assert_array_equal(seen[:, 17], 1.0)
+    np.testing.assert_array_equal(by_statistics[:, 17], normalizer.clip_obs)  # the defect this prevents
+    np.testing.assert_array_equal(seen[:, :17], by_statistics[:, :17])  # every other input as before
+    null = normalizer.get_original_obs()
+    np.testing.assert_array_equal(normalizer.normalize_obs(null)[:, 17], 0.0)
+    assert type(_agent("PPO", k=1).learners[0].normalizer) is VecNormalize  # uncued: plain running statistics
 
 
 def test_the_schedule_advances_one_batch_per_train_and_the_phase_is_the_experimenters():
