@@ -980,7 +980,10 @@ class Imitation:
     """How :func:`imitate` distils BPTT networks into SB3 learners (the pretraining warm start)."""
 
     teacher: str
-    """file of BPTT networks (``agents.bptt.save_pretrained``); learner n imitates network n mod K"""
+    """file of BPTT networks (``agents.bptt.save_pretrained``)"""
+    networks: tuple[int, ...] | None = None
+    """which of its networks to copy: learner n imitates ``networks[n mod len(networks)]``
+    (default: all K, learner n imitates network n mod K)"""
     episodes: int = 4096
     """teacher reaches recorded per learner (in ``ArmReach-v0``, the pretraining env)"""
     steps: int = 1500
@@ -1057,14 +1060,22 @@ def imitate(agent: SB3Agent, imitation: Imitation, seed: int = 0) -> dict[str, A
         raise ValueError(f"imitation episodes must be an integer >= 64, got {imitation.episodes!r}")
     if not isinstance(imitation.steps, int) or imitation.steps < 0:
         raise ValueError(f"imitation steps must be a non-negative integer, got {imitation.steps!r}")
-    teachers = load_teachers(imitation.teacher)  # read once; learner n copies network n mod K
+    teachers = load_teachers(imitation.teacher)  # read once
+    pool = list(range(teachers.num_networks)) if imitation.networks is None else list(imitation.networks)
+    if not pool or any(
+        isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < teachers.num_networks for i in pool
+    ):
+        raise ValueError(
+            f"imitation networks must be a non-empty list of indices below {teachers.num_networks} "
+            f"(the networks in {imitation.teacher}), got {imitation.networks!r}"
+        )
     errors = []
     for learner in agent.learners:
         policy = learner.model.policy
         noise = imitation.noise
         if noise is None:
             noise = float(policy.log_std.detach().exp().mean()) if hasattr(policy, "log_std") else 0.0
-        teacher = teachers.select([learner.index % teachers.num_networks])
+        teacher = teachers.select([pool[learner.index % len(pool)]])
         data = record_teacher(teacher, imitation.episodes, noise, derived_seed(seed, learner.index))
         obs, rewards = data["obs"], data["reward"]
         if agent.spec.cued:  # the cued learner sees the gain as well: 0 in the null field
@@ -1085,7 +1096,7 @@ def imitate(agent: SB3Agent, imitation: Imitation, seed: int = 0) -> dict[str, A
             later = rewards[:, t] + gamma * later
             to_go[:, t] = later
         errors.append(_fit_policy(learner, obs, data["action"], to_go, imitation, derived_seed(seed, learner.index)))
-    return {"teacher": str(imitation.teacher), "action_rms_error": errors}
+    return {"teacher": str(imitation.teacher), "teacher_networks": pool, "action_rms_error": errors}
 
 
 def _fit_policy(
@@ -1127,6 +1138,41 @@ def _fit_policy(
     return error
 
 
+def _check(agent: SB3Agent, competent: Competence | None, networks: int) -> tuple[np.ndarray, dict[str, Any]]:
+    if competent is None:
+        return np.zeros(networks, bool), {}
+    return competent(agent.evaluate(0.0))
+
+
+def _weights(learner: _Learner) -> dict[str, Any]:
+    """What a pretrained file holds of one learner (policy weights, normalisation statistics)."""
+    return copy.deepcopy(
+        {"policy": learner.model.policy.state_dict(), "normalization": _normalization_or_none(learner.normalizer)}
+    )
+
+
+def _load_weights(learner: _Learner, weights: Mapping[str, Any]) -> None:
+    learner.model.policy.load_state_dict(weights["policy"])
+    if learner.normalizer is not None and weights["normalization"] is not None:
+        _load_normalization(learner.normalizer, weights["normalization"])
+
+
+def competent_teachers(path: str | Path, competent: Competence) -> tuple[list[int], dict[str, Any]]:
+    """The networks of a BPTT file that meet the pretraining criterion themselves, judged on the
+    same 8 null-field test reaches (all of them if none does), with the figures behind it.
+
+    A copy reaches no better than its teacher: the shipped GRU-128s meet 2 cm / 1 cm for 3 of 8
+    networks, and learners copying the others inherited their lateral deviation.
+    """
+    from agents.bptt import BPTTAgent
+
+    teachers = load_teachers(path)
+    record = BPTTAgent(teachers, null_schedule(), env_id=PRETRAIN_ENV_ID, batch_size=32).evaluate(0.0)
+    met, figures = competent(record)
+    networks = [int(i) for i in np.flatnonzero(met)] or list(range(teachers.num_networks))
+    return networks, figures
+
+
 @dataclass
 class PretrainArgs:
     """SB3 pretraining in the null field (``savings-gym pretrain --agent sb3:<Algo>``)."""
@@ -1152,11 +1198,14 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
     ``competent`` says every learner is, or the budget runs out; writes their weights to ``out``.
 
     With ``args.imitate`` the learners first copy those BPTT networks (:func:`imitate`), then train
-    by their own algorithm as usual.
+    by their own algorithm as usual. With a criterion, they copy only the networks that meet it
+    themselves (:func:`competent_teachers`).
 
     Every ``check_every`` batches the deterministic policies do the 8 test reaches in the null field;
     the weights (``save_pretrained``) and the full training state (``out`` + ``.state``) are written
-    then, so rerunning the same call resumes.
+    then, so rerunning the same call resumes. Each learner is done at the first check it passes:
+    the final file holds its weights from that check (RL on the paper's cost can make a competent
+    reach worse again), and the latest weights of those that never passed.
 
     Returns:
         The meta written with the weights: batches done, seconds, the last competence figures and
@@ -1181,25 +1230,49 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         "imitation_steps": args.imitation_steps if args.imitate else None,
     }
     done, seconds = 0, 0.0
+    kept: list[dict[str, Any] | None] = [None] * args.networks
     if state_path.exists():
         saved = load_checkpoint(state_path)
         if _plain(saved["identity"]) != _plain(identity):
             raise ValueError(f"{state_path} belongs to another pretraining run; remove it or match its arguments")
         agent.load_state_dict(saved["agent"])
         done, seconds = saved["batches_done"], saved["seconds"]
+        kept = saved.get("kept", kept)
         print(f"resuming pretraining at batch {done} from {state_path}", flush=True)
         imitation = saved.get("imitation")
     else:
         imitation = None
     start = time.time() - seconds
     if imitation is None and args.imitate is not None:
+        networks, teacher_figures = None, None
+        if competent is not None:
+            networks, teacher_figures = competent_teachers(args.imitate, competent)
+            print(f"teacher networks meeting the criterion: {networks} ({teacher_figures['competent']})", flush=True)
         print(f"imitating {args.imitate} ({args.imitation_steps} steps)", flush=True)
-        imitation = imitate(agent, Imitation(args.imitate, steps=args.imitation_steps), seed=args.seed)
+        imitation = imitate(agent, Imitation(args.imitate, networks, steps=args.imitation_steps), seed=args.seed)
+        imitation["teacher_competence"] = teacher_figures
     meta: dict[str, Any] = {}
     while True:
-        record = agent.evaluate(0.0)
-        met, figures = competent(record) if competent is not None else (np.zeros(args.networks, bool), {})
+        met, figures = _check(agent, competent, args.networks)
+        for k, (learner, now_met) in enumerate(zip(agent.learners, met, strict=True)):
+            if now_met and kept[k] is None:  # this learner is done: these are the weights it ships with
+                kept[k] = _weights(learner)
         elapsed = time.time() - start
+        state = {
+            "identity": identity,
+            "agent": agent.state_dict(),
+            "batches_done": done,
+            "seconds": elapsed,
+            "imitation": imitation,
+            "kept": kept,
+        }
+        atomic_torch_save(state, state_path)
+        finished = all(k is not None for k in kept) or done >= args.batches
+        if finished and any(k is not None for k in kept):
+            for learner, weights in zip(agent.learners, kept, strict=True):  # the state above stays, for a rerun
+                if weights is not None:
+                    _load_weights(learner, weights)
+            met, figures = _check(agent, competent, args.networks)
         meta = {
             **asdict(args),
             "batches_done": done,
@@ -1212,17 +1285,7 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         summary = ", ".join(f"{k} {v}" for k, v in figures.items() if not isinstance(v, list | dict))
         print(f"pretraining batch {done}/{args.batches}  {summary}  {elapsed:.0f} s", flush=True)
         save_pretrained(agent, out, meta)
-        atomic_torch_save(
-            {
-                "identity": identity,
-                "agent": agent.state_dict(),
-                "batches_done": done,
-                "seconds": elapsed,
-                "imitation": imitation,
-            },
-            state_path,
-        )
-        if meta["all_competent"] or done >= args.batches:
+        if finished:
             return meta
         chunk = min(args.check_every, args.batches - done)
         agent.train(chunk * PAPER_BATCH_SIZE)

@@ -393,6 +393,49 @@ def test_pretraining_by_imitation_records_it_and_resumes_without_redoing_it(tmp_
     assert load_pretrained(out)["meta"]["imitation"] == meta["imitation"]
 
 
+def test_learners_copy_only_the_teachers_that_meet_the_criterion_themselves():
+    from agents.sb3_agent import Imitation, competent_teachers, imitate
+
+    gru128 = ROOT / "agents" / "pretrained" / "gru128.pt"
+    networks, figures = competent_teachers(gru128, competence)
+    errors, deviations = figures["endpoint_error_cm_per_learner"], figures["abs_lateral_deviation_cm_per_learner"]
+    assert networks == [i for i, (e, d) in enumerate(zip(errors, deviations, strict=True)) if e < 2 and d < 1]
+    assert 0 < len(networks) < 8  # the shipped GRU-128s: some reach well enough, some do not
+    assert competent_teachers(gru128, lambda r: competence(r, 0.001, 0.001))[0] == list(range(8))  # none: all
+    agent = SB3Agent(make_spec("PPO", hyperparams=_fast("PPO")), paper_schedule(), 3, env_id="ArmReach-v0")
+    out = imitate(agent, Imitation(str(TEACHER), networks=(5, 2), episodes=64, steps=1))
+    assert out["teacher_networks"] == [5, 2]  # learners 0, 1, 2 copy networks 5, 2, 5
+    for bad in [(), (8,), (-1,), (True,)]:
+        with pytest.raises(ValueError, match=r"imitation networks must be a non-empty list of indices below 8"):
+            imitate(agent, Imitation(str(TEACHER), networks=bad, episodes=64, steps=1))
+
+
+def test_each_learner_ships_the_weights_of_the_first_check_it_passes(tmp_path):
+    """Learner 0 passes at the first check only: it keeps those weights; learner 1 never passes and
+    ships its latest; a rerun of the finished call gives the same file."""
+    from agents.sb3_agent import PretrainArgs, pretrain
+
+    spec = make_spec("PPO", hyperparams=_fast("PPO"))
+    calls = []
+
+    def first_check_only_for_learner_0(record):
+        calls.append(1)
+        return np.array([len(calls) == 1, False]), {"competent": f"{int(len(calls) == 1)}/2"}
+
+    out = tmp_path / "ppo.pt"
+    args = PretrainArgs(batches=2, networks=2, check_every=1)
+    pretrain(spec, args, out, competent=first_check_only_for_learner_0)
+    shipped = load_pretrained(out)["policies"]
+    start = SB3Agent(spec, null_schedule(), 2, seed=args.seed, env_id="ArmReach-v0")  # the same learners, untrained
+    for name, value in start.learners[0].model.policy.state_dict().items():
+        torch.testing.assert_close(shipped[0][name], value)
+    assert any(not torch.equal(shipped[1][n], v) for n, v in start.learners[1].model.policy.state_dict().items())
+    pretrain(spec, args, out, competent=first_check_only_for_learner_0)  # resumes at the end: same result
+    for again, before in zip(load_pretrained(out)["policies"], shipped, strict=True):
+        for name, value in before.items():
+            torch.testing.assert_close(again[name], value)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
