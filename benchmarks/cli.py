@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--imitate",
         default=None,
         metavar="FILE",
-        help="SB3: first distil these BPTT networks (e.g. agents/pretrained/gru128.pt), then train by RL",
+        help="SB3: first distil these BPTT networks (e.g. agents/pretrained/gru128.pt; those that meet the "
+        "competence criterion themselves, or all if none does), then train by RL",
     )
     pre.add_argument("--imitation-steps", type=int, default=1500, help="SB3: gradient steps of that distillation")
     pre.set_defaults(handler=_pretrain)
