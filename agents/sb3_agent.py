@@ -702,7 +702,7 @@ class SB3Agent:
         env: VecEnv = VecMonitor(resumable)  # raw episode returns, under the normaliser
         normalizer = None
         if self.spec.normalize is not None:
-            cued = self.env_kwargs.get("cued", self.spec.cued)
+            cued = raw.observation_space.shape[0] > CueScaledNormalize.CUE_INDEX
             normalizer = (CueScaledNormalize if cued else VecNormalize)(env, **self.spec.normalize)
         spec = self.spec
         model = spec.algo_class(
@@ -713,9 +713,7 @@ class SB3Agent:
         else:
             model.set_logger(Logger(folder=None, output_formats=[]))
         if pretrained is not None:
-            model.policy.load_state_dict(pretrained["policies"][n])
-            if normalizer is not None and pretrained["normalization"][n] is not None:
-                _load_normalization(normalizer, pretrained["normalization"][n])
+            _load_weights(model, normalizer, pretrained["policies"][n], pretrained["normalization"][n])
         # start the episodes now (SB3 would at the first learn), so a checkpoint before any training holds them
         model._last_obs = model.env.reset()
         model._last_episode_starts = np.ones(self.spec.n_envs, dtype=bool)
@@ -885,6 +883,20 @@ def _normalization_or_none(normalizer: VecNormalize | None) -> dict[str, Any] | 
     return None if normalizer is None else _normalization_state(normalizer)
 
 
+def _weights(learner: _Learner) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """What a pretrained file holds of one learner: policy weights and normalisation statistics (copies)."""
+    return copy.deepcopy((learner.model.policy.state_dict(), _normalization_or_none(learner.normalizer)))
+
+
+def _load_weights(
+    model: BaseAlgorithm, normalizer: VecNormalize | None, policy: Mapping[str, Any], normalization: Any
+) -> None:
+    """Puts :func:`_weights` back (the optimiser and counters are left alone)."""
+    model.policy.load_state_dict(policy)
+    if normalizer is not None and normalization is not None:
+        _load_normalization(normalizer, normalization)
+
+
 def _tensor_or_none(array: np.ndarray | None) -> torch.Tensor | None:
     return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
 
@@ -933,15 +945,16 @@ def shipped_pretrained(spec: SB3Spec) -> Path:
 
 def save_pretrained(agent: SB3Agent, path: str | Path, meta: Mapping[str, Any]) -> None:
     """Writes the learners' policy weights and normalisation statistics (atomically; no optimiser)."""
+    weights = [_weights(learner) for learner in agent.learners]
     blob = {
         "format": PRETRAINED_FORMAT,
         "architecture": agent.spec.architecture(),
         "spec": agent.spec.as_config(),
-        "policies": [learner.model.policy.state_dict() for learner in agent.learners],
-        "normalization": [_normalization_or_none(learner.normalizer) for learner in agent.learners],
-        "meta": dict(meta),
+        "policies": [policy for policy, _ in weights],
+        "normalization": [normalization for _, normalization in weights],
+        "meta": copy.deepcopy(dict(meta)),
     }
-    atomic_torch_save(copy.deepcopy(blob), path)
+    atomic_torch_save(blob, path)
 
 
 def load_pretrained(path: str | Path) -> dict[str, Any]:
@@ -1144,19 +1157,6 @@ def _check(agent: SB3Agent, competent: Competence | None, networks: int) -> tupl
     return competent(agent.evaluate(0.0))
 
 
-def _weights(learner: _Learner) -> dict[str, Any]:
-    """What a pretrained file holds of one learner (policy weights, normalisation statistics)."""
-    return copy.deepcopy(
-        {"policy": learner.model.policy.state_dict(), "normalization": _normalization_or_none(learner.normalizer)}
-    )
-
-
-def _load_weights(learner: _Learner, weights: Mapping[str, Any]) -> None:
-    learner.model.policy.load_state_dict(weights["policy"])
-    if learner.normalizer is not None and weights["normalization"] is not None:
-        _load_normalization(learner.normalizer, weights["normalization"])
-
-
 def competent_teachers(path: str | Path, competent: Competence) -> tuple[list[int], dict[str, Any]]:
     """The networks of a BPTT file that meet the pretraining criterion themselves, judged on the
     same 8 null-field test reaches (all of them if none does), with the figures behind it.
@@ -1230,7 +1230,7 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         "imitation_steps": args.imitation_steps if args.imitate else None,
     }
     done, seconds = 0, 0.0
-    kept: list[dict[str, Any] | None] = [None] * args.networks
+    kept: list[tuple[dict[str, torch.Tensor], dict[str, Any] | None] | None] = [None] * args.networks
     if state_path.exists():
         saved = load_checkpoint(state_path)
         if _plain(saved["identity"]) != _plain(identity):
@@ -1271,7 +1271,7 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         if finished and any(k is not None for k in kept):
             for learner, weights in zip(agent.learners, kept, strict=True):  # the state above stays, for a rerun
                 if weights is not None:
-                    _load_weights(learner, weights)
+                    _load_weights(learner.model, learner.normalizer, *weights)
             met, figures = _check(agent, competent, args.networks)
         meta = {
             **asdict(args),
