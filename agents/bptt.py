@@ -23,8 +23,11 @@ What the paper did and this file does (SPEC.md, "The controller and its training
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.bptt_compiled import CompiledBPTT
 from agents.controllers import RecurrentControllers
 from agents.interface import ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
@@ -50,6 +54,18 @@ LOSS_WEIGHTS = {
     "hidden_change": 1e-3,
 }
 PRETRAIN_BATCH, ADAPT_BATCH = 32, N_TEST_TARGETS
+ENGINES = ("compiled", "eager", "reference")
+ENGINE_VARIABLE = "SAVINGS_GYM_BPTT_ENGINE"
+"""How :class:`BPTTAgent` computes its gradients, fastest first (``benchmarks/RESULTS.md``):
+
+* ``compiled``: each step and its backward compiled (:mod:`agents.bptt_compiled`), the test
+  reaches in the same forward pass; GRU only (other cells run ``eager``);
+* ``eager``: autograd, with the arm's hand-written backward, fused GRU gates and the deferred
+  recurrent-weight gradient;
+* ``reference``: plain autograd through every operation (the path every other one is tested against).
+
+All three give the same results to float32 rounding (``tests/test_bptt_speed.py``).
+"""
 
 
 @dataclass
@@ -103,13 +119,17 @@ def paper_loss(trajectory: dict[str, torch.Tensor], weights: dict[str, float] = 
     """
     x, d = trajectory["hand_position"], trajectory["desired_position"]
     v, f, h = trajectory["hand_velocity"], trajectory["muscle_force"], trajectory["hidden"]
+
+    def squared(t: torch.Tensor) -> torch.Tensor:
+        return t * t  # square()'s backward (a pow) is ~5x slower than a product's on these sizes
+
     terms = {
         "position": (x - d).abs().sum(-1).mean((1, 2)),
-        "jerk": v.diff(n=2, dim=2).square().sum(-1).mean((1, 2)),
+        "jerk": squared(v.diff(n=2, dim=2)).sum(-1).mean((1, 2)),
         "force": f.sum(-1).mean((1, 2)),
-        "force_change": f.diff(dim=2).square().sum(-1).mean((1, 2)),
-        "hidden": h.square().mean((1, 2, 3)),
-        "hidden_change": h.diff(dim=2).square().mean((1, 2, 3)),
+        "force_change": squared(f.diff(dim=2)).sum(-1).mean((1, 2)),
+        "hidden": squared(h).mean((1, 2, 3)),
+        "hidden_change": squared(h.diff(dim=2)).mean((1, 2, 3)),
     }
     return sum(weights[name] * value for name, value in terms.items())
 
@@ -117,20 +137,21 @@ def paper_loss(trajectory: dict[str, torch.Tensor], weights: dict[str, float] = 
 def rollout(
     env: DifferentiableArmEnv,
     controllers: RecurrentControllers,
-    options: dict | None,
+    obs: torch.Tensor,
     hidden_offset: torch.Tensor | None = None,
     offset_step: int = 16,
     keep_joint: bool = False,
 ) -> dict:
-    """One episode of every arm; returns (K, B, T, .) tensors (see :func:`paper_loss`).
+    """One episode of every arm, stepped through the env (autograd records what it needs);
+    returns (K, B, T, .) tensors (see :func:`paper_loss`).
 
     Args:
+        env, obs: an env just reset, and the observation its reset returned.
         hidden_offset: (K, H) added to every reach's hidden state just before the controller's
             update at ``offset_step`` (after that many steps), for perturbation experiments.
         keep_joint: also return the joint states (``joint``, (K, B, T, 4)).
     """
     k = controllers.num_networks
-    obs, _ = env.reset(options=options)
     batch = obs.shape[0] // k
     state = controllers.initial_state(batch)
     keys = ["hand_position", "desired_position", "hand_velocity", "muscle_force"]
@@ -163,6 +184,9 @@ class BPTTAgent:
         lr: learning rate; ``lr_decay``: factor applied after every update.
         seed: the run's seed (arms and trial draws of network k depend on it and k only).
         device: torch device.
+        engine: one of :data:`ENGINES`; default: the environment variable
+            ``SAVINGS_GYM_BPTT_ENGINE``, else ``compiled`` (which falls back to ``eager``, with a
+            warning, where ``torch.compile`` cannot build its code).
     """
 
     def __init__(
@@ -179,7 +203,12 @@ class BPTTAgent:
         first_network: int = 0,
         device: str = "cpu",
         max_grad_norm: float = 1.0,
+        engine: str | None = None,
     ):
+        if engine is None:
+            engine = os.environ.get(ENGINE_VARIABLE, "compiled")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES} (argument or ${ENGINE_VARIABLE}), got {engine!r}")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         if env_id == "ArmCurlField-v0" and batch_size != ADAPT_BATCH:
@@ -195,8 +224,16 @@ class BPTTAgent:
         k = self.num_networks
         networks = range(first_network, first_network + k)
         arm_seeds = [derived_seed(seed, n, i) for n in networks for i in range(batch_size)]
-        self.env = DifferentiableArmEnv(k * batch_size, schedule, env_id=env_id, num_worlds=k, device=device)
+        reference = engine == "reference"
+        self.env = DifferentiableArmEnv(
+            k * batch_size, schedule, env_id=env_id, num_worlds=k, device=device, hand_written_grads=not reference
+        )
         self.env.reset(seed=arm_seeds)
+        controllers.fused = not reference
+        if engine == "compiled" and controllers.cell != "gru":
+            engine = "eager"
+        self.engine = engine
+        self._compiled = CompiledBPTT(controllers, self.env.task) if engine == "compiled" else None
         self._rngs = [np.random.default_rng([seed, n]) for n in networks]
         params = [p for p in controllers.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
@@ -236,15 +273,55 @@ class BPTTAgent:
 
     def train_batch(self) -> np.ndarray:
         """One update of every network on one batch; returns the (K,) losses."""
-        trajectory = rollout(self.env, self.controllers, {"trials": self._balanced_trials()})
-        losses = paper_loss(trajectory)
+        return self._train_batch(None)[0]
+
+    def evaluate_then_train(self, field_gain: float, eval_seed: int = 0) -> ReachRecord:
+        """:meth:`evaluate` under ``field_gain``, then one :meth:`train_batch`, from the same
+        weights: what the protocol does before every update. The ``compiled`` engine plays the
+        test reaches in the training rollout's forward pass (they share its matmuls)."""
+        if self._compiled is None:
+            record = self.evaluate(field_gain, eval_seed)
+            self.train_batch()
+            return record
+        return self._train_batch((field_gain, eval_seed))[1]
+
+    def _train_batch(self, test: tuple[float, int] | None) -> tuple[np.ndarray, ReachRecord | None]:
+        test_env = test_obs = None
+        if test is not None:
+            test_env = self._test_env()
+            test_obs, _ = test_env.reset(options=self._test_options(*test))
+        obs, _ = self.env.reset(options={"trials": self._balanced_trials()})
         self.optimizer.zero_grad(set_to_none=False)
-        losses.sum().backward()  # network k's gradient is that of its own loss
+        record = out = None
+        if self._compiled is not None:
+            try:
+                out = self._compiled.run(self.env, obs, paper_loss, test_env, test_obs)
+            except torch._dynamo.exc.TorchDynamoException as error:  # no working compiler here
+                self._fall_back(error)  # and redo this batch, on the same reset, eagerly
+        if out is not None:
+            losses = out.losses
+            if test is not None:
+                record = self._record(test_env, test[0], out.test_hand_position, out.test_hidden)
+        else:
+            if test is not None:
+                record = self.evaluate(*test)
+            with self.controllers.deferred_weight_grad() if self.engine == "eager" else contextlib.nullcontext():
+                losses = paper_loss(rollout(self.env, self.controllers, obs))
+                losses.sum().backward()  # network k's gradient is that of its own loss
         self._clip_per_network()
         self.optimizer.step()
         self.scheduler.step()
         self.last_loss = losses.detach().cpu().numpy()
-        return self.last_loss
+        return self.last_loss, record
+
+    def _fall_back(self, error: Exception) -> None:
+        warnings.warn(
+            f"torch.compile could not build the compiled BPTT step ({type(error).__name__}: {str(error)[:200]}); "
+            "using engine='eager' (the same results, slower)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self.engine, self._compiled = "eager", None
 
     def _clip_per_network(self) -> None:
         params = [p for p in self.controllers.parameters() if p.requires_grad and p.grad is not None]
@@ -271,17 +348,11 @@ class BPTTAgent:
             endpoint_force: also compute the force the muscles put on the hand at every step.
         """
         test_env = self._test_env()
-        # test arm i is seeded eval_seed + i: offset by the first network so network n's test noise
-        # does not depend on how many networks are evaluated together
-        options = {
-            "mode": "test",
-            "field_gain": field_gain,
-            "eval_seed": eval_seed + self.first_network * N_TEST_TARGETS,
-        }
+        obs, _ = test_env.reset(options=self._test_options(field_gain, eval_seed))
         offset = None
         if hidden_offset is not None:
             offset = torch.as_tensor(hidden_offset, dtype=torch.float32, device=test_env.device)
-        trajectory = rollout(test_env, self.controllers, options, offset, offset_step, keep_joint=endpoint_force)
+        trajectory = rollout(test_env, self.controllers, obs, offset, offset_step, keep_joint=endpoint_force)
         force = None
         if endpoint_force:
             joint, muscle = trajectory["joint"], trajectory["muscle_force"]
@@ -289,12 +360,27 @@ class BPTTAgent:
                 test_env._world.task.arm, test_env.xp, joint.reshape(-1, 4), muscle.reshape(-1, 6)
             )
             force = flat.reshape(*joint.shape[:3], 2).cpu().numpy()
+        return self._record(test_env, field_gain, trajectory["hand_position"], trajectory["hidden"], force)
+
+    def _test_options(self, field_gain: float, eval_seed: int) -> dict:
+        # test arm i is seeded eval_seed + i: offset by the first network so network n's test noise
+        # does not depend on how many networks are evaluated together
+        return {"mode": "test", "field_gain": field_gain, "eval_seed": eval_seed + self.first_network * N_TEST_TARGETS}
+
+    @staticmethod
+    def _record(
+        test_env: DifferentiableArmEnv,
+        field_gain: float,
+        hand_position: torch.Tensor,
+        hidden: torch.Tensor,
+        endpoint_force: np.ndarray | None = None,
+    ) -> ReachRecord:
         return ReachRecord(
-            hand_position=trajectory["hand_position"].cpu().numpy(),
+            hand_position=hand_position.cpu().numpy(),
             target=test_env.state.target[:N_TEST_TARGETS].cpu().numpy(),
             field_gain=float(field_gain),
-            hidden=trajectory["hidden"].cpu().numpy(),
-            endpoint_force=force,
+            hidden=hidden.cpu().numpy(),
+            endpoint_force=endpoint_force,
         )
 
     def _test_env(self) -> DifferentiableArmEnv:

@@ -4,8 +4,9 @@ A network-batch is what the paper does per batch and per network: the 8 test rea
 update on 8 reaches of 100 steps (forward through the arm, backward, clipping, SGD step), with a
 128-unit GRU. The baseline is a plain sequential loop of MotorNet's own ``Environment`` with one
 ``torch.nn.GRU`` (how the paper's code runs each network, there in 40 processes); ours trains K
-networks as one batched computation (:class:`agents.bptt.BPTTAgent`). Both run in the same
-process, alternately.
+networks as one batched computation (:class:`agents.bptt.BPTTAgent`, ``compiled`` engine), and
+"today's path" is the same agent on the ``reference`` engine (plain autograd: the path before
+issue 17). All run in the same process, alternately, so a noisy machine moves them together.
 """
 
 from __future__ import annotations
@@ -71,65 +72,135 @@ class SequentialBaseline:
         self.optimizer.step()
 
 
-def _ours(networks: int, device: str) -> BPTTAgent:
-    controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, 128)
+LEVERS = ("reference", "+ arm backward", "eager", "compiled, apart", "compiled")
+"""Cumulative speed-ups, timed one after another by ``--levers`` (``benchmarks/RESULTS.md``):
+today's path before issue 17 (plain autograd); + the arm step's hand-written backward; + fused
+GRU gates, contiguous transposed weights and the deferred recurrent-weight gradient (the
+``eager`` engine); + each step and its backward compiled, test reaches in their own rollout;
++ the test reaches in the training rollout's forward pass (the ``compiled`` engine, the default)."""
+
+
+def _ours(networks: int, device: str, lever: str = "compiled", hidden: int = 128) -> BPTTAgent:
+    controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, hidden)
     controllers.freeze_input_and_output()
-    return BPTTAgent(controllers, paper_schedule(), seed=0, device=device)
+    engine = {"+ arm backward": "reference", "compiled, apart": "compiled"}.get(lever, lever)
+    agent = BPTTAgent(controllers, paper_schedule(), seed=0, device=device, engine=engine)
+    if lever == "+ arm backward":  # the reference engine with the arm's backward switched back on
+        agent.env.xp.hand_written_grads = True
+    return agent
+
+
+def network_batch(agent: BPTTAgent, apart: bool = False) -> None:
+    """What the protocol does per batch: the test reaches, then one update."""
+    if apart:
+        agent.evaluate(0.0)
+        agent.train_batch()
+    else:
+        agent.evaluate_then_train(0.0)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 @dataclass
 class Row:
     networks: int
-    baseline_rate: float
-    ours_rate: float
+    baseline_rate: float  # network-batches/s of the sequential MotorNet loop
+    ours_rate: float  # of the compiled engine (or the lever timed)
+    today_rate: float | None = None  # of the reference engine (the path before issue 17), same run
+    warmup_seconds: float = 0.0  # the first batch of ours: compiling its step, where it compiles
+    label: str = "compiled"
 
     @property
     def ratio(self) -> float:
         return self.ours_rate / self.baseline_rate
 
+    @property
+    def today_ratio(self) -> float | None:
+        return None if self.today_rate is None else self.ours_rate / self.today_rate
 
-def run(device: str = "cpu", quick: bool = False, networks: tuple[int, ...] = (1, 8, 40)) -> list[Row]:
-    """Network-batches per second for each K, beside the sequential baseline timed in between.
 
-    ``quick`` times K = 1 and 4 once each: a smoke run, not a figure for the record.
+def _timed(agent: BPTTAgent, device: str, apart: bool = False) -> float:
+    start = time.perf_counter()
+    network_batch(agent, apart)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def run(
+    device: str = "cpu",
+    quick: bool = False,
+    networks: tuple[int, ...] = (1, 8, 40),
+    levers: bool = False,
+    repeats: int = 3,
+    hidden: int = 128,
+) -> list[Row]:
+    """Network-batches per second for each K: ours (the ``compiled`` engine), today's path (the
+    ``reference`` engine) and the sequential baseline, timed alternately in the same run; each
+    rate is the best of ``repeats``. With ``levers``, one row per entry of :data:`LEVERS` at the
+    largest K instead. ``quick`` times K = 2 networks of 32 units once: a smoke run (seconds once
+    compiled), not a figure for the record.
     """
     if quick:
-        networks = (1, 4)
+        networks, repeats, hidden = (2,), 1, 32
     rows = []
-    baseline = SequentialBaseline()
+    baseline = SequentialBaseline(hidden=hidden)
     baseline.network_batch()  # warm-up
-    for k in networks:
-        agent = _ours(k, device)
-        agent.evaluate(0.0)
-        agent.train_batch()  # warm-up
-        repeats = 1 if quick else 3
-        base_times, our_times = [], []
+    plan = [(max(networks), lever) for lever in LEVERS] if levers else [(k, "compiled") for k in networks]
+    for k, lever in plan:
+        agent = _ours(k, device, lever, hidden)
+        today = None if levers else _ours(k, device, "reference", hidden)
+        apart = lever == "compiled, apart"
+        warmup = _timed(agent, device, apart)
+        if today is not None:
+            _timed(today, device)
+        base_times, our_times, today_times = [], [], []
         for _ in range(repeats):
             start = time.perf_counter()
             baseline.network_batch()
             base_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            agent.evaluate(0.0)
-            agent.train_batch()
-            if device != "cpu":
-                torch.cuda.synchronize()
-            our_times.append(time.perf_counter() - start)
-        rows.append(Row(k, 1.0 / min(base_times), k / min(our_times)))
+            our_times.append(_timed(agent, device, apart))
+            if today is not None:
+                today_times.append(_timed(today, device))
+        today_rate = k / min(today_times) if today_times else None
+        rows.append(Row(k, 1.0 / min(base_times), k / min(our_times), today_rate, warmup, lever))
     return rows
 
 
+def paper_hours(rate: float) -> float:
+    """Wall time (h) of the paper's protocol (40 networks x 46,414 batches) at ``rate`` network-batches/s."""
+    return PAPER_NETWORKS * PAPER_BATCHES_PER_NETWORK / rate / 3600
+
+
 def report(rows: list[Row]) -> str:
-    lines = [f"{'K networks':>10} {'baseline nb/s':>14} {'ours nb/s':>10} {'ratio':>7}"]
+    levers = len({r.label for r in rows}) > 1
+    head = "lever" if levers else "K networks"
+    lines = [
+        f"{head:>16} {'baseline nb/s':>14} {'today nb/s':>11} {'ours nb/s':>10} {'vs baseline':>12} "
+        f"{'vs today':>9} {'1st batch s':>12}"
+    ]
     for r in rows:
-        lines.append(f"{r.networks:>10} {r.baseline_rate:>14.2f} {r.ours_rate:>10.2f} {r.ratio:>6.1f}x")
-    widest = max(rows, key=lambda r: r.networks)
-    total = PAPER_NETWORKS * PAPER_BATCHES_PER_NETWORK
-    lines.append(
+        name = f"{r.label} K={r.networks}" if levers else str(r.networks)
+        today = "" if r.today_rate is None else f"{r.today_rate:.2f}"
+        vs_today = "" if r.today_ratio is None else f"{r.today_ratio:.2f}x"
+        lines.append(
+            f"{name:>16} {r.baseline_rate:>14.2f} {today:>11} {r.ours_rate:>10.2f} {r.ratio:>11.1f}x "
+            f"{vs_today:>9} {r.warmup_seconds:>12.1f}"
+        )
+    widest = max(rows, key=lambda r: (r.networks, r.label == "compiled"))
+    line = (
         f"paper protocol ({PAPER_NETWORKS} networks x {PAPER_BATCHES_PER_NETWORK:,} batches, H=128): "
-        f"{total / widest.ours_rate / 3600:.1f} h with ours at K={widest.networks} "
-        f"(target < 9 h), {total / widest.baseline_rate / 3600:.0f} h with the sequential baseline on this machine"
+        f"{paper_hours(widest.ours_rate):.1f} h with ours at K={widest.networks}"
     )
-    lines.append("(network-batch: the 8 test reaches + one update on 8 reaches of 100 steps; target >= 25x at K=40)")
+    if widest.today_rate is not None:
+        line += f", {paper_hours(widest.today_rate):.1f} h with today's path"
+    lines.append(line + f", {paper_hours(widest.baseline_rate):.0f} h with the sequential baseline on this machine")
+    lines.append(
+        "(network-batch: the 8 test reaches + one update on 8 reaches of 100 steps; 'today': the reference engine, "
+        "the path before issue 17; targets at K=40: >= 80x the baseline, goal >= 105x; '1st batch' includes compiling)"
+    )
     return "\n".join(lines)
 
 

@@ -127,8 +127,14 @@ def _bench_rl(args: argparse.Namespace) -> int:
 def _bench_bptt(args: argparse.Namespace) -> int:
     from benchmarks import bptt_throughput
 
-    print(bptt_throughput.report(bptt_throughput.run(device=args.device, quick=args.quick)))
+    print(bptt_throughput.report(bptt_throughput.run(device=args.device, quick=args.quick, levers=args.levers)))
     return 0
+
+
+def _bench_gpu(args: argparse.Namespace) -> int:
+    from benchmarks import gpu_check
+
+    return gpu_check.main(dry_run=args.dry_run)
 
 
 def _bench_sweep(args: argparse.Namespace) -> int:
@@ -236,7 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     bptt = which.add_parser("bptt", help="BPTT network-batches per second vs the paper's sequential MotorNet loop")
     bptt.add_argument("--device", default="cpu", help="torch device for our side (the baseline runs on the CPU)")
     bptt.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
+    bptt.add_argument(
+        "--levers", action="store_true", help="time each speed-up in turn at K=40 (benchmarks/RESULTS.md)"
+    )
     bptt.set_defaults(handler=_bench_bptt)
+    gpu = which.add_parser("gpu", help="on a CUDA machine: the GPU tests and BPTT timings at K=40..1000, one summary")
+    gpu.add_argument(
+        "--dry-run", action="store_true", help="the same steps on the CPU at toy sizes (checks the script)"
+    )
+    gpu.set_defaults(handler=_bench_gpu)
     rl = which.add_parser("rl", help="RecurrentPPO training steps/s on our vector env vs SB3's DummyVecEnv of gym.make")
     rl.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
     rl.add_argument("--n-envs", type=int, default=16, help="arms trained together, on both sides")

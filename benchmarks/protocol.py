@@ -203,11 +203,10 @@ def run_protocol(
     while state.batch < total:
         _save_phase_ends(out, schedule, agent)
         phase = schedule.phase_at(agent.episodes_completed)
-        record = agent.evaluate(phase.field_gain)
+        record = evaluate_then_train(agent, phase.field_gain)
         deviation = lateral_deviation(record.hand_position, record.target[None])
         state.deviations[phase.name].append(deviation.tolist())
         _keep_snapshot(state, schedule, phase.name, record)
-        agent.train(PAPER_BATCH_SIZE)
         state.batch += 1
         bar(state.batch, phase.name, deviation.mean())
         stopping = stop_after is not None and state.batch >= stop_after
@@ -221,6 +220,18 @@ def run_protocol(
     result = make_result(full_config, curves, time.time() - started)
     write_result(out, result, state)
     return result
+
+
+def evaluate_then_train(agent: Agent, field_gain: float) -> ReachRecord:
+    """One point of the learning curve and one update: the test reaches under ``field_gain``, then
+    a batch of training. An agent that can do both from the same weights in one pass offers
+    ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent` does); others are asked in turn."""
+    both = getattr(agent, "evaluate_then_train", None)
+    if both is not None:
+        return both(field_gain)
+    record = agent.evaluate(field_gain)
+    agent.train(PAPER_BATCH_SIZE)
+    return record
 
 
 PHASE_ENDS = "phase_ends"

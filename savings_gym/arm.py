@@ -206,14 +206,34 @@ def muscle_geometry(p: ArmParams, joint: Array) -> tuple[Array, Array, Array, Ar
     return length + p.geom_a0, velocity, moment0, moment1
 
 
-def muscle_force(
-    p: ArmParams, xp: Backend, activation: Array, mt_length: Array, mt_velocity: Array
-) -> tuple[Array, Array, Array]:
-    """Hill-type muscle with a rigid tendon (Kistemaker, Wong & Gribble 2010, as in MotorNet).
+class MuscleTerms(NamedTuple):
+    """What :func:`muscle_terms` computes on the way to the force, kept for the hand-written
+    backward (:mod:`savings_gym.arm_grad`). All (B, 6); names follow MotorNet's formula."""
 
-    Returns:
-        muscle length (m), muscle velocity (m/s) and force (N), each (B, 6).
-    """
+    muscle_len: Array
+    strain: Array
+    len_n: Array
+    vel_n: Array
+    flce: Array
+    a_rel_st: Array
+    b_base: Array
+    b_rel_st: Array
+    dfdvcon0: Array
+    f_x_a: Array
+    p_nom: Array
+    p_den: Array
+    p1: Array
+    p2: Array
+    p3: Array
+    shortening: Array
+    nom: Array
+    den: Array
+    force: Array
+
+
+def muscle_terms(p: ArmParams, xp: Backend, activation: Array, mt_length: Array, mt_velocity: Array) -> MuscleTerms:
+    """Hill-type muscle with a rigid tendon (Kistemaker, Wong & Gribble 2010, as in MotorNet), with
+    every intermediate value; :func:`muscle_force` returns only the outputs."""
     c = xp.c  # cached constants (see savings_gym.backend)
     muscle_len = xp.maximum(mt_length - p.l0_se, c(0.0))
     strain = xp.maximum((muscle_len - p.l0_pe) / p.l0_ce, c(0.0))
@@ -239,7 +259,23 @@ def muscle_force(
     )
     den = xp.where(shortening, b_rel_st - vel_n, p1 + vel_n)
     active = xp.maximum(nom / den, c(0.0))
-    return muscle_len, mt_velocity, (active + passive) * p.max_iso_force
+    force = (active + passive) * p.max_iso_force
+    return MuscleTerms(
+        muscle_len, strain, len_n, vel_n, flce, a_rel_st, b_base, b_rel_st, dfdvcon0, f_x_a, p_nom, p_den,
+        p1, p2, p3, shortening, nom, den, force,
+    )  # fmt: skip
+
+
+def muscle_force(
+    p: ArmParams, xp: Backend, activation: Array, mt_length: Array, mt_velocity: Array
+) -> tuple[Array, Array, Array]:
+    """Hill-type muscle with a rigid tendon (Kistemaker, Wong & Gribble 2010, as in MotorNet).
+
+    Returns:
+        muscle length (m), muscle velocity (m/s) and force (N), each (B, 6).
+    """
+    terms = muscle_terms(p, xp, activation, mt_length, mt_velocity)
+    return terms.muscle_len, mt_velocity, terms.force
 
 
 def hand_kinematics(p: ArmParams, xp: Backend, joint: Array) -> Array:
@@ -265,29 +301,51 @@ def arm_at_rest(p: ArmParams, xp: Backend, joint: Array) -> ArmState:
     return ArmState(joint, activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, joint))
 
 
-def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endpoint_load: Array) -> ArmState:
-    """Advances a batch of arms by one time step, as MotorNet's ``Effector.step`` does.
+class StepTerms(NamedTuple):
+    """What :func:`arm_step_terms` computes on the way to the next state, kept for the hand-written
+    backward (:mod:`savings_gym.arm_grad`). (B, 6) muscle arrays, (B,) joint scalars, (B, 2) pairs."""
 
-    Args:
-        p: the arm's constants, on the same backend as the arrays.
-        xp: the backend.
-        state: the arms' current state.
-        excitation: (B, 6) muscle excitation; clipped to [0.001, 1] like MotorNet.
-        endpoint_load: (B, 2) external force on the fingertip (N), held over the step.
+    excitation: Array  # clipped to [min_activation, 1]
+    activation: Array  # the state's activation, clipped
+    tmp: Array
+    tau: Array
+    d_activation: Array
+    activation_sum: Array  # activation + d_activation * dt, before the clip
+    mt_length: Array
+    mt_velocity: Array
+    moment0: Array
+    moment1: Array
+    c2: Array
+    s2: Array
+    c12: Array
+    s12: Array
+    inertia00: Array
+    inertia01: Array
+    inertia11: Array
+    rhs0: Array
+    rhs1: Array
+    inv_det: Array
+    acc: Array  # (B, 2)
+    pos: Array  # (B, 2) before the clip
+    vel_sum: Array  # (B, 2) before the clip
+    vel_kept: Array  # (B, 2) float: 1 where the joint-limit rule did not zero the velocity
+    muscle: MuscleTerms
 
-    Returns:
-        The state one step (``p.dt``) later.
-    """
+
+def arm_step_terms(
+    p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endpoint_load: Array
+) -> tuple[ArmState, StepTerms]:
+    """:func:`arm_step` and every intermediate value its backward needs."""
     c = xp.c  # cached constants (see savings_gym.backend)
     joint = state.joint
-    excitation = xp.clip(excitation, p.min_activation, c(1.0))
+    clipped_excitation = xp.clip(excitation, p.min_activation, c(1.0))
     mt_length, mt_velocity, moment0, moment1 = muscle_geometry(p, joint)
 
     # muscle activation dynamics (Thelen 2003): faster rise than decay, both activation-dependent
     activation = xp.clip(state.activation, p.min_activation, c(1.0))
     tmp = c(0.5) + c(1.5) * activation
-    tau = xp.where(excitation > activation, p.tau_activation * tmp, p.tau_deactivation / tmp)
-    d_activation = (excitation - activation) / tau
+    tau = xp.where(clipped_excitation > activation, p.tau_activation * tmp, p.tau_deactivation / tmp)
+    d_activation = (clipped_excitation - activation) / tau
 
     # skeleton dynamics: muscle torques, endpoint load through the Jacobian, Coriolis, inverse inertia
     q1, qd0, qd1 = joint[:, 1], joint[:, 2], joint[:, 3]
@@ -316,17 +374,52 @@ def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endp
     acc1 = inv_det * -inertia01 * rhs0 + inv_det * inertia00 * rhs1
 
     # Euler integration; muscle force uses the geometry at the start of the step, as MotorNet does
-    new_activation = xp.clip(state.activation + d_activation * p.dt, p.min_activation, c(1.0))
-    muscle_len, muscle_vel, force = muscle_force(p, xp, new_activation, mt_length, mt_velocity)
+    activation_sum = state.activation + d_activation * p.dt
+    new_activation = xp.clip(activation_sum, p.min_activation, c(1.0))
+    muscle = muscle_terms(p, xp, new_activation, mt_length, mt_velocity)
     pos = joint[:, 0:2] + joint[:, 2:4] * p.dt
-    vel = joint[:, 2:4] + xp.stack([acc0, acc1], axis=1) * p.dt
+    acc = xp.stack([acc0, acc1], axis=1)
+    vel_sum = joint[:, 2:4] + acc * p.dt
     # velocity is clipped before position so that a joint at its limit cannot push further past it
-    vel = xp.clip(vel, p.vel_lower, p.vel_upper)
-    vel = xp.where((vel < c(0.0)) & (pos <= p.pos_lower), c(0.0), vel)
-    vel = xp.where((vel > c(0.0)) & (pos >= p.pos_upper), c(0.0), vel)
-    pos = xp.clip(pos, p.pos_lower, p.pos_upper)
-    new_joint = xp.concat([pos, vel], axis=1)
-    return ArmState(new_joint, new_activation, muscle_len, muscle_vel, force, hand_kinematics(p, xp, new_joint))
+    vel = xp.clip(vel_sum, p.vel_lower, p.vel_upper)
+    kept = ~((vel < c(0.0)) & (pos <= p.pos_lower))
+    vel = xp.where(kept, vel, c(0.0))
+    stopped = (vel > c(0.0)) & (pos >= p.pos_upper)
+    vel = xp.where(stopped, c(0.0), vel)
+    pos_clipped = xp.clip(pos, p.pos_lower, p.pos_upper)
+    new_joint = xp.concat([pos_clipped, vel], axis=1)
+    new_state = ArmState(
+        new_joint, new_activation, muscle.muscle_len, mt_velocity, muscle.force, hand_kinematics(p, xp, new_joint)
+    )
+    terms = StepTerms(
+        clipped_excitation, activation, tmp, tau, d_activation, activation_sum, mt_length, mt_velocity,
+        moment0, moment1, c2, s2, c12, s12, inertia00, inertia01, inertia11, rhs0, rhs1, inv_det, acc,
+        pos, vel_sum, xp.as_float(kept & ~stopped), muscle,
+    )  # fmt: skip
+    return new_state, terms
+
+
+def arm_step(p: ArmParams, xp: Backend, state: ArmState, excitation: Array, endpoint_load: Array) -> ArmState:
+    """Advances a batch of arms by one time step, as MotorNet's ``Effector.step`` does.
+
+    On a differentiable torch backend with gradients enabled, the step is one autograd node with a
+    hand-written backward (:mod:`savings_gym.arm_grad`) instead of ~200 recorded operations.
+
+    Args:
+        p: the arm's constants, on the same backend as the arrays.
+        xp: the backend.
+        state: the arms' current state.
+        excitation: (B, 6) muscle excitation; clipped to [0.001, 1] like MotorNet.
+        endpoint_load: (B, 2) external force on the fingertip (N), held over the step.
+
+    Returns:
+        The state one step (``p.dt``) later.
+    """
+    if xp.hand_written_grads and xp.differentiable and xp.grad_enabled():
+        from savings_gym.arm_grad import arm_step_function
+
+        return arm_step_function(p, xp, state, excitation, endpoint_load)
+    return arm_step_terms(p, xp, state, excitation, endpoint_load)[0]
 
 
 def muscle_endpoint_force(p: ArmParams, xp: Backend, joint: Array, force: Array) -> Array:

@@ -22,6 +22,11 @@ class NumpyBackend:
 
     name = "numpy"
     differentiable = False
+    hand_written_grads = False
+
+    @staticmethod
+    def grad_enabled() -> bool:
+        return False
 
     cos = staticmethod(np.cos)
     sin = staticmethod(np.sin)
@@ -80,16 +85,22 @@ class NumpyBackend:
 
 
 class TorchBackend:
-    """float32 torch tensors on ``device``; gradients flow only when ``differentiable``."""
+    """float32 torch tensors on ``device``; gradients flow only when ``differentiable``.
+
+    ``hand_written_grads``: the arm step records one autograd node with a hand-written backward
+    (:mod:`savings_gym.arm_grad`); False records every operation (the reference path, ~3x slower).
+    """
 
     name = "torch"
 
-    def __init__(self, device: str = "cpu", differentiable: bool = False):
+    def __init__(self, device: str = "cpu", differentiable: bool = False, hand_written_grads: bool = True):
         import torch
 
         self._torch = torch
         self.device = torch.device(device)
         self.differentiable = differentiable
+        self.hand_written_grads = hand_written_grads
+        self.grad_enabled = torch.is_grad_enabled
         self.cos = torch.cos
         self.sin = torch.sin
         self.abs = torch.abs
@@ -145,8 +156,10 @@ Backend = NumpyBackend | TorchBackend
 NUMPY = NumpyBackend()
 
 
-def make_backend(name: str, device: str = "cpu", differentiable: bool = False) -> Backend:
-    """Returns the backend called ``name`` ("numpy" or "torch").
+def make_backend(
+    name: str, device: str = "cpu", differentiable: bool = False, hand_written_grads: bool = True
+) -> Backend:
+    """Returns the backend called ``name`` ("numpy" or "torch"); ``hand_written_grads`` as :class:`TorchBackend`.
 
     Raises:
         ValueError: for an unknown name, or for options NumPy cannot honour (a device other than
@@ -159,5 +172,5 @@ def make_backend(name: str, device: str = "cpu", differentiable: bool = False) -
             raise ValueError("backend='numpy' cannot carry gradients; use backend='torch' with differentiable=True")
         return NUMPY
     if name == "torch":
-        return TorchBackend(device=device, differentiable=differentiable)
+        return TorchBackend(device=device, differentiable=differentiable, hand_written_grads=hand_written_grads)
     raise ValueError(f"backend must be 'numpy' or 'torch', got {name!r}")

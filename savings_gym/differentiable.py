@@ -25,7 +25,7 @@ import torch
 
 from savings_gym.backend import make_backend
 from savings_gym.envs import VARIANTS, ScheduleLike, _Configured
-from savings_gym.task import N_MUSCLES
+from savings_gym.task import N_MUSCLES, ReachTask, TaskState
 from savings_gym.world import check_action, generators
 
 
@@ -59,6 +59,8 @@ class DifferentiableArmEnv(_Configured):
         num_worlds: independent groups of arms with their own schedule counter (one per learner).
         device: torch device.
         differentiable: if False, steps run under ``torch.no_grad`` (for evaluation).
+        hand_written_grads: the arm step is one autograd node with a hand-written backward
+            (:mod:`savings_gym.arm_grad`); False records its every operation (the reference, ~3x slower).
 
     Seeding, options (``mode="test"`` for the 8 test reaches, ``trials`` overrides) and the
     experimenter's attributes (``phase``, ``field_gains``, ``episodes_completed``) are those of
@@ -74,6 +76,7 @@ class DifferentiableArmEnv(_Configured):
         num_worlds: int = 1,
         device: str | torch.device = "cpu",
         differentiable: bool = True,
+        hand_written_grads: bool = True,
         field_gain: float | None = None,
         phase_episodes: Mapping[str, int | None] | None = None,
         cued: bool | None = None,
@@ -83,7 +86,7 @@ class DifferentiableArmEnv(_Configured):
             raise ValueError(f"{env_id!r} has no differentiable version; ids with one: {sorted(VARIANTS)}")
         self.env_id = env_id
         self.variant = VARIANTS[env_id]
-        self.xp = make_backend("torch", str(device), differentiable)
+        self.xp = make_backend("torch", str(device), differentiable, hand_written_grads)
         self._world = self._configure(
             num_envs, schedule, field_gain, phase_episodes, cued, task_params, self.xp, num_worlds
         )
@@ -103,6 +106,22 @@ class DifferentiableArmEnv(_Configured):
             self._world.restart(generators(seed, self.num_envs))
         with self._grad_mode():
             return self._world.reset(options)
+
+    @property
+    def task(self) -> ReachTask:
+        """The pure dynamics (:meth:`ReachTask.step`) this env steps, for learners that roll them
+        out themselves, e.g. compiled BPTT (:mod:`agents.bptt_compiled`)."""
+        return self._world.task
+
+    @property
+    def episode_noise(self) -> torch.Tensor:
+        """(N, trial_steps + 1, NOISE_WIDTH) noise of the current episode; step t uses column t."""
+        return self._world.episode_noise
+
+    def advance(self, state: TaskState) -> None:
+        """Adopts a state reached by stepping :attr:`task` from :attr:`state` with :attr:`episode_noise`
+        outside :meth:`step`; a training episode it finishes counts in the schedule as with :meth:`step`."""
+        self._world.advance(state)
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, bool, dict[str, torch.Tensor]]:
         """Steps every arm with a (N, 6) excitation tensor."""

@@ -347,8 +347,10 @@ class ReachTask:
         t = state.step + 1
         # In steps, so that the test go time of 0.10 s gives the paper's onsets: the field pushes
         # from step 17 on (its force acts in the step after it is computed), the cue shows from 18.
-        field_on = state.onset <= xp.c(t + 1e-3)
-        cue = state.onset < xp.c(t - 1e-3)
+        if isinstance(t, int):
+            field_on, cue = state.onset <= xp.c(t + 1e-3), state.onset < xp.c(t - 1e-3)
+        else:  # a 0-d tensor: a compiled rollout passes the step as data so as not to specialise on it
+            field_on, cue = state.onset <= t + 1e-3, state.onset < t - 1e-3
         velocity = arm.hand[:, 2:4]
         load = curl_force(velocity, xp.where(field_on, state.field_gain, xp.c(0.0)), xp)
         vision, proprio = self._sense(arm, noise)

@@ -282,6 +282,34 @@ class World:
             self.episodes_completed += self.envs_per_world
         return obs, reward, info
 
+    @property
+    def episode_noise(self) -> Array:
+        """(B, trial_steps + 1, NOISE_WIDTH) standard-normal noise of the current episode: column 0
+        was used at reset, column t is what step t uses (see :meth:`ReachTask.step`)."""
+        if self._noise is None:
+            raise RuntimeError("call reset before reading the episode's noise")
+        return self._noise
+
+    def advance(self, state: TaskState) -> None:
+        """Adopts a state that a learner reached by stepping the pure dynamics itself
+        (:meth:`ReachTask.step` from :attr:`state` with :attr:`episode_noise`), and counts a
+        finished training episode as :meth:`step` would have.
+
+        Raises:
+            ValueError: for a state from no step of this episode.
+        """
+        if self.state is None:
+            raise RuntimeError("call reset before advance")
+        if not isinstance(state.step, int) or not self.state.step <= state.step <= self.params.trial_steps:
+            raise ValueError(
+                f"advance needs a state {self.state.step}..{self.params.trial_steps} steps into this episode, "
+                f"got step {state.step!r}"
+            )
+        finished = self.mode == "train" and self.state.step < self.params.trial_steps == state.step
+        self.state = state
+        if finished:
+            self.episodes_completed += self.envs_per_world
+
     def get_state(self) -> dict[str, Any]:
         """The schedule counter and every arm's generator state, for checkpoints (between episodes)."""
         return {

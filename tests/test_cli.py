@@ -15,7 +15,7 @@ def test_bench_env_prints_baseline_beside_ours(capsys):
 def test_bench_bptt_prints_ratios_and_the_extrapolation(capsys):
     assert main(["bench", "bptt", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "baseline nb/s" in out and "paper protocol" in out
+    assert "baseline nb/s" in out and "today nb/s" in out and "paper protocol" in out
 
 
 def test_bench_rl_prints_both_sides_and_the_ratio(capsys):

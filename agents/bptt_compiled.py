@@ -1,0 +1,289 @@
+"""Compiled BPTT: a GRU rollout through the arm and its backward, two compiled calls per step.
+
+Why: BPTT on this task is bound by per-operation overhead, not arithmetic. Each time step is a
+few hundred tiny tensor operations (the arm, the task, the gates) and autograd records and
+replays each of them. Here each step is one compiled function of the step's inputs (no
+autograd graph), and the backward is one compiled vector-Jacobian product per step
+(``torch.func.vjp`` of the same function, fused by ``torch.compile``). Around them:
+
+* the test reaches ride along in the same forward pass (their rows share the recurrent matmul,
+  whose cost is reading the K networks' weights) but not in the backward;
+* the recurrent weights' gradient is deferred: one (K, 3H, T*B) x (K, T*B, H) matmul after the
+  backward instead of one per step, as :meth:`RecurrentControllers.deferred_weight_grad` does;
+* the loss is the paper's (:func:`agents.bptt.paper_loss`), differentiated by autograd over the
+  recorded trajectory, and its gradients enter the per-step backward where they belong.
+
+The step is the same code as the eager path: :meth:`savings_gym.task.ReachTask.step` for the arm
+and task, :func:`agents.controllers.gru_gates` and friends for the network, so the two paths
+agree to float32 rounding (``tests/test_bptt_speed.py``). Compiling takes ~20-60 s the first time
+on a machine and is cached by torch (``/tmp/torchinductor_<user>``) for later processes; with
+``compile=False`` the same functions run eagerly (slow: for tests and as the fallback).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from agents.controllers import RecurrentControllers, accumulate_grad, gru_gates, input_gates, readout
+from savings_gym.backend import make_backend
+from savings_gym.differentiable import DifferentiableArmEnv
+from savings_gym.task import NOISE_WIDTH, ReachTask, TaskParams, TaskState, Trials
+
+Tensor = torch.Tensor
+
+
+class Weights(NamedTuple):
+    """The networks' weights as plain tensors (the compiled functions' inputs)."""
+
+    w_ih: Tensor
+    b_ih: Tensor
+    w_hh_t: Tensor  # (K, H, 3H) contiguous
+    b_hh: Tensor
+    w_out: Tensor
+    b_out: Tensor
+
+
+def _network_step(
+    task: ReachTask, weights: Weights, h: Tensor, gates_h: Tensor, obs: Tensor, state: TaskState, noise: Tensor
+) -> tuple[Tensor, Tensor, TaskState, Tensor]:
+    """One step of K GRUs (hidden (K, B, H)) and their K*B arms.
+
+    ``state.step`` is a 0-d tensor here, so that the compiled code does not specialise on it.
+    Returns the new hidden state, observation and task state, and the desired hand position.
+    """
+    k, b, _ = h.shape
+    h_new = gru_gates(input_gates(weights.w_ih, weights.b_ih, obs.view(k, b, -1)), gates_h, h)[0]
+    action = readout(weights.w_out, weights.b_out, h_new)
+    new_state, new_obs, _, info = task.step(state, action.reshape(k * b, -1), noise)
+    return h_new, new_obs, new_state, info["desired_position"]
+
+
+def _paired_forward(
+    task: ReachTask, weights: Weights, train: tuple, test: tuple | None
+) -> tuple[Tensor, tuple, tuple | None]:
+    """The training rows and (optionally) the test rows, sharing one recurrent matmul.
+
+    ``train``/``test``: (h, obs, state, noise) each. Returns the training rows' recurrent gate
+    pre-activations (the backward's input) and :func:`_network_step`'s outputs for both."""
+    h = train[0] if test is None else torch.cat([train[0], test[0]], dim=1)
+    gates_h = torch.baddbmm(weights.b_hh[:, None, :], h, weights.w_hh_t)
+    rows = train[0].shape[1]
+    new_train = _network_step(task, weights, train[0], gates_h[:, :rows], *train[1:])
+    new_test = None if test is None else _network_step(task, weights, test[0], gates_h[:, rows:], *test[1:])
+    return gates_h[:, :rows], new_train, new_test
+
+
+def _step_vjp(
+    task: ReachTask, weights: Weights, primals: tuple, noise: Tensor, cotangents: tuple, weight_grads: bool
+) -> tuple:
+    """Gradients of one step's inputs (h, gates_h, obs, state), and first of the input and
+    readout weights when ``weight_grads``, from the cotangents of its outputs (h, obs, state)."""
+    if weight_grads:
+
+        def step(w_ih, b_ih, w_out, b_out, *inputs):  # noqa: ANN001, ANN202
+            new_weights = weights._replace(w_ih=w_ih, b_ih=b_ih, w_out=w_out, b_out=b_out)
+            return _network_step(task, new_weights, *inputs, noise)[:3]
+
+        _, vjp = torch.func.vjp(step, weights.w_ih, weights.b_ih, weights.w_out, weights.b_out, *primals)
+    else:
+        _, vjp = torch.func.vjp(lambda *inputs: _network_step(task, weights, *inputs, noise)[:3], *primals)
+    return vjp(cotangents)
+
+
+# Compiled once per process, and specialised by torch on the task object and on shapes: agents
+# share the task object of their parameters (below), so a new agent does not recompile.
+_COMPILED_FORWARD = torch.compile(_paired_forward, dynamic=None)
+_COMPILED_VJP = torch.compile(_step_vjp, dynamic=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _traceable_task(params: TaskParams, cued: bool, device: str) -> ReachTask:
+    """The task on a differentiable backend whose arm has no hand-written backward (``torch.func``
+    traces every operation instead), one object per parameters, cue and device."""
+    task = ReachTask(params, make_backend("torch", device, differentiable=True, hand_written_grads=False), cued)
+    # One eager step fills the backend's cache of constants; tracing it would change a dict the
+    # compiled code is guarded on, and so recompile once.
+    with torch.no_grad():
+        noise = torch.zeros(1, NOISE_WIDTH, device=device)
+        trials = Trials(np.zeros((1, 4), np.float32), np.zeros((1, 2), np.float32), np.zeros(1, np.float32),
+                        np.zeros(1, bool), np.zeros(1, np.float32))  # fmt: skip
+        state, _, _ = task.reset(trials, noise)
+        task.step(state, torch.zeros(1, 6, device=device), noise)
+        task.step(state._replace(step=torch.zeros((), device=device)), torch.zeros(1, 6, device=device), noise)
+    return task
+
+
+class Trajectory(NamedTuple):
+    """What a compiled rollout returns (host of the loss and of the test record)."""
+
+    losses: Tensor  # (K,)
+    test_hand_position: Tensor | None  # (K, B_test, T, 2)
+    test_hidden: Tensor | None  # (K, B_test, T, H)
+
+
+class CompiledBPTT:
+    """Rolls K GRUs through their arms and backpropagates, for :class:`agents.bptt.BPTTAgent`.
+
+    Args:
+        controllers: GRU networks (``cell="gru"``).
+        task: the env's dynamics (its params and cue are copied; gradients are traced through a
+            copy whose arm has no hand-written backward, which ``torch.func`` cannot trace).
+        compile: compile the step and its backward with ``torch.compile``.
+
+    Raises:
+        ValueError: for a cell other than the GRU.
+    """
+
+    def __init__(self, controllers: RecurrentControllers, task: ReachTask, compile: bool = True):
+        if controllers.cell != "gru":
+            raise ValueError(f"the compiled BPTT path runs GRUs only, got cell={controllers.cell!r}")
+        self.controllers = controllers
+        device = controllers.w_hh.device
+        self.task = _traceable_task(task.params, task.cued, str(device))
+        self._forward, self._vjp = (_COMPILED_FORWARD, _COMPILED_VJP) if compile else (_paired_forward, _step_vjp)
+        self._first_step = torch.zeros((), device=device)  # the step count as data (see _network_step)
+
+    def _weights(self) -> Weights:
+        c = self.controllers
+        # w_ih and w_out as transposes of contiguous copies: the matmuls read them transposed
+        return Weights(
+            c.transposed("w_ih").transpose(1, 2),
+            c.b_ih.detach(),
+            c.transposed("w_hh"),
+            c.b_hh.detach(),
+            c.transposed("w_out").transpose(1, 2),
+            c.b_out.detach(),
+        )
+
+    def run(
+        self,
+        train_env: DifferentiableArmEnv,
+        train_obs: Tensor,
+        loss_fn: Any,
+        test_env: DifferentiableArmEnv | None = None,
+        test_obs: Tensor | None = None,
+    ) -> Trajectory:
+        """One episode of every arm of ``train_env`` with gradients, and of ``test_env``
+        (optional) without; adds the loss's gradient to the controllers' ``.grad`` and returns
+        the losses and the test reaches.
+
+        Args:
+            train_env, train_obs: an env just reset, and the observation its reset returned.
+            loss_fn: maps the (K, B, T, .) trajectory dict (see :func:`agents.bptt.paper_loss`) to (K,).
+            test_env, test_obs: the same for the test reaches.
+        """
+        c, k = self.controllers, self.controllers.num_networks
+        weights = self._weights()
+        with torch.no_grad():
+            train = self._start(train_env, train_obs)
+            test = None if test_env is None else self._start(test_env, test_obs)
+            noise_train = train_env.episode_noise
+            noise_test = None if test_env is None else test_env.episode_noise
+            steps = train_env.params.trial_steps
+            inputs, gates, outputs, desired, test_outputs = [], [], [], [], []
+            for t in range(steps):
+                inputs.append(train)
+                gates_h, (*train, train_desired), test = self._forward(
+                    self.task,
+                    weights,
+                    (*train, noise_train[:, t + 1]),
+                    None if test is None else (*test, noise_test[:, t + 1]),
+                )
+                gates.append(gates_h)
+                outputs.append(train)
+                desired.append(train_desired)
+                if test is not None:
+                    test = test[:3]
+                    test_outputs.append(test)
+
+        # the loss over the recorded trajectory, by autograd; its gradients per step
+        b = inputs[0][0].shape[1]
+        hand = torch.stack([o[2].arm.hand for o in outputs]).requires_grad_()  # (T, K*B, 4)
+        force = torch.stack([o[2].arm.force for o in outputs]).requires_grad_()
+        hidden = torch.stack([o[0] for o in outputs]).requires_grad_()  # (T, K, B, H)
+        desired = torch.stack(desired)
+
+        def per_network(x: Tensor) -> Tensor:  # (T, K*B, n) -> (K, B, T, n)
+            return x.view(steps, k, b, -1).permute(1, 2, 0, 3)
+
+        trajectory = {
+            "hand_position": per_network(hand[..., 0:2]),
+            "hand_velocity": per_network(hand[..., 2:4]),
+            "desired_position": per_network(desired),
+            "muscle_force": per_network(force),
+            "hidden": hidden.permute(1, 2, 0, 3),
+        }
+        losses = loss_fn(trajectory)
+        g_hand, g_force, g_hidden = torch.autograd.grad(losses.sum(), [hand, force, hidden])
+
+        # backward through time, one compiled vector-Jacobian product per step
+        weight_grads = any(getattr(c, n).requires_grad for n in ("w_ih", "b_ih", "w_out", "b_out"))
+        with torch.no_grad():
+            g_h = torch.zeros_like(outputs[-1][0])
+            g_obs = torch.zeros_like(outputs[-1][1])
+            g_state = _zeros_like(outputs[-1][2])
+            tape_h, tape_g, summed = [], [], None
+            for t in reversed(range(steps)):
+                arm = g_state.arm
+                g_state = g_state._replace(arm=arm._replace(hand=arm.hand + g_hand[t], force=arm.force + g_force[t]))
+                h_prev, obs_prev, state_prev = inputs[t]
+                grads = self._vjp(
+                    self.task,
+                    weights,
+                    (h_prev, gates[t], obs_prev, state_prev),
+                    noise_train[:, t + 1],
+                    (g_h + g_hidden[t], g_obs, g_state),
+                    weight_grads,
+                )
+                if weight_grads:
+                    step_sums, grads = grads[:4], grads[4:]
+                    summed = (
+                        step_sums if summed is None else tuple(a + s for a, s in zip(summed, step_sums, strict=True))
+                    )
+                g_h, g_gates, g_obs, g_state = grads
+                g_h = torch.baddbmm(g_h, g_gates, c.w_hh.detach())
+                tape_h.append(h_prev)
+                tape_g.append(g_gates)
+            c.add_recurrent_grad(torch.cat(tape_h, dim=1), torch.cat(tape_g, dim=1))
+            accumulate_grad(c.h0, g_h.sum(1))
+            if summed is not None:
+                for name, value in zip(("w_ih", "b_ih", "w_out", "b_out"), summed, strict=True):
+                    accumulate_grad(getattr(c, name), value)
+
+        train_env.advance(outputs[-1][2]._replace(step=steps))
+        if test_env is None:
+            return Trajectory(losses.detach(), None, None)
+        test_env.advance(test_outputs[-1][2]._replace(step=steps))
+        bt = test_outputs[0][0].shape[1]
+        test_hand = torch.stack([o[2].arm.hand[:, 0:2] for o in test_outputs]).view(steps, k, bt, 2)
+        test_hidden = torch.stack([o[0] for o in test_outputs])
+        return Trajectory(losses.detach(), test_hand.permute(1, 2, 0, 3), test_hidden.permute(1, 2, 0, 3))
+
+    def _start(self, env: DifferentiableArmEnv, obs: Tensor) -> tuple[Tensor, Tensor, TaskState]:
+        """(h, obs, state) at the start of the episode ``env`` was just reset to."""
+        state = env.state
+        if state is None or state.step != 0:
+            raise RuntimeError("reset the env before a compiled rollout")
+        k = self.controllers.num_networks
+        h = self.controllers.h0.detach()[:, None, :].expand(-1, env.num_envs // k, -1).contiguous()
+        # Reset fills the delay lines with one tensor repeated; a step leaves them distinct. The
+        # compiled code is specialised on which inputs are the same tensor, so start distinct.
+        state = state._replace(
+            step=self._first_step.clone(),
+            vision=tuple(x.clone() for x in state.vision),
+            proprioception=tuple(x.clone() for x in state.proprioception),
+            velocity_2=state.arm.hand.clone()[:, 2:4],  # a view of a hand state, as after a step
+        )
+        return h, obs, state
+
+
+def _zeros_like(tree: Any) -> Any:
+    """Zeros shaped like a (nested) tuple of tensors, e.g. a :class:`TaskState`."""
+    if isinstance(tree, Tensor):
+        return torch.zeros_like(tree)
+    items = [_zeros_like(x) for x in tree]
+    return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
