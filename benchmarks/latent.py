@@ -22,7 +22,6 @@ time 0.44 s), which is step 26 here. Both are parameters and recorded with the r
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,7 +190,9 @@ def run_latent(run_dir: str | Path, config: LatentConfig = LatentConfig()) -> di
     result_file = run_dir / "result.json"
     if not result_file.exists():
         raise ValueError(f"{run_dir} holds no result.json: run the protocol first (savings-gym run --out {run_dir})")
-    gain = json.loads(result_file.read_text())["config"]["preset"]["field_gain"]
+    from benchmarks.leaderboard import load
+
+    gain = load(run_dir).result["config"]["preset"]["field_gain"]  # the run read and checked as every command reads one
     records, agents = {}, {}
     for phase in PHASES:
         agents[phase] = phase_end_agent(run_dir, phase)
