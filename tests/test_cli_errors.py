@@ -80,7 +80,7 @@ def test_leaderboard_folders_and_files(capsys, tmp_path):
     (run / "result.json").rmdir()
     (run / "result.json").write_text(json.dumps({"format": "savings-gym-result"}))
     _fails(capsys, ["leaderboard", "validate", str(run)], "required property")
-    _fails(capsys, ["latent", str(run)], "required property")
+    _fails(capsys, ["latent", str(run)], "field_gain")
 
 
 def test_a_structurally_wrong_checkpoint(capsys, tmp_path):
