@@ -216,9 +216,9 @@ def _integer(minimum: int) -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be >= {minimum} (an integer), got {text!r}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be >= {minimum} (an integer), got {value}")
         return value
 
     return parse
@@ -403,7 +403,9 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``savings-gym: error: ...``) and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        fail(message)
+        fail(
+            re.sub(r"^argument (\S+?)(/\S+)?: ", r"\1 ", message)
+        )  # "--threads must be ...", not "argument --threads: ..."
 
 
 def printable(text: str) -> str:

@@ -28,7 +28,7 @@ def _fails(capsys, argv: list[str], *words: str) -> str:
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["run", "--threads", "-1"], ["--threads", "expected an integer >= 0"]),
+        (["run", "--threads", "-1"], ["--threads must be >= 0 (an integer)"]),
         (["run", "--device", "bogus"], ["--device", "bogus"]),
         (["run", "--checkpoint-seconds", "-5"], ["--checkpoint-seconds"]),
         (["run", "--networks", "0"], ["--networks"]),
