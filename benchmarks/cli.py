@@ -11,10 +11,13 @@ savings-gym bench sweep      # cells per hour: the sweep's process pool vs the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import re
 import sys
+import unicodedata
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -175,12 +178,12 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
     if args.action == "validate":
-        entry = leaderboard.validate(args.path, args.board if Path(args.board).exists() else None)
-        aggregate = entry.result["metrics"]["aggregate"]
+        entry = leaderboard.validate(args.path, args.board)
+        aggregate = entry.metrics["aggregate"]
         ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
         print(
             f"ok: {entry.name}, {aggregate['networks']} networks, {entry.fits} with both fits: {ranked}; "
-            "metrics recomputed and matching"
+            f"metrics recomputed and matching; preset {entry.preset}"
         )
     elif args.action == "add":
         given = {key: getattr(args, key) for key in ("name", "description", "link") if getattr(args, key) is not None}
@@ -212,6 +215,51 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum} (an integer), got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum} (an integer), got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """An argparse type: a torch device this machine has (cuda only where CUDA is available)."""
+    from benchmarks.sweep import check_device
+
+    try:
+        check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix(f"--device {text!r}").lstrip(": ")) from None
+    return text
+
+
+def _folder(text: str) -> Path:
+    """An argparse type: a folder path that is not an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a folder, {text!r} is a file")
+    return path
+
+
 def _learner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", default="gru", help="gru, lstm, rnn (BPTT) or sb3:<Algo> (e.g. sb3:RecurrentPPO)")
     parser.add_argument(
@@ -226,12 +274,12 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
         help="SB3 hyperparameters over the shipped agents/hyperparams/*.yml: rl-zoo3 yaml files and/or key=value",
     )
     parser.add_argument("--seed", type=int, default=0, help="the run's seed")
-    parser.add_argument("--device", default="cpu", help="torch device")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--device", type=_device, default="cpu", help="torch device")
+    parser.add_argument("--threads", type=_integer(0), default=0, help="torch CPU threads (0: torch's default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="savings-gym", description="A testbed for savings in motor learning.")
+    parser = OneLineParser(prog="savings-gym", description="A testbed for savings in motor learning.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="performance benchmarks (baseline beside ours, same run)")
     which = bench.add_subparsers(dest="what", required=True)
@@ -240,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true", help="also print the figures as JSON")
     env.set_defaults(handler=_bench_env)
     bptt = which.add_parser("bptt", help="BPTT network-batches per second vs the paper's sequential MotorNet loop")
-    bptt.add_argument("--device", default="cpu", help="torch device for our side (the baseline runs on the CPU)")
+    bptt.add_argument(
+        "--device", type=_device, default="cpu", help="torch device for our side (the baseline runs on the CPU)"
+    )
     bptt.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
     bptt.add_argument(
         "--levers", action="store_true", help="time each speed-up in turn at K=40 (benchmarks/RESULTS.md)"
@@ -253,30 +303,39 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.set_defaults(handler=_bench_gpu)
     rl = which.add_parser("rl", help="RecurrentPPO training steps/s on our vector env vs SB3's DummyVecEnv of gym.make")
     rl.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
-    rl.add_argument("--n-envs", type=int, default=16, help="arms trained together, on both sides")
-    rl.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: SB3's advice for small networks)")
+    rl.add_argument("--n-envs", type=_integer(1), default=16, help="arms trained together, on both sides")
+    rl.add_argument(
+        "--threads", type=_integer(0), default=1, help="torch CPU threads (1: SB3's advice for small networks)"
+    )
     rl.set_defaults(handler=_bench_rl)
     sweep_bench = which.add_parser("sweep", help="sweep cells per hour: process pool vs one after another")
     sweep_bench.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
     sweep_bench.add_argument("--devices", action="store_true", help="time a protocol slice on the CPU and the GPU")
-    sweep_bench.add_argument("--workers", type=int, default=None, help="the sweep's processes (default: one per CPU)")
+    sweep_bench.add_argument(
+        "--workers", type=_integer(1), default=None, help="the sweep's processes (default: one per CPU)"
+    )
     sweep_bench.set_defaults(handler=_bench_sweep)
 
     run = commands.add_parser("run", help="run the savings protocol for a learner")
     _learner_arguments(run)
-    run.add_argument("--networks", type=int, default=8, help="independent networks (SB3: seeds)")
+    run.add_argument("--networks", type=_integer(1), default=8, help="independent networks (SB3: seeds)")
     run.add_argument("--preset", default="quick", help="quick, paper or smoke")
-    run.add_argument("--out", default="runs/run", help="output folder (resumes a checkpoint found there)")
-    run.add_argument("--checkpoint-seconds", type=float, default=120.0, help="seconds between checkpoints")
+    run.add_argument("--out", type=_folder, default="runs/run", help="output folder (resumes a checkpoint found there)")
+    run.add_argument("--checkpoint-seconds", type=_seconds, default=120.0, help="seconds between checkpoints")
     run.add_argument("--tensorboard", default=None, help="folder for TensorBoard scalars (needs tensorboard)")
     run.set_defaults(handler=_run)
 
     pre = commands.add_parser("pretrain", help="pretrain learners in the null field and write their weights")
     _learner_arguments(pre)
-    pre.add_argument("--networks", type=int, default=4, help="learners pretrained together")
-    pre.add_argument("--batches", type=int, default=2000, help="budget in batches of 8 episodes per learner")
-    pre.add_argument("--out", default=None, help="weights file (default: where the protocol looks for shipped ones)")
-    pre.add_argument("--check-every", type=int, default=50, help="SB3: batches between competence checks")
+    pre.add_argument("--networks", type=_integer(1), default=4, help="learners pretrained together")
+    pre.add_argument("--batches", type=_integer(1), default=2000, help="budget in batches of 8 episodes per learner")
+    pre.add_argument(
+        "--out",
+        default=None,
+        help="weights file (default: under runs/pretrained/; the shipped agents/pretrained/* are replaced only "
+        "when named here)",
+    )
+    pre.add_argument("--check-every", type=_integer(1), default=50, help="SB3: batches between competence checks")
     pre.add_argument("--max-endpoint-error-cm", type=float, default=2.0, help="SB3 competence: mean endpoint error")
     pre.add_argument("--max-deviation-cm", type=float, default=1.0, help="SB3 competence: mean |lateral deviation|")
     pre.add_argument(
@@ -286,30 +345,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="SB3: first distil these BPTT networks (e.g. agents/pretrained/gru128.pt; those that meet the "
         "competence criterion themselves, or all if none does), then train by RL",
     )
-    pre.add_argument("--imitation-steps", type=int, default=1500, help="SB3: gradient steps of that distillation")
+    pre.add_argument(
+        "--imitation-steps", type=_integer(0), default=1500, help="SB3: gradient steps of that distillation"
+    )
     pre.set_defaults(handler=_pretrain)
 
     sweep = commands.add_parser("sweep", help="the protocol over agents x hidden sizes x field gains x seeds")
     sweep.add_argument("--agent", default="gru", help="comma-separated: gru, lstm, rnn, sb3:<Algo>")
     sweep.add_argument("--hidden", default=None, help="comma-separated hidden sizes (default: each agent's own)")
-    sweep.add_argument("--networks", type=int, default=8, help="independent networks per cell")
+    sweep.add_argument("--networks", type=_integer(1), default=8, help="independent networks per cell")
     sweep.add_argument("--preset", default="quick", help="quick, paper or smoke")
     sweep.add_argument("--field-gain", default=None, help="comma-separated curl gains, N*s/m (default: the preset's)")
     sweep.add_argument("--seeds", default="0", help="comma-separated run seeds")
-    sweep.add_argument("--out", default="runs/sweep", help="the sweep folder (rerun to resume)")
+    sweep.add_argument("--out", type=_folder, default="runs/sweep", help="the sweep folder (rerun to resume)")
     sweep.add_argument("--backend", default="local", help="local (process pool) or ray (a running Ray cluster)")
     sweep.add_argument("--address", default=None, help="ray: the cluster, auto or host:port (default: Ray's choice)")
-    sweep.add_argument("--workers", type=int, default=None, help="local: processes (default: CPUs // --threads)")
-    sweep.add_argument("--retries", type=int, default=2, help="further attempts of a failing cell")
-    sweep.add_argument("--threads", type=int, default=1, help="torch threads per cell (0: torch's default)")
+    sweep.add_argument(
+        "--workers", type=_integer(1), default=None, help="local: processes (default: CPUs // --threads)"
+    )
+    sweep.add_argument("--retries", type=_integer(0), default=2, help="further attempts of a failing cell")
+    sweep.add_argument("--threads", type=_integer(0), default=1, help="torch threads per cell (0: torch's default)")
     sweep.add_argument("--cpus-per-cell", type=float, default=None, help="ray: CPUs per task (default --threads)")
     sweep.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs per task (fractions allowed)")
     sweep.add_argument("--device", default="cpu", help="torch device of the cells (cuda: BPTT on the GPU)")
-    sweep.add_argument("--checkpoint-seconds", type=float, default=120.0, help="seconds between a cell's checkpoints")
+    sweep.add_argument(
+        "--checkpoint-seconds", type=_seconds, default=120.0, help="seconds between a cell's checkpoints"
+    )
     sweep.set_defaults(handler=_sweep)
 
     demo = commands.add_parser("demo", help="the README's main job: savings in 8 pretrained GRUs")
-    demo.add_argument("--out", default="runs/demo", help="output folder")
+    demo.add_argument("--out", type=_folder, default="runs/demo", help="output folder")
     demo.set_defaults(handler=_demo)
 
     board = commands.add_parser("leaderboard", help="validate, add and render leaderboard entries")
@@ -320,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = actions.add_parser(action, help=text)
         sub.add_argument("path", help="a run folder holding result.json")
-        sub.add_argument("--board", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+        sub.add_argument(
+            "--board", type=_folder, default="leaderboard", help="the leaderboard folder (default: leaderboard)"
+        )
         sub.set_defaults(handler=_leaderboard)
     add = actions.choices["add"]
     for flag, text in (
@@ -330,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add.add_argument(flag, help=text + "; set in the copy's submission block")
     render = actions.add_parser("render", help="write LEADERBOARD.md and a static index.html")
-    render.add_argument("--board", default="leaderboard", help="the leaderboard folder")
-    render.add_argument("--out", default="site", help="output folder")
+    render.add_argument("--board", type=_folder, default="leaderboard", help="the leaderboard folder")
+    render.add_argument("--out", type=_folder, default="site", help="output folder")
     render.set_defaults(handler=_leaderboard)
 
     latent = commands.add_parser("latent", help="preparatory-activity analysis of a finished BPTT run")
@@ -346,13 +413,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``savings-gym: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(
+            re.sub(r"^argument (\S+?)(/\S+)?: ", r"\1 ", message)
+        )  # "--threads must be ...", not "argument --threads: ..."
+
+
+def printable(text: str) -> str:
+    """``text`` on one line with control and format characters (ESC, CR, bidi overrides) escaped:
+    an error message may quote a path or a value from a hostile file, and must not drive the terminal."""
+    return "".join(
+        c if c == " " or unicodedata.category(c)[0] not in "CZ" else ascii(c)[1:-1] for c in " ".join(text.splitlines())
+    )
+
+
+def fail(message: str) -> None:
+    """Exits with code 2 after one line on stderr."""
+    print(f"savings-gym: error: {printable(message)}", file=sys.stderr)
+    sys.exit(2)
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(folder: Path | None) -> Iterator[None]:
+    """Removes ``folder`` after a failure if this command made it and left it empty (a refused run
+    must not leave an empty --out folder behind)."""
+    made = folder is not None and not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
     try:
-        return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:  # bad input: a clear message, no traceback
-        parser.error(str(error))
+        with _removed_if_left_empty(Path(out) if out is not None and args.command != "pretrain" else None):
+            return args.handler(args)
+    except (ValueError, OSError, RuntimeError) as error:  # bad input: one clear line, no traceback
+        fail(str(error) or type(error).__name__)
 
 
 if __name__ == "__main__":

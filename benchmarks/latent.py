@@ -22,7 +22,6 @@ time 0.44 s), which is step 26 here. Both are parameters and recorded with the r
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,7 +190,17 @@ def run_latent(run_dir: str | Path, config: LatentConfig = LatentConfig()) -> di
     result_file = run_dir / "result.json"
     if not result_file.exists():
         raise ValueError(f"{run_dir} holds no result.json: run the protocol first (savings-gym run --out {run_dir})")
-    gain = json.loads(result_file.read_text())["config"]["preset"]["field_gain"]
+    from benchmarks.leaderboard import MAX_BYTES, MAX_JSON_DEPTH
+    from benchmarks.safe_io import parse_json, read_regular
+
+    try:  # read as the leaderboard reads a run (no links, bounded); only the field gain is needed
+        gain = float(
+            parse_json(read_regular(run_dir, "result.json", MAX_BYTES), MAX_JSON_DEPTH)["config"]["preset"][
+                "field_gain"
+            ]
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{result_file}: no config/preset/field_gain ({error!r}); not a savings-gym result") from None
     records, agents = {}, {}
     for phase in PHASES:
         agents[phase] = phase_end_agent(run_dir, phase)

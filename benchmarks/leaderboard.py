@@ -28,25 +28,35 @@ import hashlib
 import html
 import json
 import math
+import os
 import re
 import shutil
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import numpy as np
-from scipy import stats
 
 import savings_gym
-from benchmarks.metrics import savings
-from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, atomic_write_json
+from benchmarks.metrics import _short, bootstrap_ci, check_recomputed, iqm, mismatches
+from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes
+from benchmarks.safe_io import UnsafeFileError, parse_json, png_problem, read_regular, text_problem
 
 RESULT_FILE = "result.json"
 LATENT_FILE = "latent/latent.json"
+FIGURE_FILE = "figures/learning_curves.png"
 MIN_NETWORKS = 5
-MAX_BYTES = 50 * 1024 * 1024
-METRIC_RTOL = 1e-6
+MAX_BYTES = 50 * 1024 * 1024  # result.json (the paper preset's 8 networks write ~4 MB)
+MAX_LATENT_BYTES = 1024 * 1024  # latent/latent.json (a few kB)
+MAX_FIGURE_BYTES = 5 * 1024 * 1024  # a PNG figure (~100 kB)
+MAX_JSON_DEPTH = 16  # result.json nests 6 deep
+# presets whose numbers are results: ``smoke`` exercises the code and its numbers mean nothing
+BOARD_PRESETS = ("quick", "paper")
+# a submission's link is shown as a link only when it is an https URL with nothing that could end
+# the attribute or the Markdown link it sits in
+SAFE_LINK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'*+,;=:@/?#-]*)?")
 
 _number_matrix = {"type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}}}
 SUBMISSION_SCHEMA: dict[str, Any] = {
@@ -99,265 +109,439 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
 }
 
 
+def check_text(text: str, allow_empty: bool = True) -> str:
+    """Why a submission string may not be shown ("" if it may): see :func:`benchmarks.safe_io.text_problem`."""
+    if not text and not allow_empty:
+        return "must not be empty"
+    return text_problem(text)
+
+
 class SubmissionError(ValueError):
-    """A submission was rejected; ``problems`` lists (file, field, reason) triples."""
+    """A submission was rejected; ``problems`` lists (file, field, reason) triples.
+
+    Its message is one line (the CLI prints it as is): every problem, separated by "; ".
+    """
 
     def __init__(self, problems: list[tuple[str, str, str]]):
         self.problems = problems
-        super().__init__("submission rejected:\n" + "\n".join(f"  {f}: {field}: {why}" for f, field, why in problems))
+        super().__init__("submission rejected: " + "; ".join(f"{f}: {field}: {why}" for f, field, why in problems))
 
 
 @dataclass
 class Entry:
-    """A validated submission."""
+    """A validated run folder.
+
+    Attributes:
+        path: the folder.
+        result: its result.json as submitted (with any submission-block changes of ``add``).
+        metrics: the metrics recomputed from the raw curves: what the board and the report show.
+        fingerprint: :func:`fingerprint` of the curves (names the entry's folder on the board).
+        latent: latent/latent.json, its ``persistence_NF2`` recomputed; None if absent.
+        files: relative path -> the exact bytes that were validated (what ``add`` copies).
+    """
 
     path: Path
     result: dict
+    metrics: dict
     fingerprint: str
     latent: dict | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.result["submission"]["name"]
 
     @property
+    def preset(self) -> str:
+        return self.result["config"]["preset"]["name"]
+
+    @property
     def fits(self) -> int:
         """Networks with both fits (a finite savings index)."""
-        return int(np.isfinite(np.asarray(self.result["metrics"]["per_network"]["savings_index"], np.float64)).sum())
+        return int(np.isfinite(np.asarray(self.metrics["per_network"]["savings_index"], np.float64)).sum())
 
     @property
     def ranked(self) -> bool:
         """Whether the board ranks the entry: at least :data:`MIN_NETWORKS` networks with both fits."""
         return self.fits >= MIN_NETWORKS
 
+    def curves(self) -> dict[str, np.ndarray]:
+        """Phase -> (networks, batches) learning curves."""
+        return {phase: np.asarray(rows, np.float64) for phase, rows in self.result["learning_curves"].items()}
+
 
 def fingerprint(result: dict) -> str:
-    """A hash of the raw learning curves: two submissions with the same curves are duplicates."""
+    """A hash of the raw learning curves (exact: :func:`near_duplicates` is the duplicate check)."""
     canonical = json.dumps(result["learning_curves"], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _result_file(path: str | Path) -> Path:
-    path = Path(path)
-    return path / RESULT_FILE if path.is_dir() else path
+# Two networks are the same network when every phase's curve agrees to these tolerances (m): far
+# below the spread of honest runs (different seeds differ by ~1e-3 m per batch) and far above what
+# re-serialising, rescaling by 1 + 1e-9 or adding 1e-12 to a curve can change.
+DUPLICATE_RTOL = 1e-6
+DUPLICATE_ATOL = 1e-9
 
 
-def validate(path: str | Path, board: str | Path | None = None) -> Entry:
-    """Checks a submission (a run folder or its result.json) and recomputes its metrics.
+def _network_vectors(curves: dict[str, np.ndarray]) -> np.ndarray | None:
+    """(networks, all batches) per-network curves of every phase side by side, phases in order."""
+    parts = [curves[p] for p in PHASES if p in curves and curves[p].size]
+    if not parts or len({p.shape[0] for p in parts}) > 1:
+        return None
+    return np.concatenate(parts, axis=1)
+
+
+def near_duplicates(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
+    """How many networks of ``a`` repeat a network of ``b``, in any order, to within
+    :data:`DUPLICATE_RTOL` / :data:`DUPLICATE_ATOL` in every batch of every phase.
+
+    Comparing networks one by one, not a hash of the whole file, makes the check blind to network
+    order, to tiny perturbations and to a copy padded with or trimmed of networks.
+    """
+    if sorted(a) != sorted(b) or any(a[p].shape[1:] != b[p].shape[1:] for p in a):
+        return 0
+    va, vb = _network_vectors(a), _network_vectors(b)
+    if va is None or vb is None:
+        return 0
+    close = np.isclose(va[:, None, :], vb[None, :, :], rtol=DUPLICATE_RTOL, atol=DUPLICATE_ATOL).all(-1)
+    return int(close.any(1).sum())
+
+
+# -- reading a run folder ------------------------------------------------------------------------
+def _read(folder: Path, relative: str, limit: int, problems: list, required: bool = True) -> bytes | None:
+    """A file of a run folder, read safely; a problem is appended (and None returned) if it is not
+    a regular file inside the folder, is over ``limit`` bytes, or (when ``required``) is missing."""
+    try:
+        return read_regular(folder, relative, limit)
+    except FileNotFoundError:
+        if required:
+            problems.append((str(folder / relative), "-", "no such file; a submission is a run folder holding it"))
+    except UnsafeFileError as error:
+        problems.append((str(folder / relative), "-", str(error)))
+    return None
+
+
+def _parse(data: bytes, name: str, problems: list) -> Any:
+    try:
+        return parse_json(data, MAX_JSON_DEPTH)
+    except ValueError as error:
+        problems.append((name, "-", str(error)))
+        return None
+
+
+def _schema_problems(instance: Any, schema: dict, name: str, prefix: str = "") -> list[tuple[str, str, str]]:
+    validator = jsonschema.Draft202012Validator(schema)
+    return [
+        (
+            name,
+            "/".join([p for p in (prefix,) if p] + [str(p) for p in e.absolute_path]) or "(top level)",
+            _cut(e.message),
+        )
+        for e in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """A message cut to ``limit`` characters (jsonschema quotes the offending value whole)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
+    """Reads and checks a run folder: the one path by which every command reads a run.
+
+    Checks: the folder and its files are real folders and regular files (no symbolic links, FIFOs
+    or devices), read with byte limits (:data:`MAX_BYTES`, :data:`MAX_LATENT_BYTES`,
+    :data:`MAX_FIGURE_BYTES`) and a JSON nesting limit; the schema; submission strings
+    (:func:`check_text`); a known env id and preset; a curve for every network in every phase the
+    preset runs, finite and of the preset's lengths; the reported metrics against their
+    recomputation (:func:`benchmarks.metrics.check_recomputed`); latent/latent.json's persistence
+    against the projections; figures/learning_curves.png is a PNG. Board rules are
+    :func:`board_problems`'s.
 
     Args:
-        path: the submission.
-        board: a leaderboard folder whose entries the submission must not duplicate.
+        path: the run folder.
+        submission: ``name``, ``description`` and/or ``link`` replacing those of the submission
+            block (``add --name ...``), checked like the rest.
 
     Raises:
         SubmissionError: listing every problem found (file, field, reason).
     """
-    file = _result_file(path)
-    name = str(file)
-    if not file.exists():
-        raise SubmissionError([(name, "-", "no such file; a submission is a run folder holding result.json")])
-    size = file.stat().st_size
-    if size > MAX_BYTES:
-        raise SubmissionError([(name, "-", f"{size} bytes is over the {MAX_BYTES}-byte limit")])
-    try:
-        result = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SubmissionError([(name, "-", f"not valid JSON ({error})")]) from error
-    validator = jsonschema.Draft202012Validator(SUBMISSION_SCHEMA)
-    problems = [
-        (name, "/".join(str(p) for p in e.absolute_path) or "(top level)", e.message)
-        for e in sorted(validator.iter_errors(result), key=lambda e: list(e.absolute_path))
-    ]
+    folder = Path(path)
+    name = str(folder / RESULT_FILE)
+    problems: list[tuple[str, str, str]] = []
+    data = _read(folder, RESULT_FILE, MAX_BYTES, problems)
+    result = None if data is None else _parse(data, name, problems)
     if problems:
         raise SubmissionError(problems)
+    problems += _schema_problems(result, SUBMISSION_SCHEMA, name)
+    if problems:
+        raise SubmissionError(problems)
+    if submission:
+        result = copy.deepcopy(result)
+        result["submission"].update(submission)
+        problems += _schema_problems(
+            result["submission"], SUBMISSION_SCHEMA["properties"]["submission"], name, "submission"
+        )
+        data = (json.dumps(result, indent=1, allow_nan=True) + "\n").encode()
+    for key in ("name", "description", "link", "code_version"):
+        why = check_text(result["submission"][key], allow_empty=key != "name")
+        if why:
+            problems.append((name, f"submission/{key}", why))
     config = result["config"]
     if config["env_id"] not in savings_gym.ENV_IDS:
         problems.append(
             (
                 name,
                 "config/env_id",
-                f"unknown env id or version {config['env_id']!r}; known: {list(savings_gym.ENV_IDS)}",
+                f"unknown env id or version {_short(config['env_id'])}; known: {list(savings_gym.ENV_IDS)}",
             )
         )
     preset = PRESETS.get(config["preset"]["name"])
     if preset is None:
         problems.append(
-            (name, "config/preset/name", f"unknown preset {config['preset']['name']!r}; known: {sorted(PRESETS)}")
+            (name, "config/preset/name", f"unknown preset {_short(config['preset']['name'])}; known: {sorted(PRESETS)}")
         )
     elif config["preset"]["batches"] != preset.batches:
         problems.append(
             (
                 name,
                 "config/preset/batches",
-                f"{config['preset']['batches']} differ from preset {preset.name!r}'s {preset.batches}",
+                f"{_short(config['preset']['batches'])} differ from preset {preset.name!r}'s {preset.batches}",
             )
         )
     networks = config["networks"]
+    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems)
+    metrics: dict = {}
+    if not problems:
+        metrics, mismatched = check_recomputed(result["metrics"], curves)
+        problems += [
+            (name, where, f"reported {_short(got)} but the curves give {_short(want)}")
+            for where, got, want in mismatched
+        ]
+    files = {RESULT_FILE: data}
+    latent = _validated_latent(folder, networks, problems, files)
+    figure = _read(folder, FIGURE_FILE, MAX_FIGURE_BYTES, problems, required=False)
+    if figure is not None:
+        why = png_problem(figure)
+        if why:
+            problems.append((str(folder / FIGURE_FILE), "-", why))
+        files[FIGURE_FILE] = figure
+    if problems:
+        raise SubmissionError(problems)
+    return Entry(folder, result, metrics, fingerprint(result), latent, files)
+
+
+def _checked_curves(
+    given: dict, preset: Any, networks: int, name: str, problems: list[tuple[str, str, str]]
+) -> dict[str, np.ndarray]:
+    """The learning curves as arrays; problems are appended for a missing phase (every phase the
+    preset runs, NF2 always: the washout after-effect is read from it), a wrong count of networks
+    or batches, ragged or non-finite curves."""
+    needed = {"NF2"} | ({p for p, n in preset.batches.items() if n > 0} if preset is not None else set())
+    for phase in sorted(needed - set(given), key=PHASES.index):
+        problems.append((name, f"learning_curves/{phase}", f"missing: preset {config_name(preset)} runs {phase}"))
+    curves = {}
+    for phase, rows in given.items():
+        where = f"learning_curves/{phase}"
+        lengths = {len(r) for r in rows}
+        if len(rows) != networks:
+            problems.append((name, where, f"{len(rows)} curves for {_short(networks)} networks"))
+        if len(lengths) > 1:
+            problems.append((name, where, f"curves of different lengths {sorted(lengths)[:5]}"))
+            continue
+        try:
+            array = np.asarray(rows, np.float64).reshape(len(rows), -1)
+        except (OverflowError, ValueError):
+            problems.append((name, where, "holds a number too large for a float"))
+            continue
+        if not np.isfinite(array).all():
+            problems.append((name, where, "holds NaN or inf"))
+        expected = preset.batches.get(phase, 0) if preset is not None else array.shape[1]
+        if array.shape[1] != expected:
+            problems.append((name, where, f"{array.shape[1]} batches, preset {config_name(preset)} has {expected}"))
+        curves[phase] = array
+    return curves
+
+
+def config_name(preset: Any) -> str:
+    return repr(preset.name) if preset is not None else "(unknown)"
+
+
+def _validated_latent(folder: Path, networks: int, problems: list, files: dict[str, bytes]) -> dict | None:
+    """The submission's preparatory-activity results, if it has them, with the NF2 persistence
+    recomputed from the per-network projections (problems are appended, not raised)."""
+    from benchmarks.latent import persistence
+
+    name = str(folder / LATENT_FILE)
+    data = _read(folder, LATENT_FILE, MAX_LATENT_BYTES, problems, required=False)
+    if data is None:
+        return None
+    latent = _parse(data, name, problems)
+    if latent is None:
+        return None
+    try:
+        projections = np.asarray(latent["per_network"]["projection_NF2"], np.float64)
+        reported = latent["persistence_NF2"]
+    except (KeyError, TypeError, ValueError) as error:
+        problems.append((name, "per_network/projection_NF2", f"not a savings-gym latent result ({_short(error)})"))
+        return None
+    if projections.shape != (networks,) or not np.isfinite(projections).all():
+        problems.append(
+            (
+                name,
+                "per_network/projection_NF2",
+                f"needs {_short(networks)} finite values, got shape {projections.shape}",
+            )
+        )
+        return None
+    recomputed = json.loads(json.dumps(persistence(projections)))
+    for where, got, want in mismatches(reported, recomputed, "persistence_NF2")[:1]:
+        problems.append((name, where, f"reported {_short(got)} but the projections give {_short(want)}"))
+    files[LATENT_FILE] = data
+    return {**latent, "persistence_NF2": recomputed}
+
+
+# -- the board ----------------------------------------------------------------------------------
+def board_problems(entry: Entry, others: list[Entry]) -> list[tuple[str, str, str]]:
+    """Why a valid run may not go on the board beside ``others`` (empty if it may): a preset not
+    meant for results, too few networks, or networks that repeat an entry's."""
+    name = str(entry.path / RESULT_FILE)
+    problems = []
+    if entry.preset not in BOARD_PRESETS:
+        problems.append(
+            (
+                name,
+                "config/preset/name",
+                f"preset {entry.preset!r} is not for results; the board takes {list(BOARD_PRESETS)}",
+            )
+        )
+    networks = entry.result["config"]["networks"]
     if networks < MIN_NETWORKS:
         problems.append(
             (name, "config/networks", f"{networks} networks/seeds; the leaderboard needs at least {MIN_NETWORKS}")
         )
-    curves = {}
-    for phase, rows in result["learning_curves"].items():
-        field = f"learning_curves/{phase}"
-        lengths = {len(r) for r in rows}
-        if len(rows) != networks:
-            problems.append((name, field, f"{len(rows)} curves for {networks} networks"))
-        if len(lengths) > 1:
-            problems.append((name, field, f"curves of different lengths {sorted(lengths)}"))
-            continue
-        array = np.asarray(rows, np.float64)
-        if not np.isfinite(array).all():
-            problems.append((name, field, "holds NaN or inf"))
-        if preset is not None and array.shape[1] != preset.batches.get(phase, -1):
+    mine = entry.curves()
+    for other in others:
+        repeated = near_duplicates(mine, other.curves())
+        if repeated:
             problems.append(
-                (name, field, f"{array.shape[1]} batches, preset {preset.name!r} has {preset.batches.get(phase)}")
+                (
+                    name,
+                    "learning_curves",
+                    f"duplicates the entry in {other.path}: {repeated} of {networks} networks repeat its curves",
+                )
             )
-        curves[phase] = array
-    if not problems:
-        recomputed = savings(curves)
-        mismatch = _first_mismatch(result["metrics"], json.loads(json.dumps(recomputed)), "metrics")
-        if mismatch:
-            problems.append((name, mismatch[0], f"reported {mismatch[1]!r} but the curves give {mismatch[2]!r}"))
-    latent = _validated_latent(file.parent, networks, problems)
-    entry = Entry(file.parent, result, fingerprint(result), latent)
-    if board is not None and not problems:
-        for other in entries(board):
-            if other.fingerprint == entry.fingerprint and other.path.resolve() != entry.path.resolve():
-                problems.append((name, "learning_curves", f"duplicates the entry in {other.path}"))
+    return problems
+
+
+def _board_folder(board: str | Path, create: bool = False) -> Path:
+    """The board folder, which must be a real folder (``create``: made if missing)."""
+    board = Path(board)
+    if board.is_symlink() or (board.exists() and not board.is_dir()):
+        raise ValueError(f"--board {board}: expected a leaderboard folder, found a file or link")
+    if not board.exists():
+        if not create:
+            raise ValueError(f"--board {board}: no such folder (a leaderboard is a folder of entries)")
+        board.mkdir(parents=True)
+    return board
+
+
+def entries(board: str | Path) -> list[Entry]:
+    """Every entry of a leaderboard folder (one sub-folder per entry), each validated in full.
+
+    Raises:
+        ValueError: for a board that is not a folder.
+        SubmissionError: naming every entry that is invalid, not a real folder, or repeats another.
+    """
+    board = _board_folder(board)
+    found, problems = [], []
+    for child in sorted(board.iterdir()):
+        if child.name.startswith("."):  # add's temporary folders; never entries
+            continue
+        if child.is_symlink() or not child.is_dir():
+            problems.append((str(child), "-", "not an entry: a board holds only entry folders"))
+            continue
+        try:
+            entry = load(child)
+        except SubmissionError as error:
+            problems += error.problems
+            continue
+        problems += board_problems(entry, found)
+        found.append(entry)
+    if problems:
+        raise SubmissionError(problems)
+    return found
+
+
+def _board_curves(board: Path) -> list[Entry]:
+    """The board's entries for the duplicate check of a submission: read by the same safe path, but
+    only as far as their curves (a broken entry is :func:`entries`'s and ``render``'s to report)."""
+    found = []
+    for child in sorted(board.iterdir()):
+        if child.name.startswith(".") or child.is_symlink() or not child.is_dir():
+            continue
+        problems: list = []
+        data = _read(child, RESULT_FILE, MAX_BYTES, problems)
+        result = None if data is None else _parse(data, str(child), problems)
+        if problems or _schema_problems(result, SUBMISSION_SCHEMA, str(child)):
+            continue
+        found.append(Entry(child, result, {}, ""))
+    return found
+
+
+def validate(path: str | Path, board: str | Path | None = None, submission: dict[str, str] | None = None) -> Entry:
+    """Checks a run folder for the board: :func:`load`, then :func:`board_problems` against the
+    entries of ``board`` (which must exist) unless it is None.
+
+    Raises:
+        SubmissionError: listing every problem found (file, field, reason).
+        ValueError: for a board that is not a folder.
+    """
+    others = [] if board is None else _board_curves(_board_folder(board))
+    entry = load(path, submission)
+    here = entry.path.resolve()
+    problems = board_problems(entry, [o for o in others if o.path.resolve() != here])
     if problems:
         raise SubmissionError(problems)
     return entry
 
 
-def _validated_latent(folder: Path, networks: int, problems: list[tuple[str, str, str]]) -> dict | None:
-    """The submission's preparatory-activity results, if it has them, with the NF2 persistence
-    recomputed from the per-network projections (problems are appended, not raised)."""
-    from benchmarks.latent import persistence
-
-    file = folder / LATENT_FILE
-    if not file.exists():
-        return None
-    name = str(file)
-    try:
-        latent = json.loads(file.read_text())
-        projections = np.asarray(latent["per_network"]["projection_NF2"], np.float64)
-        reported = latent["persistence_NF2"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        problems.append((name, "per_network/projection_NF2", f"not a savings-gym latent result ({error!r})"))
-        return None
-    if projections.shape != (networks,) or not np.isfinite(projections).all():
-        problems.append(
-            (name, "per_network/projection_NF2", f"needs {networks} finite values, got shape {projections.shape}")
-        )
-        return None
-    mismatch = _first_mismatch(reported, json.loads(json.dumps(persistence(projections))), "persistence_NF2")
-    if mismatch:
-        problems.append((name, mismatch[0], f"reported {mismatch[1]!r} but the projections give {mismatch[2]!r}"))
-    return latent
-
-
-def _first_mismatch(reported: Any, expected: Any, where: str) -> tuple[str, Any, Any] | None:
-    """The first field where two JSON trees differ (numbers within a relative 1e-6; NaN equals NaN)."""
-    if isinstance(expected, dict):
-        if not isinstance(reported, dict):
-            return where, reported, expected
-        for key in expected:
-            found = _first_mismatch(reported.get(key), expected[key], f"{where}/{key}")
-            if found:
-                return found
-        return None
-    if isinstance(expected, list):
-        if not isinstance(reported, list) or len(reported) != len(expected):
-            return where, reported, expected
-        for i, (r, e) in enumerate(zip(reported, expected, strict=True)):
-            found = _first_mismatch(r, e, f"{where}/{i}")
-            if found:
-                return found
-        return None
-    if isinstance(expected, float) and isinstance(reported, int | float) and not isinstance(reported, bool):
-        if math.isnan(expected) and math.isnan(reported):
-            return None
-        return (
-            None
-            if math.isclose(reported, expected, rel_tol=METRIC_RTOL, abs_tol=1e-12)
-            else (where, reported, expected)
-        )
-    return None if reported == expected else (where, reported, expected)
-
-
-def entries(board: str | Path) -> list[Entry]:
-    """Every entry of a leaderboard folder (one sub-folder per entry), validated structurally."""
-    board = Path(board)
-    found = []
-    for file in sorted(board.glob(f"*/{RESULT_FILE}")):
-        result = json.loads(file.read_text())
-        latent_file = file.parent / LATENT_FILE
-        latent = json.loads(latent_file.read_text()) if latent_file.exists() else None
-        found.append(Entry(file.parent, result, fingerprint(result), latent))
-    return found
-
-
 def add(path: str | Path, board: str | Path, submission: dict[str, str] | None = None) -> Path:
-    """Validates a submission and copies it into the board as a new folder; returns that folder.
+    """Validates a run folder and copies it onto the board as a new entry folder; returns that folder.
+
+    Exactly the validated bytes are written, into a temporary folder inside the board that is
+    renamed into place at the end, so a failure leaves nothing behind.
 
     Args:
-        path: the submission (a run folder or its result.json).
-        board: the leaderboard folder.
+        path: the run folder.
+        board: the leaderboard folder (made if missing).
         submission: ``name``, ``description`` and/or ``link`` to set in the copy's submission
-            block (a run writes its agent as the name and leaves the others empty); checked
-            against the schema like the rest.
+            block (a run writes its agent as the name and leaves the others empty).
     """
-    entry = validate(path, board)
-    if submission:
-        result = copy.deepcopy(entry.result)
-        result["submission"].update(submission)
-        validator = jsonschema.Draft202012Validator(SUBMISSION_SCHEMA["properties"]["submission"])
-        problems = [
-            (str(entry.path / RESULT_FILE), "/".join(["submission", *map(str, e.absolute_path)]), e.message)
-            for e in validator.iter_errors(result["submission"])
-        ]
-        if problems:
-            raise SubmissionError(problems)
-        entry = Entry(entry.path, result, entry.fingerprint, entry.latent)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", entry.name).strip("-")[:40] or "entry"
-    target = Path(board) / f"{slug}-{entry.fingerprint[:8]}"
-    target.mkdir(parents=True, exist_ok=True)
-    if submission:
-        atomic_write_json(target / RESULT_FILE, entry.result)
-    else:
-        atomic_write_bytes(target / RESULT_FILE, (entry.path / RESULT_FILE).read_bytes())
-    if entry.latent is not None:
-        atomic_write_bytes(target / LATENT_FILE, (entry.path / LATENT_FILE).read_bytes())
-    figure = entry.path / "figures" / "learning_curves.png"
-    if figure.exists():
-        (target / "figures").mkdir(exist_ok=True)
-        shutil.copyfile(figure, target / "figures" / "learning_curves.png")
+    board = Path(board)
+    entry = validate(path, board if os.path.lexists(board) else None, submission)
+    board = _board_folder(board, create=True)  # only now: a refused first entry leaves no empty board
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", entry.name).strip("-.")[:40] or "entry"
+    target = board / f"{slug}-{entry.fingerprint[:8]}"
+    if target.exists():
+        raise SubmissionError([(str(entry.path / RESULT_FILE), "-", f"already on the board as {target}")])
+    staging = Path(tempfile.mkdtemp(prefix=".adding-", dir=board))
+    try:
+        for relative, data in entry.files.items():
+            atomic_write_bytes(staging / relative, data)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return target
 
 
 # -- ranking --------------------------------------------------------------------------------------
-def iqm(values: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% (robust to a few outlying seeds)."""
-    return float(stats.trim_mean(values, 0.25))
-
-
-def iqm_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
-    """IQM with a 95% percentile-bootstrap CI over seeds (NaNs dropped)."""
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    if len(values) < 2 or np.ptp(values) == 0:
-        return iqm(values), iqm(values), iqm(values)
-    boot = stats.bootstrap(
-        (values,),
-        lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
-        n_resamples=9999,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return iqm(values), float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+def iqm_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """IQM (:func:`benchmarks.metrics.iqm`) with its 95% bootstrap CI over networks (NaNs dropped;
+    :func:`benchmarks.metrics.bootstrap_ci`: deterministic, blind to network order)."""
+    ci = bootstrap_ci(values, statistic=iqm)
+    return ci.estimate, ci.low, ci.high
 
 
 UNRANKED = "unranked"
@@ -368,8 +552,8 @@ def rows(board_entries: list[Entry]) -> list[dict]:
     (fewer than :data:`MIN_NETWORKS` networks with both fits), also by savings index."""
     table = []
     for entry in board_entries:
-        per = entry.result["metrics"]["per_network"]
-        agg = entry.result["metrics"]["aggregate"]
+        per = entry.metrics["per_network"]  # recomputed: a reported number never reaches the board
+        agg = entry.metrics["aggregate"]
         index = iqm_ci(np.asarray(per["savings_index"], np.float64))
         washout = agg.get("washout_after_effect", {}).get("estimate", math.nan)
         kept = entry.latent["persistence_NF2"] if entry.latent else {}
@@ -377,7 +561,7 @@ def rows(board_entries: list[Entry]) -> list[dict]:
             {
                 "name": entry.name,
                 "agent": entry.result["config"]["agent"],
-                "preset": entry.result["config"]["preset"]["name"],
+                "preset": entry.preset,
                 "networks": entry.result["config"]["networks"],
                 "fits": entry.fits,
                 "ranked": entry.ranked,
@@ -453,8 +637,16 @@ def _sort_key(row: dict, key: str) -> str:
     return "" if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
-def _markdown_escape(text: str) -> str:
-    return html.escape(text).replace("|", "\\|").replace("\n", " ")
+# ASCII punctuation but for "-", ",", "/" and ";", which are Markdown syntax only where a table
+# cell never puts them (a line's start), so names such as "gru-128" stay readable in the source
+_MARKDOWN_SYNTAX = re.compile(r"([!-+.:-@\[-`{-~])")
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` as literal Markdown inside a table cell: ASCII punctuation backslash-escaped (CommonMark
+    lets any of it be, and an escaped character is never syntax: no emphasis, code, link, image,
+    table pipe, HTML tag or entity, autolink), line breaks as spaces."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", " ".join(text.splitlines()))
 
 
 def render_markdown(table: list[dict]) -> str:
@@ -471,7 +663,9 @@ def render_markdown(table: list[dict]) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     for row in table:
-        lines.append("| " + " | ".join(_markdown_escape(_cell(row, key)) for key, _ in COLUMNS) + " |")
+        # only the name came from a submission; the other cells are numbers this module formatted
+        cells = (markdown_escape(_cell(row, key)) if key == "name" else _cell(row, key) for key, _ in COLUMNS)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -527,7 +721,7 @@ def render_html(table: list[dict]) -> str:
         cells = "".join(f'<td data-key="{esc(_sort_key(row, key))}">{esc(_cell(row, key))}</td>' for key, _ in COLUMNS)
         body.append(f"<tr>{cells}</tr>")
         link = row["link"]
-        link_html = f'<a href="{esc(link)}">{esc(link)}</a>' if link.startswith(("https://", "http://")) else esc(link)
+        link_html = f'<a href="{esc(link)}">{esc(link)}</a>' if SAFE_LINK.fullmatch(link) else esc(link)
         details.append(
             f'<div class="entry" id="entry-{i}"><h2>{esc(row["name"])}</h2><p>{esc(row["description"])}'
             f'</p><p>{link_html}</p><img alt="FF1 vs FF2 learning curves of {esc(row["name"])}" '
@@ -537,9 +731,17 @@ def render_html(table: list[dict]) -> str:
 
 
 def render(board: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Writes LEADERBOARD.md and index.html for every entry of a board."""
-    table = rows(entries(board))
+    """Writes LEADERBOARD.md and index.html for every entry of a board, after validating every entry
+    in full (:func:`entries`): a board with an invalid entry is not published.
+
+    Raises:
+        SubmissionError: naming each invalid entry; nothing is written.
+        ValueError: for a board that is not a folder or an ``out`` that is a file.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: expected a folder, found a file")
+    table = rows(entries(board))
     atomic_write_bytes(out / "LEADERBOARD.md", render_markdown(table).encode())
     atomic_write_bytes(out / "index.html", render_html(table).encode())
     return out / "LEADERBOARD.md", out / "index.html"

@@ -15,8 +15,9 @@ Units: positions and deviations in metres, learning rates per window of ``window
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -142,26 +143,42 @@ class Interval:
     high: float
 
 
-def bootstrap_ci(values: np.ndarray, statistic=np.mean, seed: int = 0) -> Interval:
-    """``statistic`` of ``values`` with a 95% BCa bootstrap interval (scipy; NaNs dropped)."""
-    values = np.asarray(values, np.float64)
+N_RESAMPLES = 9999
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(values: np.ndarray, statistic: Callable[..., Any] = np.mean, seed: int = BOOTSTRAP_SEED) -> Interval:
+    """``statistic`` of ``values`` with a deterministic 95% percentile-bootstrap interval (NaNs dropped).
+
+    The values are sorted before resampling and the resampling indices come from a fixed seed, so
+    the interval depends on the multiset of values only: the same values in another order (networks
+    listed differently, another machine) give the same interval. The percentile method is used
+    rather than BCa because its bounds are order statistics of the resampled statistics, which move
+    continuously with the values; BCa's bias correction counts resamples below the estimate, a step
+    function that flips under rounding (many resamples of n values are permutations of the sample,
+    so their statistic ties the estimate to the last bit), which moved BCa bounds 6e-5 relative
+    when the inputs were scaled by 1 + 1e-15.
+
+    Args:
+        values: (n,) samples, e.g. one value per network.
+        statistic: a function of an array and an ``axis`` keyword (np.mean, :func:`iqm`).
+        seed: seed of the resampling indices.
+    """
+    values = np.sort(np.asarray(values, np.float64).ravel())
     values = values[np.isfinite(values)]
     if len(values) < 2 or np.ptp(values) == 0:
         estimate = float(statistic(values)) if len(values) else math.nan
         return Interval(estimate, estimate, estimate)
-    for method in ("BCa", "percentile"):  # BCa can fail on tiny samples: then fall back to percentiles
-        result = stats.bootstrap(
-            (values,),
-            statistic,
-            confidence_level=0.95,
-            n_resamples=9999,
-            method=method,
-            random_state=np.random.default_rng(seed),
-        )
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            break
+    indices = np.random.default_rng(seed).integers(0, len(values), (N_RESAMPLES, len(values)))
+    resampled = np.sort(statistic(values[indices], axis=-1))
+    low, high = np.quantile(resampled, [0.025, 0.975])
     return Interval(float(statistic(values)), float(low), float(high))
+
+
+def iqm(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (robust to a few outlying seeds)."""
+    result = stats.trim_mean(values, 0.25, axis=axis)
+    return float(result) if axis is None else result
 
 
 def orient(curves: Mapping[str, np.ndarray], field_phases: tuple[str, str] = ("FF1", "FF2")) -> float:
@@ -171,7 +188,7 @@ def orient(curves: Mapping[str, np.ndarray], field_phases: tuple[str, str] = ("F
     return float(sign) if sign != 0 else 1.0
 
 
-def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = 0) -> dict:
+def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = BOOTSTRAP_SEED) -> dict:
     """Savings metrics from learning curves.
 
     Args:
@@ -183,8 +200,7 @@ def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = 
     Returns:
         A JSON-ready dict: per network (``rate_FF1``, ``rate_FF2``, ``savings_index``,
         ``first_error_FF1``, ``first_error_FF2``, ``has_savings``, ``faster_first_trial``), and
-        aggregates (means with bootstrap CIs, fraction of networks with savings, paired t-test
-        of the rates, sign-flip test of the median rate difference).
+        aggregates (:func:`aggregate`).
     """
     for phase in ("FF1", "FF2"):
         if phase not in curves:
@@ -200,7 +216,6 @@ def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = 
     with np.errstate(divide="ignore", invalid="ignore"):
         index = np.log(rate2 / rate1)
     first1, first2 = sign * ff1[:, 0], sign * ff2[:, 0]
-    valid = np.isfinite(index)
     per_network = {
         "rate_FF1": rate1.tolist(),
         "rate_FF2": rate2.tolist(),
@@ -212,7 +227,25 @@ def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = 
         "fit_FF1": [asdict(f) for f in fits1],
         "fit_FF2": [asdict(f) for f in fits2],
     }
-    aggregate = {
+    return {"window": window, "per_network": per_network, "aggregate": aggregate(per_network, curves, seed)}
+
+
+def aggregate(per_network: Mapping[str, list], curves: Mapping[str, np.ndarray], seed: int = BOOTSTRAP_SEED) -> dict:
+    """Across networks: means with bootstrap CIs (:func:`bootstrap_ci`), the fraction of networks
+    with savings, a paired t-test of the log rates and a sign-flip test of their median difference.
+
+    Args:
+        per_network: the per-network block of :func:`savings` (its rates and first errors are used).
+        curves: the learning curves (the orientation and the NF2 after-effect come from them).
+        seed: for the bootstrap.
+    """
+    sign = orient(curves)
+    rate1, rate2 = (np.asarray(per_network[k], np.float64) for k in ("rate_FF1", "rate_FF2"))
+    first1, first2 = (np.asarray(per_network[k], np.float64) for k in ("first_error_FF1", "first_error_FF2"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        index = np.log(rate2 / rate1)
+    valid = np.isfinite(index)
+    result = {
         "networks": int(len(index)),
         "networks_with_fit": int(valid.sum()),
         "orientation": sign,
@@ -226,8 +259,132 @@ def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = 
     }
     if "NF2" in curves:
         nf2 = np.atleast_2d(np.asarray(curves["NF2"], np.float64))
-        aggregate["washout_after_effect"] = asdict(bootstrap_ci(-sign * nf2[:, 0], seed=seed))
-    return {"window": window, "per_network": per_network, "aggregate": aggregate}
+        result["washout_after_effect"] = asdict(bootstrap_ci(-sign * nf2[:, 0], seed=seed))
+    return result
+
+
+# -- recomputation ---------------------------------------------------------------------------------
+# How far a reported metric may lie from its recomputation, per kind of metric (tests/test_metrics.py
+# recomputes on networks permuted and curves moved by 1 ulp and checks each bound holds with room):
+VALUE_RTOL = 1e-9  # deterministic arithmetic on the same numbers: first errors, bootstraps, t-tests
+VALUE_ATOL = 1e-15
+# An exponential fit is only determined up to its residual: where the curve barely decays over the
+# phase (rate x windows << 1) amplitude and rate trade off along a flat valley, and Nelder-Mead ends
+# anywhere on it (rates moved 50% under a 1-ulp change of the curve). So a reported fit is checked
+# by its residual: it must fit the curve as well as ours, to these tolerances (the loss is in m).
+# Nelder-Mead stops on the size of its simplex, not at the minimum: in such a valley the residual
+# where it stops varied by up to 1.1e-4 relative between 1-ulp-apart curves of the shipped entries.
+FIT_LOSS_RTOL = 1e-3
+FIT_LOSS_ATOL = 1e-12
+# a sign-flip p-value counts resamples: a tie broken the other way by rounding moves it by a count
+P_VALUE_ATOL = 2 / (N_RESAMPLES + 1)
+
+
+def fit_loss(curve: np.ndarray, fit: Mapping[str, float], window: int = WINDOW) -> float:
+    """The residual (m) that :func:`fit_exponential` minimises, of a fit's parameters on a curve."""
+    y = window_average(curve, window)
+    x = np.arange(len(y), dtype=np.float64)
+    return float(np.linalg.norm(y - (fit["amplitude"] * np.exp(-fit["rate"] * x) + fit["offset"])))
+
+
+def check_recomputed(reported: Any, curves: Mapping[str, np.ndarray], window: int = WINDOW) -> tuple[dict, list]:
+    """Recomputes the savings metrics and compares a reported copy with them, metric by metric.
+
+    Values computed by deterministic arithmetic are compared within :data:`VALUE_RTOL`; each fit by
+    its residual (:data:`FIT_LOSS_RTOL`), and the rates, indices and aggregates that follow from the
+    fits are recomputed from the *reported* fits, so an ill-conditioned fit ending elsewhere on
+    another machine does not reject an honest result.
+
+    Returns:
+        The recomputed metrics (what a leaderboard shows) and the mismatches as (field, reported,
+        expected) triples, the first per metric.
+    """
+    ours = savings(curves, window)
+    problems: list[tuple[str, Any, Any]] = []
+    if not isinstance(reported, dict) or not isinstance(reported.get("per_network"), dict):
+        return ours, [("metrics", _short(reported), "an object with per_network and aggregate")]
+    if reported.get("window") != window:
+        problems.append(("metrics/window", reported.get("window"), window))
+    got = reported["per_network"]
+    sign = orient(curves)
+    n = len(ours["per_network"]["rate_FF1"])
+    for key in ours["per_network"]:
+        if not isinstance(got.get(key), list) or len(got[key]) != n:
+            return ours, [*problems, (f"metrics/per_network/{key}", _short(got.get(key)), f"a list of {n} values")]
+    for key in ("first_error_FF1", "first_error_FF2", "faster_first_trial"):
+        problems += mismatches(got[key], ours["per_network"][key], f"metrics/per_network/{key}")[:1]
+    for phase in ("FF1", "FF2"):
+        rows = np.atleast_2d(np.asarray(curves[phase], np.float64))
+        for i, (fit, mine) in enumerate(zip(got[f"fit_{phase}"], ours["per_network"][f"fit_{phase}"], strict=True)):
+            where = f"metrics/per_network/fit_{phase}/{i}"
+            problem = _fit_problem(fit, mine, sign * rows[i], window)
+            if problem:
+                problems.append((where, _short(fit), problem))
+                break
+    if problems:
+        return ours, problems
+    rate1 = [fit["rate"] for fit in got["fit_FF1"]]
+    rate2 = [fit["rate"] for fit in got["fit_FF2"]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        index = np.log(np.asarray(rate2) / np.asarray(rate1))
+    implied = {
+        "rate_FF1": rate1,
+        "rate_FF2": rate2,
+        "savings_index": index.tolist(),
+        "has_savings": [bool(v) for v in np.asarray(rate2) > np.asarray(rate1)],
+    }
+    for key, expected in implied.items():
+        problems += mismatches(got[key], expected, f"metrics/per_network/{key}")[:1]
+    expected_aggregate = aggregate({**ours["per_network"], **implied}, curves)
+    problems += mismatches(reported.get("aggregate"), expected_aggregate, "metrics/aggregate")[:1]
+    return ours, problems
+
+
+def _fit_problem(fit: Any, mine: dict, curve: np.ndarray, window: int) -> str:
+    """Why a reported fit is not one of the curve's best fits ("" when it is)."""
+    if not isinstance(fit, dict) or not all(
+        isinstance(fit.get(k), int | float) and not isinstance(fit.get(k), bool)
+        for k in ("amplitude", "rate", "offset")
+    ):
+        return "needs numeric amplitude, rate and offset"
+    if not math.isfinite(mine["rate"]):
+        return "" if math.isnan(fit["rate"]) else f"the curve has no decay to fit ({mine['reason']}), so no rate"
+    if not (math.isfinite(fit["rate"]) and fit["rate"] > 0):
+        return f"the curve decays (fitted rate {mine['rate']:.6g}), the reported rate is {fit['rate']!r}"
+    reported, best = fit_loss(curve, fit, window), fit_loss(curve, mine, window)
+    if reported > best * (1 + FIT_LOSS_RTOL) + FIT_LOSS_ATOL:
+        return f"residual {reported:.9g} m is worse than the best fit's {best:.9g} m"
+    return ""
+
+
+def mismatches(reported: Any, expected: Any, where: str) -> list[tuple[str, Any, Any]]:
+    """Fields where two JSON trees differ: numbers within :data:`VALUE_RTOL` (p-values within
+    :data:`P_VALUE_ATOL`), NaN equal to NaN, everything else exactly; (field, reported, expected)."""
+    if isinstance(expected, dict):
+        if not isinstance(reported, dict):
+            return [(where, _short(reported), "an object")]
+        return [m for key in expected for m in mismatches(reported.get(key), expected[key], f"{where}/{key}")]
+    if isinstance(expected, list):
+        if not isinstance(reported, list) or len(reported) != len(expected):
+            return [(where, _short(reported), f"a list of {len(expected)}")]
+        return [
+            m for i, (r, e) in enumerate(zip(reported, expected, strict=True)) for m in mismatches(r, e, f"{where}/{i}")
+        ]
+    if isinstance(expected, float) and isinstance(reported, int | float) and not isinstance(reported, bool):
+        if math.isnan(expected) or math.isnan(reported):
+            return [] if math.isnan(expected) and math.isnan(reported) else [(where, reported, expected)]
+        atol = P_VALUE_ATOL if where.endswith("_p") else VALUE_ATOL
+        return (
+            [] if math.isclose(reported, expected, rel_tol=VALUE_RTOL, abs_tol=atol) else [(where, reported, expected)]
+        )
+    same = reported == expected and type(reported) is type(expected)
+    return [] if same else [(where, _short(reported), expected)]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut (a forged field may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _fit_or_nan(curve: np.ndarray, window: int) -> ExponentialFit:
@@ -250,7 +407,7 @@ def _paired_tests(a: np.ndarray, b: np.ndarray, seed: int) -> dict:
         }
     t = stats.ttest_rel(a, b)
     flips = stats.permutation_test(
-        (a - b,),
+        (np.sort(a - b),),  # sorted: the resampled signs then fall on the same values in any network order
         np.median,
         permutation_type="samples",
         n_resamples=9999,

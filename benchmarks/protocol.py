@@ -193,10 +193,20 @@ def run_protocol(
     state = RunState()
     if checkpoint.exists():
         saved = load_checkpoint(checkpoint)
+        if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
+            raise ValueError(
+                f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over"
+            )
         if saved["config"] != json.loads(json.dumps(full_config)):
             raise ValueError(f"{checkpoint} belongs to another run (config {saved['config']}); use another --out")
-        agent.load_state_dict(saved["agent"])
-        state = RunState(saved["batch"], saved["deviations"], saved["snapshots"])
+        try:
+            agent.load_state_dict(saved["agent"])
+            state = RunState(saved["batch"], saved["deviations"], saved["snapshots"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise ValueError(
+                f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
+                "delete it to start over"
+            ) from error
     total = preset.total_batches
     started, last_save = time.time(), time.time()
     bar = _progress(total, state.batch, progress)

@@ -6,11 +6,13 @@ import base64
 import html
 import json
 import math
+import os
 from pathlib import Path
 
-from benchmarks.leaderboard import LATENT_FILE
+from benchmarks.leaderboard import MAX_FIGURE_BYTES, RESULT_FILE, Entry, load
 from benchmarks.protocol import atomic_write_bytes
 from benchmarks.run import summary_table
+from benchmarks.safe_io import png_problem, read_regular
 
 
 def _table(pairs: list[tuple[str, str]]) -> str:
@@ -26,49 +28,66 @@ def _flat(prefix: str, value) -> list[tuple[str, str]]:
 
 
 def _images(folder: Path, names: tuple[str, ...]) -> list[str]:
-    """The figures that exist, inlined (the page needs nothing from the network)."""
+    """The figures that exist, inlined (the page needs nothing from the network), each read as
+    the leaderboard reads one (:func:`benchmarks.safe_io.read_regular`: no links, a size limit)
+    and checked to be a PNG.
+
+    Raises:
+        ValueError: naming a figure that is a link, not a regular file, too large or not a PNG.
+    """
     images = []
     for name in names:
-        path = folder / name
-        if path.exists():
-            data = base64.b64encode(path.read_bytes()).decode()
-            images.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+        try:
+            data = read_regular(folder, name, MAX_FIGURE_BYTES)
+        except FileNotFoundError:
+            continue
+        except ValueError as error:
+            raise ValueError(f"{folder / name}: {error}") from None
+        why = png_problem(data)
+        if why:
+            raise ValueError(f"{folder / name}: {why}")
+        encoded = base64.b64encode(data).decode()
+        images.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">')
     return images
 
 
-def _latent_section(run_dir: Path) -> str:
+def _latent_section(entry: Entry) -> str:
     """The preparatory-activity results of ``savings-gym latent``, when the run has them."""
-    file = run_dir / LATENT_FILE
-    if not file.exists():
+    latent = entry.latent
+    if latent is None:
         return "<h2>Preparatory activity</h2><p>not analysed: run <code>savings-gym latent</code> on this folder</p>"
-    latent = json.loads(file.read_text())
     kept = latent["persistence_NF2"]
     line = (
         f"NF2 projection on the uniform shift, (x - NF1) / (FF1 - NF1): {kept['estimate']:+.3f} "
         f"[{kept['low']:+.3f}, {kept['high']:+.3f}] (95% bootstrap CI) over {latent['networks']} networks; "
         f"one-sample t = {kept['t']:.2f}, p(> 0) = {kept['p_greater_than_0']:.3g}"
     )
-    images = _images(file.parent, ("tdr_plane.png", "shift_projection.png", "causal_test.png"))
+    images = _images(entry.path / "latent", ("tdr_plane.png", "shift_projection.png", "causal_test.png"))
     return f"<h2>Preparatory activity</h2><p>{html.escape(line)}</p>{''.join(images)}"
 
 
 def write_report(run_dir: str | Path) -> Path:
     """Writes ``report.html`` beside a run's result.json: config, metrics and figures (inlined).
 
+    The run is read and checked as the leaderboard reads a submission (:func:`benchmarks.leaderboard.load`),
+    and the page shows the metrics recomputed from its curves.
+
     Raises:
-        ValueError: if the folder holds no result.json.
+        ValueError: if the folder holds no result.json, or (a :class:`~benchmarks.leaderboard.SubmissionError`)
+            the run does not validate.
     """
     run_dir = Path(run_dir)
-    file = run_dir / "result.json"
-    if not file.exists() and (run_dir / "sweep.json").exists():
+    file = run_dir / RESULT_FILE
+    if not os.path.lexists(file) and (run_dir / "sweep.json").is_file():
         return write_sweep_report(run_dir)
-    if not file.exists():
+    if run_dir.is_dir() and not os.path.lexists(file):
         raise ValueError(
             f"{run_dir} holds no result.json (nor sweep.json): run `savings-gym run ... --out {run_dir}` "
             f"(or `savings-gym sweep ... --out {run_dir}`) first"
         )
-    result = json.loads(file.read_text())
-    aggregate = {k: v for k, v in result["metrics"]["aggregate"].items()}
+    entry = load(run_dir)
+    result = {**entry.result, "metrics": entry.metrics}
+    aggregate = dict(entry.metrics["aggregate"])
     figures = _images(run_dir / "figures", ("learning_curves.png", "hand_paths.png", "savings_index.png"))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>savings-gym run {html.escape(str(run_dir.name))}</title>
@@ -79,7 +98,7 @@ pre {{ background: #f6f6f6; padding: 1em; }}</style></head><body>
 <h2>Savings</h2><pre>{html.escape(summary_table(result))}</pre>
 <h2>Metrics</h2>{_table(_flat("", aggregate))}
 <h2>Figures</h2>{"".join(figures) or "<p>no figures</p>"}
-{_latent_section(run_dir)}
+{_latent_section(entry)}
 <h2>Config</h2>{_table(_flat("", result["config"]))}
 <h2>Versions</h2>{_table(_flat("", result["versions"]))}
 </body></html>

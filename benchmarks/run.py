@@ -38,6 +38,10 @@ MAX_ENDPOINT_ERROR = 0.02  # m, mean distance of the hand to the target at the l
 MAX_LATERAL_DEVIATION = 0.01  # m, mean absolute lateral deviation
 
 
+# where ``savings-gym pretrain`` writes when --out is not given: never over the shipped weights
+PRETRAIN_OUT = Path("runs/pretrained")
+
+
 def shipped_pretrained(cell: str, hidden: int) -> Path:
     """Where the project's pretrained networks of a kind live."""
     return PRETRAINED_DIR / f"{cell}{hidden}.pt"
@@ -369,7 +373,8 @@ def pretrain_agent(
 
     SB3 agents train until every learner meets :func:`competence` (checked every ``check_every``
     batches) or ``batches`` are spent, and are written (weights and normalisation statistics only) to
-    ``out``, by default where the protocol looks for shipped weights; with ``imitate`` (a file of
+    ``out``, by default :data:`PRETRAIN_OUT`/<the shipped file's name> (the shipped weights in
+    agents/pretrained/ are replaced only when ``out`` names them); with ``imitate`` (a file of
     BPTT networks) they first distil those networks (:func:`agents.sb3_agent.imitate`). BPTT
     agents run :func:`agents.bptt.pretrain` for ``batches``. Rerunning the same command resumes.
 
@@ -384,7 +389,7 @@ def pretrain_agent(
         from agents.sb3_agent import shipped_pretrained as shipped_sb3
 
         spec = sb3_spec(agent, env_id, hyperparams, hidden)
-        target = Path(out) if out is not None else shipped_sb3(spec)
+        target = Path(out) if out is not None else PRETRAIN_OUT / shipped_sb3(spec).name
         check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
         if imitate is not None and not Path(imitate).is_file():
             raise ValueError(f"--imitate must be a file of BPTT networks, got {str(imitate)!r} (no such file)")
@@ -411,7 +416,7 @@ def pretrain_agent(
     if imitate is not None:
         raise ValueError("--imitate is for SB3 agents (sb3:<Algo>); BPTT networks pretrain by themselves")
     hidden = DEFAULT_HIDDEN if hidden is None else hidden
-    target = Path(out) if out is not None else shipped_pretrained(agent, hidden)
+    target = Path(out) if out is not None else PRETRAIN_OUT / shipped_pretrained(agent, hidden).name
     check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
     pretrain(
         Args(cell=agent, hidden=hidden, networks=networks, seed=seed, batches=batches, device=device, out=str(target))

@@ -51,6 +51,7 @@ import torch
 from benchmarks.metrics import bootstrap_ci
 from benchmarks.protocol import Preset, atomic_write_bytes, atomic_write_json, get_preset
 from benchmarks.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
+from savings_gym.field import MAX_FIELD_GAIN
 
 BACKENDS = ("local", "ray")
 MANIFEST = "sweep.json"
@@ -191,7 +192,9 @@ def parse_floats(value: str | Sequence[float], name: str, example: str = "4,8,12
     return _unique(numbers, name, value)
 
 
-def _check_device(device: str, backend: str) -> None:
+def check_device(device: str, backend: str = "local") -> None:
+    """``ValueError`` for a device torch does not know, or CUDA where this machine has none
+    (``backend="ray"``: the cluster's nodes have the GPUs, so only the name is checked)."""
     try:
         kind = torch.device(device).type
     except RuntimeError as error:
@@ -216,6 +219,11 @@ def make_cells(
     agent_list = _unique([str(a) for a in _items(agents, "--agent", "gru,lstm")], "--agent", agents)
     sizes: list[int | None] = [None] if hidden is None else parse_ints(hidden, "--hidden", minimum=1)
     gains = parse_floats(field_gains, "--field-gain")
+    for gain in gains:
+        if abs(gain) > MAX_FIELD_GAIN:
+            raise ValueError(
+                f"--field-gain {gain:g} is outside the physical range [-{MAX_FIELD_GAIN:g}, {MAX_FIELD_GAIN:g}] N*s/m"
+            )
     seed_list = parse_ints(seeds, "--seeds", "0,1,2")
     cells = []
     for agent, size, gain, seed in itertools.product(agent_list, sizes, gains, seed_list):
@@ -459,7 +467,7 @@ def check_sweep_arguments(
         raise ValueError(f"--cpus-per-cell must be > 0, got {cpus_per_cell!r}")
     if not gpus_per_cell >= 0:
         raise ValueError(f"--gpus-per-cell must be >= 0, got {gpus_per_cell!r}")
-    _check_device(device, backend)
+    check_device(device, backend)
     out = Path(out)
     for agent, size in dict.fromkeys((c.agent, c.hidden) for c in cells):
         out = check_run_arguments(agent, size, networks, out)

@@ -60,9 +60,18 @@ class Phase:
         if self.n_episodes is not None:
             if isinstance(self.n_episodes, bool) or not isinstance(self.n_episodes, int | np.integer):
                 raise ValueError(f"phase {self.name!r}: n_episodes must be an integer or None, got {self.n_episodes!r}")
-            if self.n_episodes < 0:
-                raise ValueError(f"phase {self.name!r}: n_episodes must be >= 0, got {self.n_episodes}")
+            if not 0 <= self.n_episodes <= MAX_PHASE_EPISODES:
+                raise ValueError(
+                    f"phase {self.name!r}: n_episodes must be >= 0 and <= 2**40, got {self.n_episodes} "
+                    "(episode counts are summed in int64 arrays: larger ones overflow)"
+                )
             object.__setattr__(self, "n_episodes", int(self.n_episodes))
+
+
+MAX_PHASE_EPISODES = 2**40
+"""Most episodes a phase may hold: ~1e12, 10^6 times the paper's protocol, and far enough below
+2**63 that the phases' running totals never overflow the int64 arrays they are compared in
+(``2**63`` episodes once wrapped round to a negative total and started the arm in FF2)."""
 
 
 class Schedule:

@@ -31,6 +31,28 @@ _ACTION, _PROPRIO, _VISION = slice(0, 6), slice(6, 18), slice(18, 20)
 TARGET_MODES = ("centre_out", "random")
 
 
+# (low, high, unit) of each TaskParams number: see the class docstring
+PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
+    "dt": (1e-4, 0.1, "s"),
+    "trial_steps": (1, 10_000, "steps"),
+    "vision_delay": (0.0, 1.0, "s"),
+    "proprioception_delay": (0.0, 1.0, "s"),
+    "action_noise": (0.0, 1.0, "(excitation)"),
+    "proprioception_noise": (0.0, 1.0, "(normalised)"),
+    "vision_noise": (0.0, 1.0, "m"),
+    "go_time_range": (0.0, 100.0, "s"),
+    "go_cue_delay": (0.0, 1.0, "s"),
+    "reach_distance": (1e-3, 1.0, "m"),
+    "start_joint_angles": (-2 * math.pi, 2 * math.pi, "rad"),
+    "test_go_time": (0.0, 100.0, "s"),
+    "position_weight": (0.0, 1e12, "per m"),
+    "jerk_weight": (0.0, 1e12, "per (m/s)^2"),
+    "force_weight": (0.0, 1e12, "per N"),
+    "force_change_weight": (0.0, 1e12, "per N^2"),
+    "reward_scale": (1e-6, 1e12, "(cost units)"),
+}
+
+
 @dataclass(frozen=True)
 class TaskParams:
     """Constants of the task. Defaults are the paper's (SPEC.md, "The task").
@@ -57,6 +79,11 @@ class TaskParams:
         force_weight: cost per newton of summed muscle force.
         force_change_weight: cost per N^2 of the squared change of muscle force.
         reward_scale: reward = -cost / reward_scale.
+
+    Every number must also lie in :data:`PHYSICAL_RANGES` (refused at construction otherwise):
+    ranges wide enough for any experiment with a human-sized arm, narrow enough that the
+    simulation's floats stay meaningful (start angles of 1e30 rad, a reward scale of 1e-300 or
+    1e9 steps per trial gave NaN rewards or exhausted memory).
     """
 
     dt: float = 0.01
@@ -110,6 +137,10 @@ class TaskParams:
         for name in nonnegative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name, (low, high, unit) in PHYSICAL_RANGES.items():
+            for v in getattr(self, name) if name in ("go_time_range", "start_joint_angles") else (getattr(self, name),):
+                if not low <= v <= high:
+                    raise ValueError(f"{name} must be within [{low:g}, {high:g}] {unit}, got {getattr(self, name)!r}")
         if not isinstance(self.trial_steps, int) or self.trial_steps < 1:
             raise ValueError(f"trial_steps must be a positive integer, got {self.trial_steps!r}")
         if not 0.0 <= self.catch_probability <= 1.0:

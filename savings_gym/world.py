@@ -177,14 +177,21 @@ def generators(seed: int | Sequence[int | None] | None, num_envs: int) -> list[n
     ``seed[i]`` for a list; ``None`` draws fresh entropy).
 
     Raises:
-        ValueError: for a negative seed or a list of the wrong length.
+        ValueError: for a negative or non-integer seed (1.5, True) or a list of the wrong length.
     """
     if seed is None or isinstance(seed, int | np.integer):
         if seed is not None and (isinstance(seed, bool) or seed < 0):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         seeds = [None if seed is None else int(seed) + i for i in range(num_envs)]
     else:
+        if not isinstance(seed, Sequence | np.ndarray) or isinstance(seed, str):
+            raise ValueError(f"seed must be a non-negative int, a list of them or None, got {seed!r}")
         seeds = list(seed)
+        bad = [
+            s for s in seeds if s is not None and (isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0)
+        ]
+        if bad:
+            raise ValueError(f"seeds must be non-negative ints or None, got {bad[:3]!r}")
         if len(seeds) != num_envs:
             raise ValueError(f"seed must be an int or a list of {num_envs} seeds, got {len(seeds)}")
     return [seeding.np_random(s)[0] for s in seeds]

@@ -128,3 +128,36 @@ def test_bootstrap_ci_edge_cases():
     assert math.isnan(bootstrap_ci(np.array([np.nan])).estimate)
     ci = bootstrap_ci(np.random.default_rng(0).normal(2.0, 1.0, 50))
     assert ci.low < 2.0 < ci.high
+
+
+def test_bootstrap_is_blind_to_order_and_continuous_in_the_values():
+    from benchmarks.metrics import bootstrap_ci, iqm
+
+    values = np.array([0.3, -0.2, 0.8, 0.1, 0.45, 0.05, 1.2, -0.4])
+    shuffled = np.random.default_rng(3).permutation(values)
+    for statistic in (np.mean, iqm):
+        a, b = bootstrap_ci(values, statistic), bootstrap_ci(shuffled, statistic)
+        assert a == b  # bit for bit: sorted before resampling, fixed seed
+        c = bootstrap_ci(values * (1 + 1e-15), statistic)
+        for x, y in zip((a.estimate, a.low, a.high), (c.estimate, c.low, c.high), strict=True):
+            assert abs(x - y) <= 1e-13 * abs(x)  # moves with its inputs, no BCa step
+
+
+@pytest.mark.parametrize("entry", ["gru-256-36bf4a3e", "sb3-RecurrentPPO-128-cued-7774bed3"])
+def test_each_tolerance_holds_for_permuted_and_1_ulp_moved_curves(entry):
+    """Justifies the tolerances of benchmarks.metrics: a shipped run's curves, networks permuted and
+    every value moved by 1 ulp, recomputed; the original curves' recomputation must accept it. The
+    two entries hold ill-conditioned fits (rates near 1e-4 per window) that move by up to 50%."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.metrics import check_recomputed, savings
+
+    result = json.loads((Path(__file__).parent.parent / "leaderboard" / entry / "result.json").read_text())
+    curves = {p: np.asarray(rows, np.float64) for p, rows in result["learning_curves"].items()}
+    order = np.random.default_rng(0).permutation(len(curves["FF1"]))
+    permuted = {p: c[order] for p, c in curves.items()}
+    moved = savings({p: np.nextafter(c, np.inf) for p, c in permuted.items()})
+    assert check_recomputed(moved, permuted)[1] == []
+    assert check_recomputed(savings(permuted), {p: np.nextafter(c, np.inf) for p, c in permuted.items()})[1] == []
+    assert check_recomputed(result["metrics"], curves)[1] == []  # the shipped metrics, as written

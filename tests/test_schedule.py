@@ -66,3 +66,10 @@ def test_phase_objects_and_tuples_are_equivalent():
     assert Schedule([Phase("A", 0, 2)]) == Schedule([("A", 0.0, 2)])
     with pytest.raises(ValueError, match=">= 0"):
         paper_schedule().phase_at(-1)
+
+
+def test_episode_counts_that_would_overflow_are_refused():
+    from savings_gym.schedule import paper_schedule
+
+    with pytest.raises(ValueError, match="n_episodes must be >= 0 and <= 2"):
+        paper_schedule(8.0, {"NF1": 2**63})

@@ -161,3 +161,21 @@ def test_invalid_task_parameters_fail_at_construction(changes, message):
 def test_unknown_task_parameters_are_named():
     with pytest.raises(TypeError, match=r"unknown task parameter.*'catch_prob'"):
         TaskParams().replace(catch_prob=0.2)
+
+
+@pytest.mark.parametrize(
+    "change", [{"start_joint_angles": (1e30, 1.0)}, {"reward_scale": 1e-300}, {"trial_steps": 10**9}, {"dt": 5.0}]
+)
+def test_params_outside_physical_ranges_are_refused(change):
+    from savings_gym.task import TaskParams
+
+    with pytest.raises(ValueError, match=f"{next(iter(change))} must be within"):
+        TaskParams(**change)
+
+
+def test_a_fractional_seed_is_a_value_error():
+    import gymnasium as gym
+
+    envs = gym.make_vec("ArmCurlField-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(ValueError, match="non-negative int"):
+        envs.reset(seed=1.5)
