@@ -88,8 +88,9 @@ class Args:
     """learning-rate factor per batch"""
     device: str = "cpu"
     """torch device"""
-    out: str = "agents/pretrained/gru128.pt"
-    """where to write the pretrained networks"""
+    out: str = "runs/pretrained/gru128.pt"
+    """where to write the pretrained networks (the shipped files in agents/pretrained/ are replaced
+    only when named here)"""
     log_every: int = 100
     """batches between progress lines and checkpoints"""
     threads: int = 0
