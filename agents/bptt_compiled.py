@@ -202,20 +202,16 @@ class CompiledBPTT:
 
         # the loss over the recorded trajectory, by autograd; its gradients per step
         b = inputs[0][0].shape[1]
-        hand = torch.stack([o[2].arm.hand for o in outputs]).requires_grad_()  # (T, K*B, 4)
-        force = torch.stack([o[2].arm.force for o in outputs]).requires_grad_()
-        hidden = torch.stack([o[0] for o in outputs]).requires_grad_()  # (T, K, B, H)
-        desired = torch.stack(desired)
-
-        def per_network(x: Tensor) -> Tensor:  # (T, K*B, n) -> (K, B, T, n)
-            return x.view(steps, k, b, -1).permute(1, 2, 0, 3)
-
+        # (K, B, T, .) stacks: the loss reduces over reaches and steps, fastest on contiguous memory
+        hand = torch.stack([o[2].arm.hand.view(k, b, -1) for o in outputs], dim=2).requires_grad_()
+        force = torch.stack([o[2].arm.force.view(k, b, -1) for o in outputs], dim=2).requires_grad_()
+        hidden = torch.stack([o[0] for o in outputs], dim=2).requires_grad_()
         trajectory = {
-            "hand_position": per_network(hand[..., 0:2]),
-            "hand_velocity": per_network(hand[..., 2:4]),
-            "desired_position": per_network(desired),
-            "muscle_force": per_network(force),
-            "hidden": hidden.permute(1, 2, 0, 3),
+            "hand_position": hand[..., 0:2],
+            "hand_velocity": hand[..., 2:4],
+            "desired_position": torch.stack([d.view(k, b, -1) for d in desired], dim=2),
+            "muscle_force": force,
+            "hidden": hidden,
         }
         losses = loss_fn(trajectory)
         g_hand, g_force, g_hidden = torch.autograd.grad(losses.sum(), [hand, force, hidden])
@@ -229,14 +225,15 @@ class CompiledBPTT:
             tape_h, tape_g, summed = [], [], None
             for t in reversed(range(steps)):
                 arm = g_state.arm
-                g_state = g_state._replace(arm=arm._replace(hand=arm.hand + g_hand[t], force=arm.force + g_force[t]))
+                loss_hand, loss_force = g_hand[:, :, t].reshape(k * b, -1), g_force[:, :, t].reshape(k * b, -1)
+                g_state = g_state._replace(arm=arm._replace(hand=arm.hand + loss_hand, force=arm.force + loss_force))
                 h_prev, obs_prev, state_prev = inputs[t]
                 grads = self._vjp(
                     self.task,
                     weights,
                     (h_prev, gates[t], obs_prev, state_prev),
                     noise_train[:, t + 1],
-                    (g_h + g_hidden[t], g_obs, g_state),
+                    (g_h + g_hidden[:, :, t], g_obs, g_state),
                     weight_grads,
                 )
                 if weight_grads:
