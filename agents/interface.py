@@ -6,7 +6,10 @@ the same hidden schedule, each in its own world. The protocol only ever asks it 
 * :meth:`Agent.train` for some more episodes per learner (the schedule advances as it trains), and
 * :meth:`Agent.evaluate` on the 8 test reaches under a chosen field, which must not change it.
 
-and reads where the schedule stands from :attr:`Agent.episodes_completed`. Checkpoints go through
+and reads where the schedule stands from :attr:`Agent.episodes_completed`. An agent that can
+play the test reaches and a training batch from the same weights in one pass may also offer
+``evaluate_then_train(field_gain) -> ReachRecord`` (evaluate, then train one batch of 8 episodes);
+the protocol uses it where it exists (:func:`benchmarks.protocol.evaluate_then_train`). Checkpoints go through
 :meth:`Agent.state_dict` / :meth:`Agent.load_state_dict`, which must capture everything (weights,
 optimiser, random generators, the schedule counter) so a resumed run continues identically.
 

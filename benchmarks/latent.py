@@ -190,15 +190,10 @@ def run_latent(run_dir: str | Path, config: LatentConfig = LatentConfig()) -> di
     result_file = run_dir / "result.json"
     if not result_file.exists():
         raise ValueError(f"{run_dir} holds no result.json: run the protocol first (savings-gym run --out {run_dir})")
-    from benchmarks.leaderboard import MAX_BYTES, MAX_JSON_DEPTH
-    from benchmarks.safe_io import parse_json, read_regular
+    from benchmarks.safe_io import read_json
 
     try:  # read as the leaderboard reads a run (no links, bounded); only the field gain is needed
-        gain = float(
-            parse_json(read_regular(run_dir, "result.json", MAX_BYTES), MAX_JSON_DEPTH)["config"]["preset"][
-                "field_gain"
-            ]
-        )
+        gain = float(read_json(run_dir, "result.json")["config"]["preset"]["field_gain"])
     except (KeyError, TypeError) as error:
         raise ValueError(f"{result_file}: no config/preset/field_gain ({error!r}); not a savings-gym result") from None
     records, agents = {}, {}

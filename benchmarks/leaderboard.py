@@ -42,16 +42,23 @@ import numpy as np
 import savings_gym
 from benchmarks.metrics import _short, bootstrap_ci, check_recomputed, iqm, mismatches
 from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes
-from benchmarks.safe_io import UnsafeFileError, parse_json, png_problem, read_regular, text_problem
+from benchmarks.safe_io import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    UnsafeFileError,
+    parse_json,
+    png_problem,
+    read_regular,
+    text_problem,
+)
 
 RESULT_FILE = "result.json"
 LATENT_FILE = "latent/latent.json"
 FIGURE_FILE = "figures/learning_curves.png"
 MIN_NETWORKS = 5
-MAX_BYTES = 50 * 1024 * 1024  # result.json (the paper preset's 8 networks write ~4 MB)
+MAX_BYTES = MAX_JSON_BYTES  # result.json (the paper preset's 8 networks write ~4 MB)
 MAX_LATENT_BYTES = 1024 * 1024  # latent/latent.json (a few kB)
 MAX_FIGURE_BYTES = 5 * 1024 * 1024  # a PNG figure (~100 kB)
-MAX_JSON_DEPTH = 16  # result.json nests 6 deep
 # presets whose numbers are results: ``smoke`` exercises the code and its numbers mean nothing
 BOARD_PRESETS = ("quick", "paper")
 # a submission's link is shown as a link only when it is an https URL with nothing that could end

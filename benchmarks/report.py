@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmarks.leaderboard import MAX_FIGURE_BYTES, RESULT_FILE, Entry, load
 from benchmarks.protocol import atomic_write_bytes
 from benchmarks.run import summary_table
-from benchmarks.safe_io import png_problem, read_regular
+from benchmarks.safe_io import png_problem, read_json, read_regular
 
 
 def _table(pairs: list[tuple[str, str]]) -> str:
@@ -122,7 +122,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
 
     sweep_dir = Path(sweep_dir)
     summary = aggregate(sweep_dir)
-    manifest = json.loads((sweep_dir / MANIFEST).read_text())
+    manifest = read_json(sweep_dir, MANIFEST)
 
     cells = [
         [name, e["status"], str(e["attempts"]), f"{e.get('seconds', '')}", e.get("error") or ""]

@@ -137,6 +137,24 @@ def parse_json(data: bytes, max_depth: int) -> Any:
         raise ValueError(f"not valid JSON ({str(error)[:120]})") from None
 
 
+MAX_JSON_BYTES = 50 * 1024 * 1024  # a run's result.json is ~4 MB at the paper preset's 8 networks
+MAX_JSON_DEPTH = 16  # result.json nests 6 deep
+
+
+def read_json(folder: str | Path, relative: str, limit: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``folder/relative`` read as :func:`read_regular` reads and parsed as :func:`parse_json` does.
+
+    Raises:
+        FileNotFoundError: if it does not exist.
+        ValueError: for a link, a non-regular or oversized file, or text that is not JSON within the depth.
+    """
+    data = read_regular(folder, relative, limit)  # its errors name the file
+    try:
+        return parse_json(data, max_depth)
+    except ValueError as error:
+        raise ValueError(f"{Path(folder) / relative}: {error}") from None
+
+
 def png_problem(data: bytes) -> str:
     """Why ``data`` is not a PNG image ("" if it starts as one: the signature and an IHDR chunk)."""
     if not data.startswith(PNG_MAGIC) or data[12:16] != b"IHDR":

@@ -51,6 +51,7 @@ import torch
 from benchmarks.metrics import bootstrap_ci
 from benchmarks.protocol import Preset, atomic_write_bytes, atomic_write_json, get_preset
 from benchmarks.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
+from benchmarks.safe_io import read_json
 from savings_gym.field import MAX_FIELD_GAIN
 
 BACKENDS = ("local", "ray")
@@ -397,9 +398,9 @@ class RayBackend:
 # -- the sweep ------------------------------------------------------------------------------------
 def _load_manifest(out: Path) -> dict[str, Any]:
     file = out / MANIFEST
-    if file.exists():
-        manifest = json.loads(file.read_text())
-        if manifest.get("format") == "savings-gym-sweep":
+    if os.path.lexists(file):
+        manifest = read_json(out, MANIFEST)  # bounded, no links: a sweep folder may come from elsewhere
+        if isinstance(manifest, dict) and manifest.get("format") == "savings-gym-sweep":
             return manifest
     return {"format": "savings-gym-sweep", "version": SWEEP_VERSION, "cells": {}}
 
@@ -703,10 +704,10 @@ def aggregate(out: str | Path, manifest: dict[str, Any] | None = None) -> dict[s
     missing = []
     for name in manifest["cells"]:
         file = out / name / RESULT
-        if not file.exists():
+        if not os.path.lexists(file):
             missing.append(name)
             continue
-        result = json.loads(file.read_text())
+        result = read_json(out, f"{name}/{RESULT}")
         config = result["config"]
         key = (config["agent"], config.get("hidden"), float(config["preset"]["field_gain"]))  # hidden None: no RNN
         groups.setdefault(key, []).append((name, result))

@@ -35,3 +35,21 @@ def test_unknown_command_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["benchmark"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(capsys):
+    """`benchmarks/gpu_check.sh --dry-run` is this command after an install: every step prints its line."""
+    assert main(["bench", "gpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for line in ("GPU check: CPU (dry run)", "tests on cpu: passed", "sequential MotorNet baseline", "today's path",
+                 "compiled engine, K=2", "compiled engine, K=4", "paper protocol slice", "GPU check done"):  # fmt: skip
+        assert line in out, line
+
+
+def test_the_gpu_check_refuses_a_machine_without_a_gpu(monkeypatch):
+    from benchmarks import gpu_check
+
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        gpu_check.run(dry_run=False)

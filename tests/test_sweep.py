@@ -247,6 +247,36 @@ def test_report_on_a_sweep_folder(local_sweep):
     assert "pretrained endpoint error (cm)" in page and f"{group['pretrained_endpoint_error_cm']:.2f}" in page
 
 
+def test_a_sweep_folder_from_elsewhere_is_read_as_carefully_as_a_submission(local_sweep, tmp_path, capsys):
+    """A cell's result.json linked to a file outside the folder, or a manifest naming a cell
+    outside it, is refused with one line naming the file; nothing is read through the link."""
+    import shutil
+
+    out, _ = local_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(out, copy, symlinks=True)
+    (copy / "report.html").unlink(missing_ok=True)  # another test may have written one
+    secret = tmp_path / "elsewhere.json"
+    shutil.copy(copy / NAMES[0] / "result.json", secret)
+    (copy / NAMES[0] / "result.json").unlink()
+    (copy / NAMES[0] / "result.json").symlink_to(secret)
+    with pytest.raises(SystemExit) as refused:
+        main(["report", str(copy)])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and NAMES[0] in error[0] and "link" in error[0]
+    (copy / NAMES[0] / "result.json").unlink()
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["cells"]["../escape"] = manifest["cells"].pop(NAMES[0])
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "escape").mkdir()
+    shutil.copy(secret, tmp_path / "escape" / "result.json")
+    with pytest.raises(SystemExit) as refused:
+        main(["report", str(copy)])
+    assert refused.value.code == 2 and "escape" in capsys.readouterr().err
+    assert not (copy / "report.html").exists()
+
+
 def test_the_summary_table_weights_pretraining_competence_by_networks():
     def cell(networks, error_m):
         per_network = {key: [0.1] * networks for key in ("savings_index", "has_savings")}
