@@ -1,7 +1,7 @@
 """Compiled BPTT: a GRU rollout through the arm and its backward, two compiled calls per step.
 
-Why: BPTT on this task is bound by per-operation overhead, not arithmetic. Each time step is a
-few hundred tiny tensor operations (the arm, the task, the gates) and autograd records and
+Why: BPTT on this task is bound mostly by per-operation overhead, not arithmetic. Each time step
+is a few hundred tiny tensor operations (the arm, the task, the gates) and autograd records and
 replays each of them. Here each step is one compiled function of the step's inputs (no
 autograd graph), and the backward is one compiled vector-Jacobian product per step
 (``torch.func.vjp`` of the same function, fused by ``torch.compile``). Around them:
@@ -15,13 +15,15 @@ autograd graph), and the backward is one compiled vector-Jacobian product per st
 
 The step is the same code as the eager path: :meth:`savings_gym.task.ReachTask.step` for the arm
 and task, :func:`agents.controllers.gru_gates` and friends for the network, so the two paths
-agree to float32 rounding (``tests/test_bptt_speed.py``). Compiling takes ~20-60 s the first time
+agree to float32 rounding (``tests/test_bptt_speed.py``). Compiling takes 10-60 s the first time
 on a machine and is cached by torch (``/tmp/torchinductor_<user>``) for later processes; with
-``compile=False`` the same functions run eagerly (slow: for tests and as the fallback).
+``compile=False`` the same functions run eagerly (slow; for debugging). Where compiling fails,
+:class:`agents.bptt.BPTTAgent` falls back to its ``eager`` engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -117,6 +119,19 @@ def _traceable_task(params: TaskParams, cued: bool, device: str) -> ReachTask:
     return task
 
 
+def _dynamics(params: TaskParams) -> TaskParams:
+    """What of the task's parameters :meth:`ReachTask.step` uses (trial sampling left out)."""
+    return dataclasses.replace(
+        params,
+        go_time_range=(0.0, 0.0),
+        catch_probability=0.0,
+        targets="centre_out",
+        reach_distance=0.1,
+        start_joint_angles=(0.0, 0.0),
+        test_go_time=0.0,
+    )
+
+
 class Trajectory(NamedTuple):
     """What a compiled rollout returns (host of the loss and of the test record)."""
 
@@ -176,6 +191,15 @@ class CompiledBPTT:
             loss_fn: maps the (K, B, T, .) trajectory dict (see :func:`agents.bptt.paper_loss`) to (K,).
             test_env, test_obs: the same for the test reaches.
         """
+        for env in (train_env, test_env):
+            if env is not None and (env.task.cued, _dynamics(env.params)) != (
+                self.task.cued,
+                _dynamics(self.task.params),
+            ):
+                raise ValueError(
+                    f"the compiled rollout steps the dynamics of {self.task.params} (cued={self.task.cued}); "
+                    f"an env with other dynamics ({env.params}, cued={env.task.cued}) needs its own CompiledBPTT"
+                )
         c, k = self.controllers, self.controllers.num_networks
         weights = self._weights()
         with torch.no_grad():

@@ -208,3 +208,13 @@ def test_advance_adopts_a_state_stepped_outside_the_env_and_counts_the_episode()
     for _ in range(100):
         *_, info = stepped.step(torch.full((8, 6), 0.05))
     torch.testing.assert_close(info["hand_position"], env.state.arm.hand[:, :2])
+
+
+def test_the_compiled_rollout_refuses_an_env_with_other_dynamics():
+    from agents.bptt import paper_loss
+
+    agent = _agent("compiled")
+    other = DifferentiableArmEnv(16, num_worlds=2, vision_delay=0.06)
+    obs, _ = other.reset(seed=0)
+    with pytest.raises(ValueError, match="other dynamics"):
+        agent._compiled.run(other, obs, paper_loss)
