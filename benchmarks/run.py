@@ -14,6 +14,7 @@ rate and everything else from their hyperparameters (``agents/hyperparams/*.yml`
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -103,6 +104,24 @@ def check_run_arguments(
     return out
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def weights_provenance(source: str | Path | None, out: str | Path) -> dict[str, str | None]:
+    """Where a run's starting weights came from, portably: the file's path relative to the
+    project (``agents/pretrained/gru128.pt``), else to the run folder (``<run>/pretrained.pt``),
+    else as given; and the SHA-256 of its bytes, which says whether two runs started alike."""
+    if source is None:
+        return {"pretrained_from": None, "pretrained_sha256": None}
+    path = Path(source).resolve()
+    shown = str(source)
+    for base, prefix in ((PROJECT_ROOT, ""), (Path(out).resolve(), "<run>/")):
+        if path.is_relative_to(base):
+            shown = prefix + path.relative_to(base).as_posix()
+            break
+    return {"pretrained_from": shown, "pretrained_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def bptt_agent_factory(cell: str, hidden: int, networks: int, preset: Preset, out: Path, seed: int, device: str):
     """A function schedule -> BPTTAgent starting from pretrained networks.
 
@@ -136,7 +155,7 @@ def bptt_agent_factory(cell: str, hidden: int, networks: int, preset: Preset, ou
     def make(schedule: Schedule) -> BPTTAgent:
         return BPTTAgent(controllers, schedule, optimizer="sgd", lr=preset.lr, seed=seed, device=device)
 
-    return make, {"pretrained_from": str(source), "pretrained_meta": meta}
+    return make, {**weights_provenance(source, out), "pretrained_meta": meta}
 
 
 def sb3_spec(agent: str, env_id: str, hyperparams: Any = None, hidden: int | None = None):
@@ -227,10 +246,7 @@ def sb3_agent_factory(
             spec, schedule, networks, seed=seed, device=device, pretrained=blob, tensorboard_log=tensorboard
         )
 
-    return make, {
-        "pretrained_from": None if source is None else str(source),
-        "pretrained_meta": (blob or {}).get("meta", {}),
-    }
+    return make, {**weights_provenance(source, out), "pretrained_meta": (blob or {}).get("meta", {})}
 
 
 def tensorboard_folder(folder: str | Path | None) -> Path | None:

@@ -124,3 +124,25 @@ def test_a_killed_run_resumed_with_the_same_command_ends_identically(tmp_path):
     whole = json.loads((tmp_path / "whole" / "result.json").read_text())
     killed = json.loads((tmp_path / "killed" / "result.json").read_text())
     assert killed["learning_curves"] == whole["learning_curves"]
+
+
+def test_result_files_name_their_starting_weights_portably_with_a_hash(tmp_path):
+    import hashlib
+
+    from benchmarks.run import PROJECT_ROOT, weights_provenance
+
+    shipped = PROJECT_ROOT / "agents" / "pretrained" / "gru16.pt"
+    assert weights_provenance(shipped, tmp_path) == {
+        "pretrained_from": "agents/pretrained/gru16.pt",
+        "pretrained_sha256": hashlib.sha256(shipped.read_bytes()).hexdigest(),
+    }
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "pretrained.pt").write_bytes(b"weights")
+    (tmp_path / "elsewhere.pt").write_bytes(b"other weights")
+    assert weights_provenance(tmp_path / "run" / "pretrained.pt", tmp_path / "run")["pretrained_from"] == (
+        "<run>/pretrained.pt"
+    )
+    outside = weights_provenance(tmp_path / "elsewhere.pt", tmp_path / "run")
+    assert outside["pretrained_from"] == str(tmp_path / "elsewhere.pt")
+    assert outside["pretrained_sha256"] == hashlib.sha256(b"other weights").hexdigest()
+    assert weights_provenance(None, tmp_path) == {"pretrained_from": None, "pretrained_sha256": None}

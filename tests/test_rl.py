@@ -70,7 +70,8 @@ def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks,
     assert on_disk["metrics"] == json.loads(json.dumps(savings({p: np.asarray(c) for p, c in curves.items()})))
     config = on_disk["config"]
     assert config["env_id"] == "ArmCurlField-v0" and config["sb3"]["algo"] == algo and len(config["seeds"]) == networks
-    assert config["pretrained_from"] == str(tmp_path / "pretrained.pt")  # pretrained for the preset's 1 batch
+    assert config["pretrained_from"] == "<run>/pretrained.pt"  # pretrained for the preset's 1 batch
+    assert len(config["pretrained_sha256"]) == 64
     pretraining = config["pretrained_meta"]
     assert pretraining["batches_done"] == 1 and "endpoint_error_cm" in pretraining["competence"]
     # no shipped weights fit these tiny networks: they first imitated the shipped GRU-128s, then did RL
