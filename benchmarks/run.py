@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from agents.controllers import CELLS
 from agents.interface import Agent, ReachRecord
 from benchmarks.metrics import lateral_deviation
 from benchmarks.protocol import Preset, get_preset, run_protocol
+from savings_gym.envs import task_params
 from savings_gym.schedule import Schedule
 
 BPTT_AGENTS = tuple(CELLS)
@@ -360,6 +361,8 @@ def run(
         "seeds": [derived_seed(seed, n) for n in range(networks)],
         "device": device,
         "env_id": env_id,
+        # what the curves were measured under: delays, noise, test go time, cost weights (SPEC.md)
+        "task": asdict(task_params(env_id)),
         **details,
         **provenance,
     }

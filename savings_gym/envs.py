@@ -35,6 +35,22 @@ VARIANTS = {"ArmCurlField-v0": {}, "ArmCurlFieldCued-v0": CUED, "ArmReach-v0": R
 """What each registered id changes from the defaults: the one place an id's defaults are written."""
 
 
+def _variant_params(variant: dict[str, Any], overrides: dict[str, Any]) -> TaskParams:
+    return TaskParams().replace(**({k: v for k, v in variant.items() if k not in ("schedule", "cued")} | overrides))
+
+
+def task_params(env_id: str, **overrides: Any) -> TaskParams:
+    """The task constants a registered id runs with: its defaults, then ``overrides`` (the env's
+    ``**task_params``), e.g. for a result file to record what its curves were measured under.
+
+    Raises:
+        ValueError: for an id that is not one of :data:`VARIANTS`, or a bad parameter.
+    """
+    if env_id not in VARIANTS:
+        raise ValueError(f"env_id must be one of {sorted(VARIANTS)}, got {env_id!r}")
+    return _variant_params(VARIANTS[env_id], overrides)
+
+
 def build_schedule(
     schedule: ScheduleLike | None, field_gain: float | None, phase_episodes: Mapping[str, int | None] | None
 ) -> Schedule:
@@ -102,8 +118,7 @@ class _Configured:
         cued = self.variant.get("cued", False) if cued is None else cued
         if not isinstance(cued, bool):
             raise ValueError(f"cued must be True or False, got {cued!r}")
-        task_params = {k: v for k, v in self.variant.items() if k not in ("schedule", "cued")} | task_params
-        self.params = TaskParams().replace(**task_params)
+        self.params = _variant_params(self.variant, task_params)
         self.schedule = build_schedule(schedule, field_gain, phase_episodes)
         self.cued = cued
         world = World(num_envs, self.schedule, self.params, backend, cued=cued, num_worlds=num_worlds)

@@ -45,6 +45,9 @@ def test_a_bptt_run_writes_a_leaderboard_submission(tmp_path):
     on_disk = json.loads((tmp_path / "result.json").read_text())
     jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
     assert len(on_disk["config"]["seeds"]) == 2 and len(set(on_disk["config"]["seeds"])) == 2
+    task = on_disk["config"]["task"]  # what the curves were measured under
+    assert task["test_go_time"] == 0.10 and task["vision_delay"] == 0.07 and task["proprioception_delay"] == 0.02
+    assert task["targets"] == "centre_out" and task["trial_steps"] == 100
 
 
 def test_a_stopped_run_resumes_to_the_same_curves(tmp_path):
