@@ -197,7 +197,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 def _latent(args: argparse.Namespace) -> int:
     from benchmarks.latent import LatentConfig, run_latent
 
-    results = run_latent(args.run_dir, LatentConfig(prep_step=args.prep_step, force_step=args.force_step))
+    results = run_latent(args.run_dir, LatentConfig(prep_step=args.prep_step, force_step=args.force_step, tdr=args.tdr))
     p = results["persistence_NF2"]
     print(
         f"NF2 projection on the uniform shift, (x - NF1) / (FF1 - NF1): {p['estimate']:+.3f} "
@@ -405,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     latent.add_argument("run_dir", help="a run folder (with phase_ends/)")
     latent.add_argument("--prep-step", type=int, default=16, help="step of the preparatory state (before the cue)")
     latent.add_argument("--force-step", type=int, default=26, help="step of the endpoint force for the TDR axes")
+    latent.add_argument(
+        "--tdr",
+        choices=("paper", "coefficients"),
+        default="paper",
+        help="force axes: the paper's pinv of the coefficients (default) or the coefficients themselves",
+    )
     latent.set_defaults(handler=_latent)
 
     report = commands.add_parser("report", help="one HTML page for a run or a sweep")

@@ -4,8 +4,9 @@ For every network of a run, the recurrent state on the 8 test reaches is recorde
 each phase (``phase_ends/`` of the run). Then:
 
 * targeted dimensionality reduction: NF1 preparatory activity (``prep_step``, before the go cue)
-  regressed on NF1 endpoint force during the movement (``force_step``) plus an intercept; the two
-  force axes, orthonormalised;
+  regressed on NF1 endpoint force during the movement (``force_step``) plus an intercept; two
+  force axes in state space from the coefficients, orthonormalised (:func:`tdr_axes`: the paper's
+  construction by default, this project's earlier one as ``tdr="coefficients"``);
 * the uniform shift: the mean over targets of FF1 minus NF1 preparatory activity, orthogonalised
   against those axes;
 * persistence: each phase's mean preparatory state projected on the shift, normalised
@@ -44,6 +45,12 @@ class LatentConfig:
     force_step: int = 26
     offset_step: int = 16
     multipliers: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    tdr: str = "paper"
+    """how the force axes come from the regression: one of :data:`TDR_METHODS` (see :func:`tdr_axes`)"""
+
+    def __post_init__(self) -> None:
+        if self.tdr not in TDR_METHODS:
+            raise ValueError(f"tdr must be one of {TDR_METHODS}, got {self.tdr!r}")
 
 
 def _check_states(name: str, array: np.ndarray, ndim: int) -> np.ndarray:
@@ -55,12 +62,25 @@ def _check_states(name: str, array: np.ndarray, ndim: int) -> np.ndarray:
     return array
 
 
-def tdr_axes(prep_nf1: np.ndarray, force_nf1: np.ndarray) -> np.ndarray:
-    """Targeted dimensionality reduction: regress preparatory states on endpoint force + intercept.
+TDR_METHODS = ("paper", "coefficients")
+
+
+def tdr_axes(prep_nf1: np.ndarray, force_nf1: np.ndarray, method: str = "paper") -> np.ndarray:
+    """Targeted dimensionality reduction: regress preparatory states N (targets, H) on the design
+    X = [force_x, force_y, 1] (targets, 3), B = pinv(X) N (3, H), and take two axes from B.
+
+    * ``"paper"`` (the paper's ``tdr.py: build_tdr``): the first two columns of pinv(B) (H, 3), the
+      state-space directions that read out force x and y while reading nothing of the others and
+      of the intercept's direction; then Gram-Schmidt.
+    * ``"coefficients"`` (this project's earlier construction): B's force rows, orthonormalised.
+
+    The two planes agree when the intercept's coefficients lie in the force rows' span and differ
+    otherwise (e.g. a state offset common to all targets that the forces do not explain).
 
     Args:
         prep_nf1: (targets, H) preparatory hidden states.
         force_nf1: (targets, 2) endpoint force (N) during the movement, same targets.
+        method: one of :data:`TDR_METHODS`.
 
     Returns:
         (2, H) orthonormal axes of force x and y in state space.
@@ -77,8 +97,11 @@ def tdr_axes(prep_nf1: np.ndarray, force_nf1: np.ndarray) -> np.ndarray:
     design = np.column_stack([force, np.ones(len(force))])
     if np.linalg.matrix_rank(design) < 3:
         raise ValueError("the endpoint forces do not span two directions: no force axes to regress on")
-    beta, *_ = np.linalg.lstsq(design, prep, rcond=None)
-    q, _ = np.linalg.qr(beta[:2].T)
+    if method not in TDR_METHODS:
+        raise ValueError(f"method must be one of {TDR_METHODS}, got {method!r}")
+    beta = np.linalg.pinv(design) @ prep
+    force_axes = np.linalg.pinv(beta)[:, :2] if method == "paper" else beta[:2].T
+    q, _ = np.linalg.qr(force_axes)  # Gram-Schmidt (orthonormal; only the plane matters downstream)
     return q.T
 
 
@@ -144,7 +167,7 @@ def analyse(records: dict[str, Any], config: LatentConfig = LatentConfig()) -> d
     shifts = []
     for n in range(k):
         prep = {p: _check_states(f"{p} hidden states", records[p].hidden[n][:, config.prep_step], 2) for p in PHASES}
-        axes = tdr_axes(prep["NF1"], records["NF1"].endpoint_force[n][:, config.force_step])
+        axes = tdr_axes(prep["NF1"], records["NF1"].endpoint_force[n][:, config.force_step], config.tdr)
         axis, shift = uniform_shift(prep["NF1"], prep["FF1"], axes)
         shifts.append(shift)
         for phase, value in normalised_projections(prep, axis).items():
@@ -228,7 +251,7 @@ def _figures(out: Path, records: dict, results: dict, config: LatentConfig) -> N
     fig = _figure(5, 4.5)
     ax = fig.add_subplot()
     prep = {p: records[p].hidden[0][:, config.prep_step] for p in PHASES}
-    axes = tdr_axes(prep["NF1"], records["NF1"].endpoint_force[0][:, config.force_step])
+    axes = tdr_axes(prep["NF1"], records["NF1"].endpoint_force[0][:, config.force_step], config.tdr)
     for phase in PHASES:
         xy = prep[phase] @ axes.T
         ax.plot(*xy.T, "o-", color=colors[phase], label=phase, ms=5)

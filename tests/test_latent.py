@@ -105,3 +105,31 @@ def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys):
     assert len(results["causal"]["first_trial_deviation_m"][0]) == len(LatentConfig().multipliers)
     for figure in ("tdr_plane.png", "shift_projection.png", "causal_test.png"):
         assert (tmp_path / "latent" / figure).stat().st_size > 1000
+
+
+def test_tdr_axes_on_a_hand_computed_example():
+    """Forces not centred (mean [1, 0]); unit 0 reads force x, unit 1 force y, unit 2 a common
+    offset plus half of force x. By hand: B = pinv([X, 1]) N = [[1, 0, 0.5], [0, 1, 0], [0, 0, 1]],
+    pinv(B) = inv(B) = [[1, 0, -0.5], [0, 1, 0], [0, 0, 1]]: the paper's axes span units 0 and 1,
+    while the coefficients' rows span (1, 0, 0.5) and (0, 1, 0)."""
+    force = np.array([[2.0, 1.0], [2.0, -1.0], [0.0, 1.0], [0.0, -1.0]])
+    states = np.column_stack([force[:, 0], force[:, 1], 1.0 + 0.5 * force[:, 0]])
+
+    def plane(axes):  # the orthogonal projector onto the axes' span: basis and signs do not matter
+        return axes.T @ axes
+
+    paper = tdr_axes(states, force)
+    np.testing.assert_allclose(paper @ paper.T, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(plane(paper), np.diag([1.0, 1.0, 0.0]), atol=1e-12)
+    first = np.array([1.0, 0.0, 0.5]) / np.sqrt(1.25)
+    coefficients = tdr_axes(states, force, "coefficients")
+    np.testing.assert_allclose(plane(coefficients), np.outer(first, first) + np.diag([0.0, 1.0, 0.0]), atol=1e-12)
+    # so the uniform shift along unit 2 is kept whole by the paper's axes, and tilted by the others
+    shift = np.array([[0.0, 0.0, 1.0]] * 4)
+    np.testing.assert_allclose(uniform_shift(states, states + shift, paper)[0], [0.0, 0.0, 1.0], atol=1e-12)
+    tilted = uniform_shift(states, states + shift, coefficients)[0]
+    np.testing.assert_allclose(tilted, np.array([-0.4, 0.0, 0.8]) / np.linalg.norm([-0.4, 0.0, 0.8]), atol=1e-12)
+    with pytest.raises(ValueError, match="method must be one of"):
+        tdr_axes(states, force, "svd")
+    with pytest.raises(ValueError, match="tdr must be one of"):
+        LatentConfig(tdr="svd")
