@@ -115,7 +115,6 @@ def _traceable_task(params: TaskParams, cued: bool, device: str) -> ReachTask:
                         np.zeros(1, bool), np.zeros(1, np.float32))  # fmt: skip
         state, _, _ = task.reset(trials, noise)
         task.step(state, torch.zeros(1, 6, device=device), noise)
-        task.step(state._replace(step=torch.zeros((), device=device)), torch.zeros(1, 6, device=device), noise)
     return task
 
 
@@ -161,6 +160,7 @@ class CompiledBPTT:
         self.task = _traceable_task(task.params, task.cued, str(device))
         self._forward, self._vjp = (_COMPILED_FORWARD, _COMPILED_VJP) if compile else (_paired_forward, _step_vjp)
         self._first_step = torch.zeros((), device=device)  # the step count as data (see _network_step)
+        self._dynamics = (self.task.cued, _dynamics(self.task.params))
 
     def _weights(self) -> Weights:
         c = self.controllers
@@ -192,10 +192,7 @@ class CompiledBPTT:
             test_env, test_obs: the same for the test reaches.
         """
         for env in (train_env, test_env):
-            if env is not None and (env.task.cued, _dynamics(env.params)) != (
-                self.task.cued,
-                _dynamics(self.task.params),
-            ):
+            if env is not None and (env.task.cued, _dynamics(env.params)) != self._dynamics:
                 raise ValueError(
                     f"the compiled rollout steps the dynamics of {self.task.params} (cued={self.task.cued}); "
                     f"an env with other dynamics ({env.params}, cued={env.task.cued}) needs its own CompiledBPTT"

@@ -80,7 +80,8 @@ GRU gates, contiguous transposed weights and the deferred recurrent-weight gradi
 + the test reaches in the training rollout's forward pass (the ``compiled`` engine, the default)."""
 
 
-def _ours(networks: int, device: str, lever: str = "compiled", hidden: int = 128) -> BPTTAgent:
+def bench_agent(networks: int, device: str, lever: str = "compiled", hidden: int = 128) -> BPTTAgent:
+    """K frozen-input GRUs on the paper's schedule, set up as ``lever`` (one of :data:`LEVERS`)."""
     controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, hidden)
     controllers.freeze_input_and_output()
     engine = {"+ arm backward": "reference", "compiled, apart": "compiled"}.get(lever, lever)
@@ -122,7 +123,8 @@ class Row:
         return None if self.today_rate is None else self.ours_rate / self.today_rate
 
 
-def _timed(agent: BPTTAgent, device: str, apart: bool = False) -> float:
+def timed_network_batch(agent: BPTTAgent, device: str, apart: bool = False) -> float:
+    """Seconds of one :func:`network_batch`, the device synchronised."""
     start = time.perf_counter()
     network_batch(agent, apart)
     _sync(device)
@@ -150,20 +152,20 @@ def run(
     baseline.network_batch()  # warm-up
     plan = [(max(networks), lever) for lever in LEVERS] if levers else [(k, "compiled") for k in networks]
     for k, lever in plan:
-        agent = _ours(k, device, lever, hidden)
-        today = None if levers else _ours(k, device, "reference", hidden)
+        agent = bench_agent(k, device, lever, hidden)
+        today = None if levers else bench_agent(k, device, "reference", hidden)
         apart = lever == "compiled, apart"
-        warmup = _timed(agent, device, apart)
+        warmup = timed_network_batch(agent, device, apart)
         if today is not None:
-            _timed(today, device)
+            timed_network_batch(today, device)
         base_times, our_times, today_times = [], [], []
         for _ in range(repeats):
             start = time.perf_counter()
             baseline.network_batch()
             base_times.append(time.perf_counter() - start)
-            our_times.append(_timed(agent, device, apart))
+            our_times.append(timed_network_batch(agent, device, apart))
             if today is not None:
-                today_times.append(_timed(today, device))
+                today_times.append(timed_network_batch(today, device))
         today_rate = k / min(today_times) if today_times else None
         rows.append(Row(k, 1.0 / min(base_times), k / min(our_times), today_rate, warmup, lever))
     return rows

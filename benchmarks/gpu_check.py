@@ -31,9 +31,9 @@ from benchmarks.bptt_throughput import (
     PAPER_BATCHES_PER_NETWORK,
     PAPER_NETWORKS,
     SequentialBaseline,
-    _ours,
-    _timed,
+    bench_agent,
     paper_hours,
+    timed_network_batch,
 )
 
 BUDGET_SECONDS = 8 * 60
@@ -76,17 +76,17 @@ def run(dry_run: bool = False, budget: float = BUDGET_SECONDS) -> list[str]:
     baseline.network_batch()
     baseline_rate = 1.0 / (time.perf_counter() - start)
     lines.append(f"sequential MotorNet baseline (CPU): {baseline_rate:.2f} network-batches/s")
-    reference = _ours(sizes[0], device, "reference", hidden)
-    _timed(reference, device)
-    today = sizes[0] / min(_timed(reference, device) for _ in range(2))
+    reference = bench_agent(sizes[0], device, "reference", hidden)
+    timed_network_batch(reference, device)
+    today = sizes[0] / min(timed_network_batch(reference, device) for _ in range(2))
     lines.append(f"today's path (reference engine), K={sizes[0]}: {today:.1f} network-batches/s")
     for k in sizes:
         if left() < 60:
             lines.append(f"K={k}: skipped (time budget)")
             continue
-        agent = _ours(k, device, "compiled", hidden)
-        first = _timed(agent, device)
-        rate = k / min(_timed(agent, device) for _ in range(3))
+        agent = bench_agent(k, device, "compiled", hidden)
+        first = timed_network_batch(agent, device)
+        rate = k / min(timed_network_batch(agent, device) for _ in range(3))
         lines.append(
             f"compiled engine, K={k}: {rate:.1f} network-batches/s ({rate / baseline_rate:.0f}x the baseline, "
             f"{rate / today:.1f}x today's path at K={sizes[0]}; first batch {first:.1f} s)"
