@@ -28,7 +28,7 @@ import copy
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,8 @@ class BPTTAgent:
         engine: one of :data:`ENGINES`; default: the environment variable
             ``SAVINGS_GYM_BPTT_ENGINE``, else ``compiled`` (which falls back to ``eager``, with a
             warning, where ``torch.compile`` cannot build its code).
+        task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams`
+            fields, e.g. ``{"test_go_time": 0.44}``).
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class BPTTAgent:
         device: str = "cpu",
         max_grad_norm: float = 1.0,
         engine: str | None = None,
+        task: Mapping[str, Any] | None = None,
     ):
         if engine is None:
             engine = os.environ.get(ENGINE_VARIABLE, "compiled")
@@ -221,13 +224,20 @@ class BPTTAgent:
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.env_id = env_id
+        self.task = dict(task or {})
         self.first_network = first_network
         k = self.num_networks
         networks = range(first_network, first_network + k)
         arm_seeds = [derived_seed(seed, n, i) for n in networks for i in range(batch_size)]
         reference = engine == "reference"
         self.env = DifferentiableArmEnv(
-            k * batch_size, schedule, env_id=env_id, num_worlds=k, device=device, hand_written_grads=not reference
+            k * batch_size,
+            schedule,
+            env_id=env_id,
+            num_worlds=k,
+            device=device,
+            hand_written_grads=not reference,
+            **self.task,
         )
         self.env.reset(seed=arm_seeds)
         controllers.fused = not reference
@@ -388,7 +398,12 @@ class BPTTAgent:
         if not hasattr(self, "_test"):
             k = self.num_networks
             self._test = DifferentiableArmEnv(
-                k * N_TEST_TARGETS, self.env.schedule, num_worlds=k, device=self.env.device, differentiable=False
+                k * N_TEST_TARGETS,
+                self.env.schedule,
+                num_worlds=k,
+                device=self.env.device,
+                differentiable=False,
+                **self.task,  # the test reaches run under the same task constants (go time, delays)
             )
             self._test.reset(seed=0)
         return self._test

@@ -85,6 +85,9 @@ def _run(args: argparse.Namespace) -> int:
         args.out,
         checkpoint_seconds=getattr(args, "checkpoint_seconds", 120.0),
         tensorboard=getattr(args, "tensorboard", None),
+        task=dict(args.task or []),
+        phases=dict(args.phases or []),
+        practice_control=args.control == "practice",
         **_learner(args),
     )
     print(summary_table(result))
@@ -97,7 +100,16 @@ def _demo(args: argparse.Namespace) -> int:
     # one thread: at these sizes per-operation overhead dominates, a second thread gains ~7% on an idle
     # 2-core machine and makes each batch several times slower when anything else wants a core
     args.threads = 1
-    print("savings-gym demo: 8 pretrained GRU-128 networks relearn a curl field (FF1 -> NF2 -> FF2, quick preset)")
+    # the practice control by default: savings against FF1 alone would count practice at the task too
+    args.control = args.control or "practice"
+    print(
+        "savings-gym demo: 8 pretrained GRU-128 networks relearn a curl field (NF1 -> FF1 -> NF2 -> FF2, quick "
+        + (
+            "preset), beside the practice control (the same networks, null field until FF2's turn)"
+            if args.control == "practice"
+            else "preset)"
+        )
+    )
     return _run(args)
 
 
@@ -182,7 +194,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
         aggregate = entry.metrics["aggregate"]
         ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
         print(
-            f"ok: {entry.name}, {aggregate['networks']} networks, {entry.fits} with both fits: {ranked}; "
+            f"ok: {entry.name}, {aggregate['networks']} networks, {entry.measured} measured by "
+            f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
             f"metrics recomputed and matching; preset {entry.preset}"
         )
     elif args.action == "add":
@@ -278,6 +291,54 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_integer(0), default=0, help="torch CPU threads (0: torch's default)")
 
 
+def _phase_batches(text: str) -> tuple[str, int]:
+    """An argparse type: ``PHASE=BATCHES`` (e.g. ``NF1=240``)."""
+    from benchmarks.protocol import PHASES
+
+    phase, sep, count = text.partition("=")
+    if not sep or phase not in PHASES or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected PHASE=BATCHES with PHASE one of {list(PHASES)}, got {text!r}")
+    return phase, int(count)
+
+
+def _task_constant(text: str) -> tuple[str, float]:
+    """An argparse type: ``NAME=NUMBER`` for a task constant (checked by the task: names and ranges)."""
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not sep or not name or number is None:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER (e.g. test_go_time=0.44), got {text!r}")
+    return name, number
+
+
+def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``demo`` share: the practice control, phase lengths and task constants."""
+    parser.add_argument(
+        "--control",
+        choices=("none", "practice"),
+        default=None,
+        help="practice: also run the same learners in the null field for NF1+FF1+NF2 batches, then the field",
+    )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        type=_phase_batches,
+        default=None,
+        metavar="PHASE=BATCHES",
+        help="replace the preset's batch counts (the run is then not for the board), e.g. NF1=240",
+    )
+    parser.add_argument(
+        "--task",
+        nargs="+",
+        type=_task_constant,
+        default=None,
+        metavar="NAME=NUMBER",
+        help="task constants over the env's defaults, e.g. test_go_time=0.44 vision_delay=0.06",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="savings-gym", description="A testbed for savings in motor learning.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=_folder, default="runs/run", help="output folder (resumes a checkpoint found there)")
     run.add_argument("--checkpoint-seconds", type=_seconds, default=120.0, help="seconds between checkpoints")
     run.add_argument("--tensorboard", default=None, help="folder for TensorBoard scalars (needs tensorboard)")
+    _protocol_arguments(run)
     run.set_defaults(handler=_run)
 
     pre = commands.add_parser("pretrain", help="pretrain learners in the null field and write their weights")
@@ -375,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the README's main job: savings in 8 pretrained GRUs")
     demo.add_argument("--out", type=_folder, default="runs/demo", help="output folder")
+    _protocol_arguments(demo)
     demo.set_defaults(handler=_demo)
 
     board = commands.add_parser("leaderboard", help="validate, add and render leaderboard entries")

@@ -9,15 +9,17 @@ entry already on the board. Each problem names the file, the field and the reaso
 may also hold ``latent/latent.json`` (``savings-gym latent``): its NF2 persistence is recomputed
 from the per-network projections and shown as a column.
 
-Ranking: the savings index of every network, summarised by its interquartile mean (IQM) with a 95%
-bootstrap CI over networks (rliable's recommendation; one task, so the stratified bootstrap is
-the plain one, done with scipy: the ``rliable`` package drags in arch, seaborn and pandas). An
-entry's rank counts the entries whose CI lies entirely above its own, so entries with
-overlapping CIs share a rank (shown as ``2=``). Only entries with at least :data:`MIN_NETWORKS`
-networks *with both fits* (a finite savings index) are ranked: a network whose FF1 or FF2 error
-does not fall has no learning rate, and an IQM over two or three fits would rank on almost nothing.
-The others stay on the board, listed after the ranked ones as ``unranked``, and the ``n (fits)``
-column shows every entry's networks and how many of them have both fits.
+Ranking: by the most reliable savings measure, :data:`RANK_MEASURE` (chosen by
+:func:`split_half_reliability` on the shipped entries: the early error reduction, FF2 minus FF1,
+:func:`benchmarks.metrics.fit_free`), of every network, summarised by its interquartile mean (IQM)
+with a 95% bootstrap CI over networks (rliable's recommendation; one task, so the stratified
+bootstrap is the plain one, done with scipy: the ``rliable`` package drags in arch, seaborn and
+pandas). An entry's rank counts the entries whose CI lies entirely on the savings side of its own,
+so entries with overlapping CIs share a rank (shown as ``2=``). Only entries with at least
+:data:`MIN_NETWORKS` networks with a value of the measure are ranked. The fitted savings index
+log(r_FF2 / r_FF1) stays as a column (split-half reliability 0.53 against 0.89: an exponential fit
+of 24 windows is ill-conditioned on short or slow curves), with the ``n (fits)`` column showing how
+many networks have both fits.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 
 import savings_gym
 from benchmarks.metrics import _short, bootstrap_ci, check_recomputed, iqm, mismatches
-from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes
+from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, find_preset
 from benchmarks.safe_io import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -51,6 +53,7 @@ from benchmarks.safe_io import (
     read_regular,
     text_problem,
 )
+from savings_gym.schedule import PRACTICE_PHASES
 
 RESULT_FILE = "result.json"
 LATENT_FILE = "latent/latent.json"
@@ -108,7 +111,7 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
         "learning_curves": {
             "type": "object",
             "required": ["FF1", "FF2"],
-            "properties": {phase: _number_matrix for phase in PHASES},
+            "properties": {phase: _number_matrix for phase in (*PHASES, *PRACTICE_PHASES)},
             "additionalProperties": False,
         },
         "metrics": {"type": "object", "required": ["window", "per_network", "aggregate"]},
@@ -168,9 +171,21 @@ class Entry:
         return int(np.isfinite(np.asarray(self.metrics["per_network"]["savings_index"], np.float64)).sum())
 
     @property
+    def retired_preset(self) -> bool:
+        """Whether the run used an earlier definition of its preset (:data:`benchmarks.protocol.RETIRED_PRESETS`)."""
+        preset = self.result["config"]["preset"]
+        return find_preset(preset["name"], preset["batches"])[1]
+
+    @property
+    def measured(self) -> int:
+        """Networks with a value of the ranking measure (:data:`RANK_MEASURE`)."""
+        return int(np.isfinite(network_values(self.metrics, RANK_MEASURE)).sum())
+
+    @property
     def ranked(self) -> bool:
-        """Whether the board ranks the entry: at least :data:`MIN_NETWORKS` networks with both fits."""
-        return self.fits >= MIN_NETWORKS
+        """Whether the board ranks the entry: at least :data:`MIN_NETWORKS` networks with a value of
+        the ranking measure (a network whose first field error is not positive has none)."""
+        return self.measured >= MIN_NETWORKS
 
     def curves(self) -> dict[str, np.ndarray]:
         """Phase -> (networks, batches) learning curves."""
@@ -303,21 +318,26 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
                 f"unknown env id or version {_short(config['env_id'])}; known: {list(savings_gym.ENV_IDS)}",
             )
         )
-    preset = PRESETS.get(config["preset"]["name"])
-    if preset is None:
+    preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"])
+    if config["preset"]["name"] not in PRESETS:
         problems.append(
             (name, "config/preset/name", f"unknown preset {_short(config['preset']['name'])}; known: {sorted(PRESETS)}")
         )
-    elif config["preset"]["batches"] != preset.batches:
+    elif preset is None:
+        current = PRESETS[config["preset"]["name"]]
         problems.append(
             (
                 name,
                 "config/preset/batches",
-                f"{_short(config['preset']['batches'])} differ from preset {preset.name!r}'s {preset.batches}",
+                f"{_short(config['preset']['batches'])} differ from preset {current.name!r}'s {current.batches}",
             )
         )
     networks = config["networks"]
-    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems)
+    control = config.get("practice_control", False)
+    if not isinstance(control, bool):
+        problems.append((name, "config/practice_control", f"must be true or false, got {_short(control)}"))
+        control = False
+    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, control)
     metrics: dict = {}
     if not problems:
         metrics, mismatched = check_recomputed(result["metrics"], curves)
@@ -339,14 +359,25 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
 
 
 def _checked_curves(
-    given: dict, preset: Any, networks: int, name: str, problems: list[tuple[str, str, str]]
+    given: dict,
+    preset: Any,
+    networks: int,
+    name: str,
+    problems: list[tuple[str, str, str]],
+    practice_control: bool = False,
 ) -> dict[str, np.ndarray]:
     """The learning curves as arrays; problems are appended for a missing phase (every phase the
-    preset runs, NF2 always: the washout after-effect is read from it), a wrong count of networks
-    or batches, ragged or non-finite curves."""
+    preset runs, NF2 always: the washout after-effect is read from it; NFC and FFC exactly when the
+    run had the practice control), a wrong count of networks or batches, ragged or non-finite curves."""
+    order = (*PHASES, *PRACTICE_PHASES)
     needed = {"NF2"} | ({p for p, n in preset.batches.items() if n > 0} if preset is not None else set())
-    for phase in sorted(needed - set(given), key=PHASES.index):
-        problems.append((name, f"learning_curves/{phase}", f"missing: preset {config_name(preset)} runs {phase}"))
+    practice = set(PRACTICE_PHASES) if practice_control else set()
+    for phase in sorted((needed | practice) - set(given), key=order.index):
+        why = "the run had the practice control" if phase in practice else f"preset {config_name(preset)} runs {phase}"
+        problems.append((name, f"learning_curves/{phase}", f"missing: {why}"))
+    for phase in sorted(set(PRACTICE_PHASES) & set(given) - practice, key=order.index):
+        why = "a practice-control curve, but config/practice_control is not true"
+        problems.append((name, f"learning_curves/{phase}", why))
     curves = {}
     for phase, rows in given.items():
         where = f"learning_curves/{phase}"
@@ -363,11 +394,19 @@ def _checked_curves(
             continue
         if not np.isfinite(array).all():
             problems.append((name, where, "holds NaN or inf"))
-        expected = preset.batches.get(phase, 0) if preset is not None else array.shape[1]
+        expected = _expected_batches(preset, phase) if preset is not None else array.shape[1]
         if array.shape[1] != expected:
             problems.append((name, where, f"{array.shape[1]} batches, preset {config_name(preset)} has {expected}"))
         curves[phase] = array
     return curves
+
+
+def _expected_batches(preset: Any, phase: str) -> int:
+    """Batches of a phase of the preset's protocol; the practice control's NFC spans NF1 + FF1 + NF2."""
+    null, field = PRACTICE_PHASES
+    if phase == null:
+        return sum(preset.batches.get(p, 0) for p in ("NF1", "FF1", "NF2"))
+    return preset.batches.get("FF2" if phase == field else phase, 0)
 
 
 def config_name(preset: Any) -> str:
@@ -544,6 +583,64 @@ def add(path: str | Path, board: str | Path, submission: dict[str, str] | None =
 
 
 # -- ranking --------------------------------------------------------------------------------------
+# Every savings measure the board shows, with the direction in which savings points (+1: higher is
+# more savings, -1: lower is); the board ranks by RANK_MEASURE, the most reliable one.
+SAVINGS_MEASURES = {
+    "savings_index": 1,
+    "area_ratio": -1,
+    "half_error_difference": 1,
+    "early_reduction_difference": 1,
+}
+# Chosen by split_half_reliability on the shipped entries (benchmarks/RESULTS.md, 2026-12-02; all 12
+# entries' 80 networks): early reduction 0.89, half-error batches 0.85, area ratio 0.83, the fitted
+# savings index 0.53 (tests/test_leaderboard.py recomputes it and fails if another measure overtakes).
+RANK_MEASURE = "early_reduction_difference"
+
+
+def network_values(metrics: dict, measure: str) -> np.ndarray:
+    """The per-network values of a savings measure (NaN where a network has none) in :func:`savings` metrics."""
+    if measure not in SAVINGS_MEASURES:
+        raise ValueError(f"measure must be one of {list(SAVINGS_MEASURES)}, got {measure!r}")
+    block = metrics["per_network"] if measure == "savings_index" else metrics["fit_free"]["per_network"]
+    return np.asarray(block[measure], np.float64)
+
+
+def split_half_reliability(board_entries: list[Entry]) -> dict[str, dict[str, float]]:
+    """How reliably each savings measure tells networks apart: every entry's FF1, NF2 and FF2 curves
+    are split into their even and odd batches, the measures computed on each half, and the two
+    halves' per-network values correlated across all networks of all entries (Spearman's rank
+    correlation, robust to the fits' outliers), then stepped up to the full length by the
+    Spearman-Brown formula 2r / (1 + r). A measure that is mostly measurement noise scores near 0.
+
+    Returns:
+        measure -> ``{"r_half": ..., "reliability": ..., "networks": ...}`` (networks with a value in both halves).
+    """
+    from scipy import stats
+
+    from benchmarks.metrics import savings
+
+    pairs: dict[str, list[np.ndarray]] = {m: [] for m in SAVINGS_MEASURES}
+    for entry in board_entries:
+        curves = {p: c for p, c in entry.curves().items() if p in ("FF1", "NF2", "FF2")}
+        halves = [savings({p: c[:, start::2] for p, c in curves.items()}) for start in (0, 1)]
+        for measure in SAVINGS_MEASURES:
+            pairs[measure].append(np.stack([network_values(h, measure) for h in halves], axis=1))
+    result = {}
+    for measure, parts in pairs.items():
+        values = np.concatenate(parts) if parts else np.zeros((0, 2))
+        values = values[np.isfinite(values).all(axis=1)]
+        if len(values) < 3 or np.ptp(values[:, 0]) == 0 or np.ptp(values[:, 1]) == 0:
+            r = math.nan
+        else:
+            r = float(stats.spearmanr(values[:, 0], values[:, 1]).statistic)
+        result[measure] = {
+            "r_half": r,
+            "reliability": 2 * r / (1 + r) if math.isfinite(r) and r > -1 else math.nan,
+            "networks": int(len(values)),
+        }
+    return result
+
+
 def iqm_ci(values: np.ndarray) -> tuple[float, float, float]:
     """IQM (:func:`benchmarks.metrics.iqm`) with its 95% bootstrap CI over networks (NaNs dropped;
     :func:`benchmarks.metrics.bootstrap_ci`: deterministic, blind to network order)."""
@@ -555,24 +652,26 @@ UNRANKED = "unranked"
 
 
 def rows(board_entries: list[Entry]) -> list[dict]:
-    """One row per entry: the ranked ones, best savings index first, then the unranked ones
-    (fewer than :data:`MIN_NETWORKS` networks with both fits), also by savings index."""
+    """One row per entry: the ranked ones, most savings by :data:`RANK_MEASURE` first, then the
+    unranked ones (fewer than :data:`MIN_NETWORKS` networks with a value of it)."""
     table = []
     for entry in board_entries:
         per = entry.metrics["per_network"]  # recomputed: a reported number never reaches the board
         agg = entry.metrics["aggregate"]
-        index = iqm_ci(np.asarray(per["savings_index"], np.float64))
         washout = agg.get("washout_after_effect", {}).get("estimate", math.nan)
         kept = entry.latent["persistence_NF2"] if entry.latent else {}
+        measures = {m: iqm_ci(network_values(entry.metrics, m)) for m in SAVINGS_MEASURES}
         table.append(
             {
                 "name": entry.name,
                 "agent": entry.result["config"]["agent"],
-                "preset": entry.preset,
+                # a retired definition is named: its numbers are not comparable with the current preset's
+                "preset": f"{entry.preset} (retired)" if entry.retired_preset else entry.preset,
                 "networks": entry.result["config"]["networks"],
                 "fits": entry.fits,
+                "measured": entry.measured,
                 "ranked": entry.ranked,
-                "savings_index": index,
+                **measures,
                 "fraction_with_savings": agg["fraction_with_savings"],
                 "first_error_FF1_cm": agg["first_error_FF1"]["estimate"] * 100,
                 "first_error_FF2_cm": agg["first_error_FF2"]["estimate"] * 100,
@@ -586,32 +685,56 @@ def rows(board_entries: list[Entry]) -> list[dict]:
                 "entry": entry,
             }
         )
-    table.sort(
-        key=lambda r: (not r["ranked"], -r["savings_index"][0] if math.isfinite(r["savings_index"][0]) else math.inf)
-    )
+    direction = SAVINGS_MEASURES[RANK_MEASURE]
+
+    def savings_first(row: dict) -> tuple[bool, float]:
+        value = direction * row[RANK_MEASURE][0]
+        return not row["ranked"], -value if math.isfinite(value) else math.inf
+
+    table.sort(key=savings_first)
     ranked = [row for row in table if row["ranked"]]
     for row in table:
         if not row["ranked"]:
             row["rank"] = UNRANKED
             continue
-        better = sum(1 for other in ranked if other["savings_index"][1] > row["savings_index"][2])
+        better = sum(1 for other in ranked if _clearly_more_savings(other, row))
         shared = any(other is not row and _overlap(other, row) for other in ranked)
         row["rank"] = f"{better + 1}{'=' if shared else ''}"
     return table
 
 
+def _clearly_more_savings(a: dict, b: dict) -> bool:
+    """Whether ``a``'s CI of the ranking measure lies entirely on the savings side of ``b``'s."""
+    (_, lo_a, hi_a), (_, lo_b, hi_b) = a[RANK_MEASURE], b[RANK_MEASURE]
+    return bool(lo_a > hi_b) if SAVINGS_MEASURES[RANK_MEASURE] > 0 else bool(hi_a < lo_b)
+
+
 def _overlap(a: dict, b: dict) -> bool:
-    (_, lo_a, hi_a), (_, lo_b, hi_b) = a["savings_index"], b["savings_index"]
+    (_, lo_a, hi_a), (_, lo_b, hi_b) = a[RANK_MEASURE], b[RANK_MEASURE]
     return bool(lo_a <= hi_b and lo_b <= hi_a)
 
 
 # -- rendering ------------------------------------------------------------------------------------
+RANKING_TEXT = (
+    "Ranked by the interquartile mean over networks of the early error reduction in FF2 minus that in FF1 "
+    "(the fraction of the first error removed in the first sixth of the phase; the most reliable savings "
+    "measure on the shipped entries, split-half reliability 0.89), with a 95% bootstrap CI; entries whose "
+    f"CIs overlap share a rank (=). Entries with fewer than {MIN_NETWORKS} networks with a value are listed "
+    "unranked. The other measures are columns: batches to half the first error (FF1 minus FF2), the ratio of "
+    "the areas under the FF2 and FF1 curves (each over its first error; below 1 is savings) and the fitted "
+    "savings index log(r_FF2 / r_FF1), whose n (fits) shows how many networks have both fits. A preset marked "
+    "(retired) is an earlier definition of it (quick before 2026-12-02 had no NF1 phase, so part of its "
+    "savings is practice): compare such entries with each other, not with the current preset's."
+)
 COLUMNS = (
     ("rank", "rank"),
     ("name", "entry"),
     ("preset", "preset"),
     ("networks", "n (fits)"),
-    ("savings_index", "savings index (IQM, 95% CI)"),
+    ("early_reduction_difference", "early error reduction FF2 - FF1 (IQM, 95% CI)"),
+    ("half_error_difference", "batches to half error FF1 - FF2 (IQM, 95% CI)"),
+    ("area_ratio", "area ratio FF2 / FF1 (IQM, 95% CI)"),
+    ("savings_index", "savings index log(r_FF2/r_FF1) (IQM, 95% CI)"),
     ("fraction_with_savings", "with savings"),
     ("first_error_FF1_cm", "first FF1 error (cm)"),
     ("first_error_FF2_cm", "first FF2 error (cm)"),
@@ -619,7 +742,8 @@ COLUMNS = (
     ("washout_cm", "washout after-effect (cm)"),
     ("persistence_NF2", "NF2 persistence of preparatory shift (95% CI)"),
 )
-INTERVALS = ("savings_index", "persistence_NF2")
+INTERVALS = (*SAVINGS_MEASURES, "persistence_NF2")
+_INTERVAL_FORMAT = {"half_error_difference": "{:+.1f}", "area_ratio": "{:.2f}"}
 
 
 def _cell(row: dict, key: str) -> str:
@@ -627,7 +751,10 @@ def _cell(row: dict, key: str) -> str:
     if key == "savings_index" and row["fits"] == 1:  # a single value has no interval
         return f"{value[0]:+.2f} (one fit)"
     if key in INTERVALS:
-        return f"{value[0]:+.2f} [{value[1]:+.2f}, {value[2]:+.2f}]" if math.isfinite(value[0]) else "-"
+        fmt = _INTERVAL_FORMAT.get(key, "{:+.2f}")
+        if not math.isfinite(value[0]):
+            return "-"
+        return f"{fmt.format(value[0])} [{fmt.format(value[1])}, {fmt.format(value[2])}]"
     if key == "networks":
         return f"{value} ({row['fits']})"
     if key == "fraction_with_savings":
@@ -660,11 +787,7 @@ def render_markdown(table: list[dict]) -> str:
     lines = [
         "# Savings leaderboard",
         "",
-        "Ranked by the interquartile mean of the per-network savings index log(r_FF2 / r_FF1), with a 95% "
-        "bootstrap CI; entries whose CIs overlap share a rank (`=`). Only entries with at least "
-        f"{MIN_NETWORKS} networks with both fits (an FF1 and an FF2 learning rate) are ranked; `n (fits)` "
-        "shows each entry's networks and how many have both fits. Generated by "
-        "`savings-gym leaderboard render`.",
+        f"{RANKING_TEXT} Generated by `savings-gym leaderboard render`.",
         "",
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -692,10 +815,7 @@ th {{ cursor: pointer; background: #eee; }} th:hover {{ background: #ddd; }}
 .entry {{ margin-top: 2em; }} img {{ max-width: 40em; }}
 </style></head><body>
 <h1>Savings leaderboard</h1>
-<p>Ranked by the interquartile mean of the per-network savings index log(r_FF2 / r_FF1) with a 95% bootstrap
-CI; entries whose CIs overlap share a rank (=). Only entries with at least {min_fits} networks with both fits (an FF1
-and an FF2 learning rate) are ranked; n (fits) shows each entry's networks and how many have both fits. Click a
-column header to sort.</p>
+<p>{ranking} Click a column header to sort.</p>
 <table id="board"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>
 {details}
 <script>
@@ -734,7 +854,7 @@ def render_html(table: list[dict]) -> str:
             f'</p><p>{link_html}</p><img alt="FF1 vs FF2 learning curves of {esc(row["name"])}" '
             f'src="data:image/png;base64,{_curve_png(row["entry"].result)}"></div>'
         )
-    return _PAGE.format(header=header, body="".join(body), details="".join(details), min_fits=MIN_NETWORKS)
+    return _PAGE.format(header=header, body="".join(body), details="".join(details), ranking=html.escape(RANKING_TEXT))
 
 
 def render(board: str | Path, out: str | Path) -> tuple[Path, Path]:

@@ -9,7 +9,13 @@ Units: positions and deviations in metres, learning rates per window of ``window
   r in log space; r is the learning rate.
 * :func:`savings`: per network, the FF1 and FF2 rates, the savings index log(r_FF2 / r_FF1), the
   first-trial errors, and across networks a paired t-test, a sign-flip test on the median
-  difference and bootstrap 95% confidence intervals (scipy).
+  difference and bootstrap 95% confidence intervals (scipy); beside them the fit-free measures
+  (:func:`fit_free`) and, when the run has the practice control (phase ``FFC``), every measure
+  of FF2 against FFC and of FFC against FF1.
+* Fit-free measures, per network and phase, of a curve whose first batch is the phase's first
+  error e0: the normalised area mean(curve) / e0 (:func:`normalised_area`), the batches until a
+  5-batch mean first falls to e0 / 2 (:func:`half_error_batches`, censored at the phase's end) and
+  the fraction of e0 removed by the early batches (:func:`early_reduction`).
 """
 
 from __future__ import annotations
@@ -188,46 +194,224 @@ def orient(curves: Mapping[str, np.ndarray], field_phases: tuple[str, str] = ("F
     return float(sign) if sign != 0 else 1.0
 
 
-def savings(curves: Mapping[str, np.ndarray], window: int = WINDOW, seed: int = BOOTSTRAP_SEED) -> dict:
+# -- fit-free measures -------------------------------------------------------------------------------
+EARLY_FRACTION = 6  # the early batches are the first 1/6 of the shorter field phase (20 of 120), whole windows
+
+
+def early_batches(length: int, window: int = WINDOW) -> int:
+    """How many first batches :func:`early_reduction` looks at, for field phases of ``length`` batches:
+    a sixth of the phase in whole windows, at least one window (20 of 120; 530 of 3,201)."""
+    return max(window, (length // EARLY_FRACTION) // window * window)
+
+
+def _initial(curve: np.ndarray) -> float:
+    """The phase's first error e0, or NaN when there is no error to remove (e0 <= 0 or not finite)."""
+    first = float(curve[0]) if len(curve) else math.nan
+    return first if math.isfinite(first) and first > 0 else math.nan
+
+
+def normalised_area(curve: np.ndarray) -> float:
+    """The area under a learning curve per batch, in units of its first error: mean(curve) / curve[0].
+
+    1 for no learning, near 0 when the error is gone after the first batch; NaN when curve[0] <= 0.
+    """
+    curve = np.asarray(curve, np.float64)
+    return float(np.mean(curve) / _initial(curve))
+
+
+def half_error_batches(curve: np.ndarray, window: int = WINDOW) -> tuple[float, bool]:
+    """Batches until half of the first error is gone: the first b at which the mean of batches
+    b .. b + window - 1 is at most curve[0] / 2 (a mean, so that one lucky batch does not count).
+
+    Returns:
+        (b, censored): b = the phase's length and censored = True when it never happens; (NaN, False)
+        when curve[0] <= 0.
+    """
+    curve = np.asarray(curve, np.float64)
+    e0 = _initial(curve)
+    if math.isnan(e0):
+        return math.nan, False
+    if len(curve) < window:
+        return float(len(curve)), True
+    means = np.convolve(curve, np.ones(window) / window, mode="valid")
+    below = np.flatnonzero(means <= e0 / 2)
+    return (float(below[0]), False) if len(below) else (float(len(curve)), True)
+
+
+def early_reduction(curve: np.ndarray, batches: int, window: int = WINDOW) -> float:
+    """The fraction of the first error removed by batch ``batches``: 1 - mean(last window of the
+    first ``batches``) / curve[0]. 0 for no learning, 1 when the error is gone; NaN when curve[0] <= 0."""
+    curve = np.asarray(curve, np.float64)
+    if not window <= batches <= len(curve):
+        raise ValueError(f"early batches must lie in [{window}, {len(curve)}] for this curve, got {batches}")
+    return float(1 - np.mean(curve[batches - window : batches]) / _initial(curve))
+
+
+FIT_FREE_MEASURES = ("area_ratio", "half_error_difference", "early_reduction_difference")
+"""The fit-free savings measures, each one number per network, and which way savings points:
+``area_ratio`` A(later) / A(earlier) of the normalised areas (below 1: savings);
+``half_error_difference`` batches to half error, earlier minus later (above 0: savings);
+``early_reduction_difference`` early reduction, later minus earlier (above 0: savings)."""
+
+
+def fit_free(
+    later: np.ndarray, earlier: np.ndarray, sign: float, window: int = WINDOW, seed: int = BOOTSTRAP_SEED
+) -> dict:
+    """The fit-free measures of a later field phase against an earlier one (e.g. FF2 vs FF1).
+
+    Args:
+        later, earlier: (K, batches) learning curves of the same K networks (signed; ``sign``
+            orients them so that field errors are positive).
+
+    Returns:
+        ``early_batches``, ``per_network`` (each phase's area, half-error batches with their
+        censoring, early reduction, and the three measures of :data:`FIT_FREE_MEASURES`) and
+        ``aggregate``: per measure the mean with a bootstrap CI, the fraction of networks on the
+        savings side, and paired t and sign-flip tests of the phases' values (NaN networks left out).
+    """
+    later, earlier = (sign * np.atleast_2d(np.asarray(c, np.float64)) for c in (later, earlier))
+    n_early = early_batches(min(later.shape[1], earlier.shape[1]), window)
+    per_phase = {}
+    for label, curves in (("later", later), ("earlier", earlier)):
+        halves = [half_error_batches(c, window) for c in curves]
+        per_phase[label] = {
+            "area": np.array([normalised_area(c) for c in curves]),
+            "half_error_batches": np.array([h for h, _ in halves]),
+            "half_error_censored": [bool(censored) for _, censored in halves],
+            # a phase shorter than one window has no early batches to measure (as it has no fit)
+            "early_reduction": np.array(
+                [early_reduction(c, n_early, window) if n_early <= len(c) else math.nan for c in curves]
+            ),
+        }
+    a, b = per_phase["later"], per_phase["earlier"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((a["area"] > 0) & (b["area"] > 0), a["area"] / b["area"], math.nan)
+    measures = {
+        "area_ratio": (ratio, ratio < 1, (b["area"], a["area"])),
+        "half_error_difference": (
+            b["half_error_batches"] - a["half_error_batches"],
+            b["half_error_batches"] > a["half_error_batches"],
+            (b["half_error_batches"], a["half_error_batches"]),
+        ),
+        "early_reduction_difference": (
+            a["early_reduction"] - b["early_reduction"],
+            a["early_reduction"] > b["early_reduction"],
+            (a["early_reduction"], b["early_reduction"]),
+        ),
+    }
+    per_network: dict[str, list] = {}
+    for label in ("later", "earlier"):
+        for key, values in per_phase[label].items():
+            per_network[f"{key}_{label}"] = [v if isinstance(v, bool) else float(v) for v in values]
+    aggregate = {}
+    for name, (values, savings_side, (first, second)) in measures.items():
+        per_network[name] = [float(v) for v in values]
+        valid = np.isfinite(values)
+        aggregate[name] = {
+            **asdict(bootstrap_ci(values, seed=seed)),
+            "networks": int(valid.sum()),
+            "fraction_with_savings": float(np.mean(savings_side[valid])) if valid.any() else math.nan,
+            "tests": _paired_tests(first[valid], second[valid], seed),
+        }
+    return {"early_batches": n_early, "per_network": per_network, "aggregate": aggregate}
+
+
+def savings(
+    curves: Mapping[str, np.ndarray],
+    window: int = WINDOW,
+    seed: int = BOOTSTRAP_SEED,
+    fits: Mapping[str, list[Mapping[str, Any]]] | None = None,
+) -> dict:
     """Savings metrics from learning curves.
 
     Args:
         curves: phase name -> (K, batches) mean signed lateral deviation per network and batch;
-            needs ``FF1`` and ``FF2`` (``NF1``/``NF2`` used when present).
+            needs ``FF1`` and ``FF2`` (``NF1``/``NF2`` used when present; ``FFC``, the practice
+            control's field phase, adds the ``practice_control`` block).
         window: batches per window for the fits.
         seed: for the bootstrap.
+        fits: phase -> per-network exponential fits (``amplitude``, ``rate``, ``offset``,
+            ``success``, ``reason``) to use instead of fitting, e.g. a submission's own (checked by
+            :func:`check_recomputed`).
 
     Returns:
         A JSON-ready dict: per network (``rate_FF1``, ``rate_FF2``, ``savings_index``,
         ``first_error_FF1``, ``first_error_FF2``, ``has_savings``, ``faster_first_trial``), and
-        aggregates (:func:`aggregate`).
+        aggregates (:func:`aggregate`); ``fit_free`` (:func:`fit_free`, FF2 against FF1); with
+        ``FFC``, ``practice_control``: per network the FFC fit, the savings index against the control
+        log(r_FF2 / r_FFC) and the practice index log(r_FFC / r_FF1), their aggregates, and the
+        fit-free measures of FF2 against FFC and of FFC against FF1.
     """
     for phase in ("FF1", "FF2"):
         if phase not in curves:
             raise ValueError(f"curves need phase {phase!r}, got {sorted(curves)}")
-    ff1, ff2 = (np.atleast_2d(np.asarray(curves[p], np.float64)) for p in ("FF1", "FF2"))
-    if ff1.shape[0] != ff2.shape[0]:
-        raise ValueError(f"FF1 and FF2 must have the same networks, got {ff1.shape[0]} and {ff2.shape[0]}")
+    fitted = ("FF1", "FF2", "FFC") if "FFC" in curves else ("FF1", "FF2")
+    rows = {p: np.atleast_2d(np.asarray(curves[p], np.float64)) for p in fitted}
+    for phase in fitted[1:]:
+        if rows[phase].shape[0] != rows["FF1"].shape[0]:
+            raise ValueError(
+                f"FF1 and {phase} must have the same networks, got {rows['FF1'].shape[0]} and {rows[phase].shape[0]}"
+            )
     sign = orient(curves)
-    fits1 = [_fit_or_nan(sign * c, window) for c in ff1]
-    fits2 = [_fit_or_nan(sign * c, window) for c in ff2]
-    rate1 = np.array([f.rate for f in fits1])
-    rate2 = np.array([f.rate for f in fits2])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        index = np.log(rate2 / rate1)
-    first1, first2 = sign * ff1[:, 0], sign * ff2[:, 0]
+    if fits is None:
+        fits = {p: [asdict(_fit_or_nan(sign * c, window)) for c in rows[p]] for p in fitted}
+    rate = {p: np.array([f["rate"] for f in fits[p]], np.float64) for p in fitted}
+    first = {p: sign * rows[p][:, 0] for p in fitted}
+    index = _log_ratio(rate["FF2"], rate["FF1"])
     per_network = {
-        "rate_FF1": rate1.tolist(),
-        "rate_FF2": rate2.tolist(),
+        "rate_FF1": rate["FF1"].tolist(),
+        "rate_FF2": rate["FF2"].tolist(),
         "savings_index": index.tolist(),
-        "first_error_FF1": first1.tolist(),
-        "first_error_FF2": first2.tolist(),
-        "has_savings": [bool(v) for v in (rate2 > rate1)],
-        "faster_first_trial": [bool(v) for v in (first2 < first1)],
-        "fit_FF1": [asdict(f) for f in fits1],
-        "fit_FF2": [asdict(f) for f in fits2],
+        "first_error_FF1": first["FF1"].tolist(),
+        "first_error_FF2": first["FF2"].tolist(),
+        "has_savings": [bool(v) for v in (rate["FF2"] > rate["FF1"])],
+        "faster_first_trial": [bool(v) for v in (first["FF2"] < first["FF1"])],
+        "fit_FF1": [dict(f) for f in fits["FF1"]],
+        "fit_FF2": [dict(f) for f in fits["FF2"]],
     }
-    return {"window": window, "per_network": per_network, "aggregate": aggregate(per_network, curves, seed)}
+    result = {
+        "window": window,
+        "per_network": per_network,
+        "aggregate": aggregate(per_network, curves, seed),
+        "fit_free": fit_free(rows["FF2"], rows["FF1"], sign, window, seed),
+    }
+    if "FFC" in curves:
+        against, practice = _log_ratio(rate["FF2"], rate["FFC"]), _log_ratio(rate["FFC"], rate["FF1"])
+        result["practice_control"] = {
+            "per_network": {
+                "rate_FFC": rate["FFC"].tolist(),
+                "fit_FFC": [dict(f) for f in fits["FFC"]],
+                "first_error_FFC": first["FFC"].tolist(),
+                "savings_index_vs_control": against.tolist(),
+                "practice_index": practice.tolist(),
+            },
+            "aggregate": {
+                "savings_index_vs_control": _index_summary(against, seed),
+                "practice_index": _index_summary(practice, seed),
+                "first_error_FFC": asdict(bootstrap_ci(first["FFC"], seed=seed)),
+                "first_error_FF2_vs_FFC": _paired_tests(first["FFC"], first["FF2"], seed),
+            },
+            "fit_free_vs_control": fit_free(rows["FF2"], rows["FFC"], sign, window, seed),
+            "fit_free_practice": fit_free(rows["FFC"], rows["FF1"], sign, window, seed),
+        }
+    return result
+
+
+def _log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.asarray(a, np.float64) / np.asarray(b, np.float64))
+
+
+def _index_summary(index: np.ndarray, seed: int) -> dict:
+    """A log-rate index across networks: mean with bootstrap CI, networks with both fits, the fraction
+    above 0 and a one-sample t-test and sign-flip test against 0 (as paired tests of the two log rates)."""
+    valid = np.isfinite(index)
+    return {
+        **asdict(bootstrap_ci(index, seed=seed)),
+        "networks": int(valid.sum()),
+        "fraction_above_zero": float(np.mean(index[valid] > 0)) if valid.any() else math.nan,
+        "tests": _paired_tests(index[valid], np.zeros(int(valid.sum())), seed),
+    }
 
 
 def aggregate(per_network: Mapping[str, list], curves: Mapping[str, np.ndarray], seed: int = BOOTSTRAP_SEED) -> dict:
@@ -293,7 +477,9 @@ def check_recomputed(reported: Any, curves: Mapping[str, np.ndarray], window: in
     Values computed by deterministic arithmetic are compared within :data:`VALUE_RTOL`; each fit by
     its residual (:data:`FIT_LOSS_RTOL`), and the rates, indices and aggregates that follow from the
     fits are recomputed from the *reported* fits, so an ill-conditioned fit ending elsewhere on
-    another machine does not reject an honest result.
+    another machine does not reject an honest result. The ``fit_free`` and ``practice_control``
+    blocks are checked where reported (results written before they existed lack them; the board
+    shows the recomputed ones either way).
 
     Returns:
         The recomputed metrics (what a leaderboard shows) and the mismatches as (field, reported,
@@ -306,38 +492,44 @@ def check_recomputed(reported: Any, curves: Mapping[str, np.ndarray], window: in
     if reported.get("window") != window:
         problems.append(("metrics/window", reported.get("window"), window))
     got = reported["per_network"]
-    sign = orient(curves)
     n = len(ours["per_network"]["rate_FF1"])
     for key in ours["per_network"]:
         if not isinstance(got.get(key), list) or len(got[key]) != n:
             return ours, [*problems, (f"metrics/per_network/{key}", _short(got.get(key)), f"a list of {n} values")]
     for key in ("first_error_FF1", "first_error_FF2", "faster_first_trial"):
         problems += mismatches(got[key], ours["per_network"][key], f"metrics/per_network/{key}")[:1]
-    for phase in ("FF1", "FF2"):
+    fits = {"FF1": ("per_network", got["fit_FF1"]), "FF2": ("per_network", got["fit_FF2"])}
+    if "FFC" in curves:
+        control = reported.get("practice_control")
+        given = control.get("per_network", {}).get("fit_FFC") if isinstance(control, dict) else None
+        if not isinstance(given, list) or len(given) != n:
+            return ours, [*problems, ("metrics/practice_control/per_network/fit_FFC", _short(given), f"{n} fits")]
+        fits["FFC"] = ("practice_control/per_network", given)
+    sign = orient(curves)
+    for phase, (block, given) in fits.items():
         rows = np.atleast_2d(np.asarray(curves[phase], np.float64))
-        for i, (fit, mine) in enumerate(zip(got[f"fit_{phase}"], ours["per_network"][f"fit_{phase}"], strict=True)):
-            where = f"metrics/per_network/fit_{phase}/{i}"
+        for i, (fit, mine) in enumerate(zip(given, _fits_of(ours, phase), strict=True)):
             problem = _fit_problem(fit, mine, sign * rows[i], window)
             if problem:
-                problems.append((where, _short(fit), problem))
+                problems.append((f"metrics/{block}/fit_{phase}/{i}", _short(fit), problem))
                 break
     if problems:
         return ours, problems
-    rate1 = [fit["rate"] for fit in got["fit_FF1"]]
-    rate2 = [fit["rate"] for fit in got["fit_FF2"]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        index = np.log(np.asarray(rate2) / np.asarray(rate1))
-    implied = {
-        "rate_FF1": rate1,
-        "rate_FF2": rate2,
-        "savings_index": index.tolist(),
-        "has_savings": [bool(v) for v in np.asarray(rate2) > np.asarray(rate1)],
-    }
-    for key, expected in implied.items():
-        problems += mismatches(got[key], expected, f"metrics/per_network/{key}")[:1]
-    expected_aggregate = aggregate({**ours["per_network"], **implied}, curves)
-    problems += mismatches(reported.get("aggregate"), expected_aggregate, "metrics/aggregate")[:1]
+    implied = savings(curves, window, fits={phase: given for phase, (_, given) in fits.items()})
+    for key in ("rate_FF1", "rate_FF2", "savings_index", "has_savings"):
+        problems += mismatches(got[key], implied["per_network"][key], f"metrics/per_network/{key}")[:1]
+    problems += mismatches(reported.get("aggregate"), implied["aggregate"], "metrics/aggregate")[:1]
+    for block in ("fit_free", "practice_control"):
+        if block in reported or block == "practice_control" and block in implied:
+            problems += mismatches(reported.get(block), implied.get(block), f"metrics/{block}")[:1]
     return ours, problems
+
+
+def _fits_of(metrics: Mapping[str, Any], phase: str) -> list[dict]:
+    """The per-network fits of ``phase`` in a :func:`savings` dict."""
+    if phase == "FFC":
+        return metrics["practice_control"]["per_network"]["fit_FFC"]
+    return metrics["per_network"][f"fit_{phase}"]
 
 
 def _fit_problem(fit: Any, mine: dict, curve: np.ndarray, window: int) -> str:

@@ -20,8 +20,8 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,13 @@ import torch
 from agents.interface import Agent, ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
 from benchmarks.metrics import lateral_deviation, savings
-from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule, paper_schedule
+from savings_gym.schedule import (
+    PAPER_BATCH_SIZE,
+    PRACTICE_PHASES,
+    Schedule,
+    paper_schedule,
+    practice_control_schedule,
+)
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")
 RESULT_VERSION = 1
@@ -75,10 +81,42 @@ class Preset:
     def schedule(self) -> Schedule:
         return paper_schedule(self.field_gain, self.batches)
 
+    def practice_schedule(self) -> Schedule:
+        """The practice control's schedule (:func:`savings_gym.schedule.practice_control_schedule`)."""
+        return practice_control_schedule(self.field_gain, self.batches)
+
+    def with_batches(self, batches: Mapping[str, int]) -> Preset:
+        """A copy with some phases' batch counts replaced, named after the change (``quick:NF1=240``)
+        so that its results are never mistaken for the preset's own (the board refuses them).
+
+        Raises:
+            ValueError: for a name that is not one of :data:`PHASES` or a count that is not an integer >= 0.
+        """
+        for phase, count in batches.items():
+            if phase not in PHASES:
+                raise ValueError(f"phase batches: unknown phase {phase!r}; the phases are {list(PHASES)}")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"phase batches: {phase} must be an integer >= 0, got {count!r}")
+        if not batches:
+            return self
+        changed = ",".join(f"{phase}={count}" for phase, count in batches.items())
+        return replace(self, name=f"{self.name}:{changed}", batches={**self.batches, **batches})
+
     @property
     def total_batches(self) -> int:
         return sum(self.batches.values())
 
+
+_QUICK_WITHOUT_NF1 = Preset(
+    "quick",
+    {"NF1": 0, "FF1": 120, "NF2": 120, "FF2": 120},
+    # 4x the paper's SGD rate compresses each phase ~4x: chosen by measurement (benchmarks/RESULTS.md)
+    lr=2e-2,
+    pretrain_batches=2000,
+    use_shipped_pretrained=True,
+    imitation_steps=1500,
+    description="quick before 2026-12-02 (issue 18): no NF1, so part of its savings is practice",
+)
 
 PRESETS = {
     "paper": Preset(
@@ -87,15 +125,12 @@ PRESETS = {
         imitation_steps=1500,
         description="the paper's exact protocol: 20,010 pretraining batches, then 26,404 adaptation batches",
     ),
-    "quick": Preset(
-        "quick",
-        {"NF1": 0, "FF1": 120, "NF2": 120, "FF2": 120},
-        # 4x the paper's SGD rate compresses each phase ~4x: chosen by measurement (benchmarks/RESULTS.md)
-        lr=2e-2,
-        pretrain_batches=2000,
-        use_shipped_pretrained=True,
-        imitation_steps=1500,
-        description="from the shipped pretrained networks: FF1, NF2, FF2 of 120 batches each, SGD lr 0.02",
+    # NF1 240: after it, 240 more null-field batches no longer speed up learning the field (the
+    # practice control of that run: benchmarks/RESULTS.md, "NF1 and the practice control")
+    "quick": replace(
+        _QUICK_WITHOUT_NF1,
+        batches={"NF1": 240, "FF1": 120, "NF2": 120, "FF2": 120},
+        description="from the shipped pretrained networks: NF1 240, FF1, NF2, FF2 120 batches each, SGD lr 0.02",
     ),
     "smoke": Preset(
         "smoke",
@@ -106,6 +141,22 @@ PRESETS = {
         description="a seconds-long run that exercises every stage (tests); its numbers mean nothing",
     ),
 }
+
+
+RETIRED_PRESETS = (_QUICK_WITHOUT_NF1,)
+"""Earlier definitions of a preset name whose results are still read (the board lists them, marked)."""
+
+
+def find_preset(name: str, batches: Mapping[str, int]) -> tuple[Preset | None, bool]:
+    """The preset a result file names, by name and phase lengths: (preset, retired), with retired
+    True for one of :data:`RETIRED_PRESETS`; (None, False) when neither knows it."""
+    current = PRESETS.get(name)
+    if current is not None and current.batches == batches:
+        return current, False
+    for old in RETIRED_PRESETS:
+        if old.name == name and old.batches == batches:
+            return old, True
+    return None, False
 
 
 def get_preset(name: str) -> Preset:
@@ -166,6 +217,7 @@ def run_protocol(
     checkpoint_seconds: float = 120.0,
     progress: bool = True,
     stop_after: int | None = None,
+    practice_control: bool = False,
 ) -> dict | None:
     """Runs (or resumes) the protocol and writes the result files.
 
@@ -177,6 +229,10 @@ def run_protocol(
         checkpoint_seconds: seconds between checkpoints.
         progress: show a progress line.
         stop_after: stop (with a checkpoint) once this many batches are done; for tests.
+        practice_control: also run the practice control: a second copy of the same learners,
+            built by ``make_agent`` for :meth:`Preset.practice_schedule`, in the null field for
+            NF1 + FF1 + NF2 batches (curve ``NFC``) and then in the field for FF2's (``FFC``),
+            batch by batch beside the main run. FF2 against FFC is savings net of practice.
 
     Returns:
         The result dict, or None when stopped early.
@@ -186,50 +242,87 @@ def run_protocol(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    schedule = preset.schedule()
-    agent = make_agent(schedule)
+    schedules = [preset.schedule()] + ([preset.practice_schedule()] if practice_control else [])
+    runs = [(schedule, make_agent(schedule)) for schedule in schedules]
+    if practice_control:
+        _check_independent(runs[0][1], runs[1][1])
     checkpoint = out / "checkpoint.pt"
-    full_config = {**config, "preset": asdict(preset)}
+    full_config = {**config, "preset": asdict(preset), "practice_control": practice_control}
     state = RunState()
+    if practice_control:
+        state.deviations.update({name: [] for name in PRACTICE_PHASES})
     if checkpoint.exists():
-        saved = load_checkpoint(checkpoint)
-        if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
-            raise ValueError(
-                f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over"
-            )
-        if saved["config"] != json.loads(json.dumps(full_config)):
-            raise ValueError(f"{checkpoint} belongs to another run (config {saved['config']}); use another --out")
-        try:
-            agent.load_state_dict(saved["agent"])
-            state = RunState(saved["batch"], saved["deviations"], saved["snapshots"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
-            raise ValueError(
-                f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
-                "delete it to start over"
-            ) from error
+        state = _resume(checkpoint, full_config, [agent for _, agent in runs])
     total = preset.total_batches
     started, last_save = time.time(), time.time()
     bar = _progress(total, state.batch, progress)
     while state.batch < total:
-        _save_phase_ends(out, schedule, agent)
-        phase = schedule.phase_at(agent.episodes_completed)
-        record = evaluate_then_train(agent, phase.field_gain)
-        deviation = lateral_deviation(record.hand_position, record.target[None])
-        state.deviations[phase.name].append(deviation.tolist())
-        _keep_snapshot(state, schedule, phase.name, record)
+        for i, (schedule, agent) in enumerate(runs):
+            _save_phase_ends(out, schedule, agent)
+            phase = schedule.phase_at(agent.episodes_completed)
+            record = evaluate_then_train(agent, phase.field_gain)
+            deviation = lateral_deviation(record.hand_position, record.target[None])
+            state.deviations[phase.name].append(deviation.tolist())
+            if i == 0:  # the hand-path figures and the progress line follow the main run
+                _keep_snapshot(state, schedule, phase.name, record)
+                shown = (phase.name, deviation.mean())
         state.batch += 1
-        bar(state.batch, phase.name, deviation.mean())
+        bar(state.batch, *shown)
         stopping = stop_after is not None and state.batch >= stop_after
         if time.time() - last_save > checkpoint_seconds or stopping:
-            _save_checkpoint(checkpoint, full_config, agent, state)
+            _save_checkpoint(checkpoint, full_config, [agent for _, agent in runs], state)
             last_save = time.time()
         if stopping and state.batch < total:
             return None
-    _save_phase_ends(out, schedule, agent)
+    for schedule, agent in runs:
+        _save_phase_ends(out, schedule, agent)
     curves = {phase: np.asarray(d).mean(-1).T for phase, d in state.deviations.items() if len(d)}
     result = make_result(full_config, curves, time.time() - started)
     write_result(out, result, state)
     return result
+
+
+def _check_independent(main: Agent, control: Agent) -> None:
+    """Refuses a practice control whose learner shares weights with the main run's (``make_agent``
+    must build a new learner on every call): the two would train one network in both schedules.
+    Seen through ``state_dict()``: learners whose state dicts are copies are not checked here."""
+
+    def tensors(tree: Any) -> list[torch.Tensor]:
+        if isinstance(tree, torch.Tensor):
+            return [tree] if tree.numel() else []
+        if isinstance(tree, dict):
+            return [t for value in tree.values() for t in tensors(value)]
+        if isinstance(tree, list | tuple):
+            return [t for value in tree for t in tensors(value)]
+        return []
+
+    # both state dicts held at once: a copy freed early could hand its address to the other's tensors
+    main_state, control_state = main.state_dict(), control.state_dict()
+    main_storage = {t.untyped_storage().data_ptr() for t in tensors(main_state)}
+    if main_storage & {t.untyped_storage().data_ptr() for t in tensors(control_state)}:
+        raise ValueError(
+            "make_agent returned learners that share weights (the practice control would train the main "
+            "run's networks); build new weights on every call"
+        )
+
+
+def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
+    """The run state of a checkpoint, its learners loaded into ``agents`` (main, then control)."""
+    saved = load_checkpoint(checkpoint)
+    if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
+        raise ValueError(f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over")
+    if saved["config"] != json.loads(json.dumps(config)):
+        raise ValueError(f"{checkpoint} belongs to another run (config {saved['config']}); use another --out")
+    try:
+        agents[0].load_state_dict(saved["agent"])
+        if len(agents) > 1:
+            agents[1].load_state_dict(saved["control"])
+        return RunState(saved["batch"], saved["deviations"], saved["snapshots"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        raise ValueError(
+            f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
+            "delete it to start over"
+        ) from error
 
 
 def evaluate_then_train(agent: Agent, field_gain: float) -> ReachRecord:
@@ -267,17 +360,17 @@ def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: Reac
             state.snapshots[label] = {"hand_position": record.hand_position.tolist(), "target": record.target.tolist()}
 
 
-def _save_checkpoint(path: Path, config: dict, agent: Agent, state: RunState) -> None:
-    atomic_torch_save(
-        {
-            "config": json.loads(json.dumps(config)),
-            "agent": agent.state_dict(),
-            "batch": state.batch,
-            "deviations": state.deviations,
-            "snapshots": state.snapshots,
-        },
-        path,
-    )
+def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunState) -> None:
+    saved = {
+        "config": json.loads(json.dumps(config)),
+        "agent": agents[0].state_dict(),
+        "batch": state.batch,
+        "deviations": state.deviations,
+        "snapshots": state.snapshots,
+    }
+    if len(agents) > 1:
+        saved["control"] = agents[1].state_dict()
+    atomic_torch_save(saved, path)
 
 
 def make_result(config: dict, curves: dict[str, np.ndarray], seconds: float, submission: dict | None = None) -> dict:

@@ -123,7 +123,16 @@ def weights_provenance(source: str | Path | None, out: str | Path) -> dict[str, 
     return {"pretrained_from": shown, "pretrained_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def bptt_agent_factory(cell: str, hidden: int, networks: int, preset: Preset, out: Path, seed: int, device: str):
+def bptt_agent_factory(
+    cell: str,
+    hidden: int,
+    networks: int,
+    preset: Preset,
+    out: Path,
+    seed: int,
+    device: str,
+    task: Mapping[str, Any] | None = None,
+):
     """A function schedule -> BPTTAgent starting from pretrained networks.
 
     Shipped pretrained networks are used when the preset allows and a file with enough networks of
@@ -150,11 +159,13 @@ def bptt_agent_factory(cell: str, hidden: int, networks: int, preset: Preset, ou
         print(f"pretraining {networks} {cell}-{hidden} networks for {args.batches} batches (no shipped ones fit)")
         pretrain(args)
         source = Path(args.out)
-    controllers, meta = load_pretrained(source, networks=range(networks))
-    controllers.freeze_input_and_output()
+    _, meta = load_pretrained(source, networks=range(networks))
 
     def make(schedule: Schedule) -> BPTTAgent:
-        return BPTTAgent(controllers, schedule, optimizer="sgd", lr=preset.lr, seed=seed, device=device)
+        # fresh weights for every agent: the practice control must not train the main run's networks
+        controllers, _ = load_pretrained(source, networks=range(networks))
+        controllers.freeze_input_and_output()
+        return BPTTAgent(controllers, schedule, optimizer="sgd", lr=preset.lr, seed=seed, device=device, task=task)
 
     return make, {**weights_provenance(source, out), "pretrained_meta": meta}
 
@@ -199,6 +210,7 @@ def sb3_agent_factory(
     device: str,
     tensorboard: Path | None = None,
     check_every: int = 50,
+    task: Mapping[str, Any] | None = None,
 ) -> tuple[Callable[[Schedule], Agent], dict[str, Any]]:
     """A function schedule -> :class:`agents.sb3_agent.SB3Agent` starting from pretrained weights.
 
@@ -244,7 +256,14 @@ def sb3_agent_factory(
 
     def make(schedule: Schedule) -> SB3Agent:
         return SB3Agent(
-            spec, schedule, networks, seed=seed, device=device, pretrained=blob, tensorboard_log=tensorboard
+            spec,
+            schedule,
+            networks,
+            seed=seed,
+            device=device,
+            pretrained=blob,
+            tensorboard_log=tensorboard,
+            env_kwargs=dict(task or {}),
         )
 
     return make, {**weights_provenance(source, out), "pretrained_meta": (blob or {}).get("meta", {})}
@@ -326,6 +345,9 @@ def run(
     env_id: str = "ArmCurlField-v0",
     hyperparams: Mapping[str, Any] | str | Path | Sequence[Mapping[str, Any] | str | Path] | None = None,
     tensorboard: str | Path | None = None,
+    task: Mapping[str, Any] | None = None,
+    phases: Mapping[str, int] | None = None,
+    practice_control: bool = False,
 ) -> dict:
     """Runs the protocol for a learner and returns the result dict (also written to ``out``).
 
@@ -339,18 +361,29 @@ def run(
         env_id: ``ArmCurlField-v0``, or ``ArmCurlFieldCued-v0`` (SB3 only: told the field).
         hyperparams: SB3 overrides (see :func:`agents.sb3_agent.make_spec`).
         tensorboard: folder for TensorBoard scalars (skipped with a warning without tensorboard).
+        task: task constants replacing the env id's defaults, e.g. ``{"test_go_time": 0.44}``
+            (:class:`savings_gym.task.TaskParams`; all of them are recorded in the result).
+        phases: batch counts replacing the preset's, e.g. ``{"NF1": 240}`` (the preset is then
+            renamed, e.g. ``quick:NF1=240``, and its results are not for the board).
+        practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
     """
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
+    preset_obj = preset_obj.with_batches(dict(phases or {}))
+    task = dict(task or {})
+    try:  # validates the overrides before any work
+        task_constants = asdict(task_params(env_id, **task))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--task: {error}") from error
     out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams)
     board = tensorboard_folder(tensorboard)
     if agent.startswith(SB3_PREFIX):
         spec = sb3_spec(agent, env_id, hyperparams, hidden)
-        make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board)
+        make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board, task=task)
         hidden = spec.hidden
         details = {"sb3": spec.as_config()}
     else:
         hidden = DEFAULT_HIDDEN if hidden is None else hidden
-        make, provenance = bptt_agent_factory(agent, hidden, networks, preset_obj, out, seed, device)
+        make, provenance = bptt_agent_factory(agent, hidden, networks, preset_obj, out, seed, device, task)
         details = {}
     config = {
         "agent": agent,
@@ -362,13 +395,21 @@ def run(
         "device": device,
         "env_id": env_id,
         # what the curves were measured under: delays, noise, test go time, cost weights (SPEC.md)
-        "task": asdict(task_params(env_id)),
+        "task": task_constants,
         **details,
         **provenance,
     }
     if board is not None:
         make = _logged(make, board)
-    return run_protocol(make, preset_obj, out, config, progress=progress, checkpoint_seconds=checkpoint_seconds)
+    return run_protocol(
+        make,
+        preset_obj,
+        out,
+        config,
+        progress=progress,
+        checkpoint_seconds=checkpoint_seconds,
+        practice_control=practice_control,
+    )
 
 
 def pretrain_agent(
@@ -444,28 +485,71 @@ def pretrain_agent(
 
 
 def summary_table(result: dict) -> str:
-    """The savings table printed at the end of a run."""
-    m = result["metrics"]["aggregate"]
-    p = result["metrics"]["per_network"]
+    """The savings table printed at the end of a run: every measure against FF1 and, when the run had
+    the practice control, against its field phase FFC (and the practice effect, FFC against FF1)."""
+    metrics = result["metrics"]
+    m, p = metrics["aggregate"], metrics["per_network"]
 
     def ci(d: dict, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
-        return f"{fmt.format(d['estimate'] * scale)}  [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
+        if not math.isfinite(d["estimate"]):
+            return "-"
+        return f"{fmt.format(d['estimate'] * scale)} [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
 
+    def measures(fit_free: dict, index: dict, fraction: float, n_fits: int) -> list[str]:
+        agg = fit_free["aggregate"]
+        early, half, area = (agg[k] for k in ("early_reduction_difference", "half_error_difference", "area_ratio"))
+        return [
+            f"{ci(early)} ({early['fraction_with_savings'] * 100:.0f}% > 0)",
+            f"{ci(half, fmt='{:+.1f}')}",
+            f"{ci(area, fmt='{:.3f}')}",
+            f"{ci(index)} ({n_fits} fits, {fraction * 100:.0f}% > 0)",
+        ]
+
+    labels = [
+        f"early error reduction, first {metrics['fit_free']['early_batches']} batches (later - earlier)",
+        "batches to half the first error (earlier - later)",
+        "area under the curve / first error (later / earlier)",
+        "savings index log(r_later / r_earlier), fitted",
+    ]
+    columns = [
+        (
+            "FF2 vs FF1",
+            measures(metrics["fit_free"], m["savings_index"], m["fraction_with_savings"], m["networks_with_fit"]),
+        )
+    ]
+    control = metrics.get("practice_control")
+    if control:
+        agg = control["aggregate"]
+        for title, block, index in (
+            ("FF2 vs control FFC", control["fit_free_vs_control"], agg["savings_index_vs_control"]),
+            ("practice: FFC vs FF1", control["fit_free_practice"], agg["practice_index"]),
+        ):
+            columns.append((title, measures(block, index, index["fraction_above_zero"], index["networks"])))
+    width = max(map(len, labels))
+    cell = max(len(v) for _, values in columns for v in values)
+    lines = [
+        f"savings over {m['networks']} networks, mean and 95% bootstrap CI (positive or below 1: the later faster):",
+        ("  " + " " * width + "  " + "  ".join(title.ljust(cell) for title, _ in columns)).rstrip(),
+    ]
+    for i, label in enumerate(labels):
+        row = "  " + label.ljust(width) + "  " + "  ".join(values[i].ljust(cell) for _, values in columns)
+        lines.append(row.rstrip())
+    cm = "{:.2f}"
+    first = (
+        f"  first-batch error (cm): FF1 {ci(m['first_error_FF1'], 100, cm)}, FF2 {ci(m['first_error_FF2'], 100, cm)}"
+    )
+    if control:
+        first += f", FFC {ci(control['aggregate']['first_error_FFC'], 100, cm)}"
+    lines.append(first + f"; smaller in FF2 than FF1 for {m['fraction_smaller_first_error'] * 100:.0f}%")
+    lines.append(
+        f"  paired t-test on log rates FF2 vs FF1: t = {m['rate_ttest']['t']:.2f}, p = {m['rate_ttest']['p']:.3g}; "
+        f"sign-flip test on the median p = {m['rate_ttest']['sign_flip_p']:.3g}"
+    )
     rates = [
         f"{r1:.4f} -> {r2:.4f}" if math.isfinite(r1) and math.isfinite(r2) else "no fit"
         for r1, r2 in zip(p["rate_FF1"], p["rate_FF2"], strict=True)
     ]
-    lines = [
-        f"savings over {m['networks']} networks ({m['networks_with_fit']} with both fits), 95% bootstrap CIs:",
-        f"  savings index log(r_FF2/r_FF1)   {ci(m['savings_index'])}",
-        f"  networks with r_FF2 > r_FF1      {m['fraction_with_savings'] * 100:.0f}%",
-        f"  first-batch error FF1 (cm)       {ci(m['first_error_FF1'], 100, '{:.2f}')}",
-        f"  first-batch error FF2 (cm)       {ci(m['first_error_FF2'], 100, '{:.2f}')}",
-        f"  networks with smaller FF2 error  {m['fraction_smaller_first_error'] * 100:.0f}%",
-        f"  paired t-test on log rates       t = {m['rate_ttest']['t']:.2f}, p = {m['rate_ttest']['p']:.3g}; "
-        f"sign-flip test on the median p = {m['rate_ttest']['sign_flip_p']:.3g}",
-        "  rate per network (per 5-batch window), FF1 -> FF2: " + ", ".join(rates),
-    ]
+    lines.append("  fitted rate per network (per 5-batch window), FF1 -> FF2: " + ", ".join(rates))
     return "\n".join(lines)
 
 

@@ -184,6 +184,28 @@ def paper_schedule(field_gain: float = PAPER_GAIN, batches: Mapping[str, int] | 
     )
 
 
+PRACTICE_PHASES = ("NFC", "FFC")
+"""The practice control's phases: null field for as many batches as NF1 + FF1 + NF2, then the field."""
+
+
+def practice_control_schedule(field_gain: float = PAPER_GAIN, batches: Mapping[str, int] | None = None) -> Schedule:
+    """The practice control of the paper's schedule: the same networks, the same number of batches,
+    but null field through NF1 + FF1 + NF2 (``NFC``) and the field only for FF2's length (``FFC``).
+
+    Its field phase starts after the same amount of centre-out practice as FF2 but with no earlier
+    exposure to the field, so FF2 learning faster than FFC is savings that practice cannot explain.
+
+    >>> practice_control_schedule(8.0, {"NF1": 1, "FF1": 2, "NF2": 3, "FF2": 4}).to_list()
+    [('NFC', 0.0, 48), ('FFC', 8.0, 32)]
+    """
+    counts = paper_schedule(field_gain, batches)
+    null, field = PRACTICE_PHASES
+    episodes = {p.name: p.n_episodes for p in counts.phases}
+    return Schedule(
+        [(null, 0.0, episodes["NF1"] + episodes["FF1"] + episodes["NF2"]), (field, field_gain, episodes["FF2"])]
+    )
+
+
 def null_schedule() -> Schedule:
     """A single null-field phase that never ends (pretraining)."""
     return Schedule([("NF", 0.0, None)])

@@ -72,8 +72,9 @@ class TaskParams:
             ``reach_distance``; ``"random"``: start and target drawn uniformly over the joint ranges.
         reach_distance: centre-out reach length (m).
         start_joint_angles: shoulder and elbow angles of the centre-out start (rad).
-        test_go_time: go time of the 8 test reaches (s). The paper's curves used 0.10 s (its code
-            later switched the constant to 0.44 s for figures).
+        test_go_time: go time of the 8 test reaches (s). 0.10 s, inside the training go times; the
+            paper's code used 0.10 s until 2024-05-23 and 0.44 s at its last run (README, "Where this
+            differs": both measured).
         position_weight: cost per metre of L1 distance between hand and desired position, per step.
         jerk_weight: cost per (m/s)^2 of the squared second difference of hand velocity.
         force_weight: cost per newton of summed muscle force.

@@ -140,3 +140,21 @@ def test_pretrained_files_load_safely_and_refuse_garbage(tmp_path):
         load_pretrained(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="holds 2 networks"):
         load_pretrained(tmp_path / "nets.pt", networks=[0, 5])
+
+
+def test_task_constants_reach_the_test_reaches():
+    """``task`` sets the constants of the training and the test reaches alike: at test go time 0.44 s
+    the shipped network holds still until the cue (~step 51); at the default 0.10 s it is moving by then.
+    (The compiled engine takes its test reaches from the same test env; compiling here costs minutes.)"""
+    from agents.bptt import PRETRAINED_DIR
+
+    controllers, _ = load_pretrained(PRETRAINED_DIR / "gru128.pt", networks=[0])
+    schedule = Schedule([("FF", 8.0, None)])
+    moved = {}
+    for go_time in (0.10, 0.44):
+        agent = BPTTAgent(controllers, schedule, task={"test_go_time": go_time}, engine="eager")
+        assert agent.env.params.test_go_time == go_time
+        record = agent.evaluate_then_train(0.0)
+        path = record.hand_position[0]  # (8 targets, steps, 2)
+        moved[go_time] = np.linalg.norm(path[:, 45] - path[:, 0], axis=-1).mean()
+    assert moved[0.44] < 0.003 < 0.03 < moved[0.10], moved

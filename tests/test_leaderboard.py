@@ -4,21 +4,25 @@ import copy
 import json
 import shutil
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks import leaderboard
+from benchmarks.metrics import savings
 from benchmarks.protocol import PRESETS, atomic_write_json, make_result
 
 QUICK = PRESETS["quick"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _result(
-    name="gru-test", networks=6, ff2_rate=0.3, seed=0, description="a test entry", link="https://x.org", rising=0
+    name="gru-test", networks=6, ff2_rate=0.3, seed=0, description="a test entry", link="https://x.org", unmeasured=0
 ):
-    """A quick-preset result whose curves decay at known rates; the last ``rising`` networks' FF2
-    errors grow instead (no decay, so no FF2 fit)."""
+    """A quick-preset result whose curves decay at known rates; the last ``unmeasured`` networks'
+    FF2 errors start on the other side of the line (no first error to remove: no FF2 fit and no
+    fit-free measure)."""
     rng = np.random.default_rng(seed)
     curves = {}
     for phase, n in QUICK.batches.items():
@@ -28,8 +32,8 @@ def _result(
         rate = {"FF1": 0.1, "FF2": ff2_rate}.get(phase, 0.2)
         jitter = np.exp(rng.normal(0, 0.6, networks))  # networks learn at different rates
         curves[phase] = np.stack([0.03 * np.exp(-rate * j * x) + rng.normal(0, 1e-3, n) for j in jitter])
-        if phase == "FF2" and rising:
-            curves[phase][networks - rising :] = 0.03 * (2 - np.exp(-rate * x))
+        if phase == "FF2" and unmeasured:
+            curves[phase][networks - unmeasured :] = -0.03 * np.exp(-rate * x)
     config = {
         "agent": "gru",
         "hidden": 16,
@@ -195,25 +199,25 @@ def test_ranking_iqm_and_shared_ranks(tmp_path):
     assert index[1] <= index[0] <= index[2]
 
 
-def test_entries_with_too_few_fits_are_listed_but_not_ranked(tmp_path):
+def test_entries_with_too_few_measured_networks_are_listed_but_not_ranked(tmp_path):
     board = tmp_path / "board"
-    for name, rate, seed, rising in (
+    for name, rate, seed, unmeasured in (
         ("strong", 0.4, 1, 0),
         ("weak", 0.05, 2, 0),
-        ("three-fits", 2.0, 3, 3),  # the highest index, but on 3 of 6 networks
+        ("three-fits", 2.0, 3, 3),  # the most savings, but on 3 of 6 networks
         ("five-fits", 0.2, 4, 1),
     ):
-        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, rising=rising)), board)
+        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, unmeasured=unmeasured)), board)
     table = leaderboard.rows(leaderboard.entries(board))
     by_name = {r["name"]: r for r in table}
     assert [r["name"] for r in table][-1] == "three-fits"
-    assert by_name["three-fits"]["rank"] == "unranked" and by_name["three-fits"]["fits"] == 3
-    assert by_name["five-fits"]["ranked"] and by_name["five-fits"]["fits"] == 5
+    assert by_name["three-fits"]["rank"] == "unranked" and by_name["three-fits"]["measured"] == 3
+    assert by_name["five-fits"]["ranked"] and by_name["five-fits"]["measured"] == 5
     # three-fits' CI lies above all the others': counted, it would push every rank down by one
     assert [by_name[n]["rank"] for n in ("strong", "five-fits", "weak")] == ["1=", "1=", "2="]
     markdown = leaderboard.render_markdown(table)
     assert "| unranked | three-fits | quick | 6 (3) |" in markdown and "| 6 (6) |" in markdown
-    assert "at least 5 networks with both fits" in markdown
+    assert "fewer than 5 networks with a value are listed unranked" in markdown
     by_name["three-fits"]["fits"] = 1
     assert leaderboard._cell(by_name["three-fits"], "savings_index").endswith("(one fit)")
 
@@ -261,13 +265,13 @@ def test_the_page_sorts_in_a_real_headless_chromium(tmp_path):
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is needed (.ci/run installs chromium and chromium-driver)")
     board = tmp_path / "board"
-    for name, rate, seed, rising in (
+    for name, rate, seed, unmeasured in (
         ("alpha", 0.4, 1, 0),
         ("beta", 0.05, 2, 0),
         ("gamma", 0.2, 3, 0),
         ("delta", 1, 4, 4),
     ):
-        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, rising=rising)), board)
+        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, unmeasured=unmeasured)), board)
     _, page = leaderboard.render(board, tmp_path / "site")
     from selenium.webdriver.common.by import By
 
@@ -306,10 +310,14 @@ def test_cli_validate_add_render_and_report(tmp_path, good, capsys):
     assert main(["leaderboard", "validate", str(good), "--board", str(board)]) == 0
     assert main(["leaderboard", "add", str(good), "--board", str(board)]) == 0
     assert main(["leaderboard", "render", "--board", str(board), "--out", str(tmp_path / "site")]) == 0
-    assert "ok: gru-test, 6 networks, 6 with both fits: ranked" in capsys.readouterr().out
-    few = _write(tmp_path / "few", _result("few-fits", rising=2))
+    assert "ok: gru-test, 6 networks, 6 measured by early_reduction_difference, 6 with both fits: ranked" in (
+        capsys.readouterr().out
+    )
+    few = _write(tmp_path / "few", _result("few-fits", unmeasured=2))
     assert main(["leaderboard", "validate", str(few)]) == 0
-    assert "4 with both fits: listed unranked (fewer than 5)" in capsys.readouterr().out
+    assert "4 measured by early_reduction_difference, 4 with both fits: listed unranked (fewer than 5)" in (
+        capsys.readouterr().out
+    )
     bad = _tampered(tmp_path, lambda r: r["config"].__setitem__("env_id", "Nope-v0"))
     with pytest.raises(SystemExit):
         main(["leaderboard", "validate", str(bad)])
@@ -353,3 +361,59 @@ def test_schema_is_itself_valid():
 
     jsonschema.Draft202012Validator.check_schema(leaderboard.SUBMISSION_SCHEMA)
     copy.deepcopy(leaderboard.SUBMISSION_SCHEMA)
+
+
+def _with_practice_control(result):
+    """A copy of a result as if its run had had the practice control (FFC learns like FF1)."""
+    result = copy.deepcopy(result)
+    batches = result["config"]["preset"]["batches"]
+    curves = {p: np.asarray(c) for p, c in result["learning_curves"].items()}
+    curves["NFC"] = np.zeros((len(curves["FF1"]), batches["NF1"] + batches["FF1"] + batches["NF2"]))
+    curves["FFC"] = curves["FF1"] * 1.01
+    result["learning_curves"] = {p: c.tolist() for p, c in curves.items()}
+    result["config"]["practice_control"] = True
+    result["metrics"] = json.loads(json.dumps(savings(curves)))
+    return result
+
+
+def test_practice_control_curves_are_validated_against_the_config(tmp_path):
+    controlled = _with_practice_control(_result())
+    entry = leaderboard.validate(_write(tmp_path / "ok", controlled))
+    assert "practice_control" in entry.metrics
+    unflagged = copy.deepcopy(controlled)
+    unflagged["config"]["practice_control"] = False
+    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/FFC: a practice-control curve"):
+        leaderboard.validate(_write(tmp_path / "unflagged", unflagged))
+    missing = copy.deepcopy(controlled)
+    del missing["learning_curves"]["FFC"]
+    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/FFC: missing: the run had the practice"):
+        leaderboard.validate(_write(tmp_path / "missing", missing))
+    short = copy.deepcopy(controlled)
+    short["learning_curves"]["NFC"] = [row[:-1] for row in short["learning_curves"]["NFC"]]
+    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/NFC: .* batches, preset 'quick' has"):
+        leaderboard.validate(_write(tmp_path / "short", short))
+    forged = copy.deepcopy(controlled)
+    forged["metrics"]["practice_control"]["aggregate"]["savings_index_vs_control"]["estimate"] = 3.0
+    with pytest.raises(leaderboard.SubmissionError, match="metrics/practice_control"):
+        leaderboard.validate(_write(tmp_path / "forged", forged))
+
+
+def test_a_retired_preset_validates_and_is_marked(tmp_path):
+    from benchmarks.protocol import RETIRED_PRESETS, find_preset
+
+    old = RETIRED_PRESETS[0]
+    assert find_preset(old.name, old.batches) == (old, True)
+    assert find_preset("quick", QUICK.batches) == (QUICK, False)
+    assert find_preset("quick", {**QUICK.batches, "FF1": 7}) == (None, False)
+    shipped = leaderboard.validate(ROOT / "leaderboard" / "gru-128-9a15f50a")  # run before NF1 existed
+    assert shipped.retired_preset and shipped.result["config"]["preset"]["batches"] == old.batches
+    table = leaderboard.rows([shipped, leaderboard.validate(_write(tmp_path / "new", _result()))])
+    assert {row["name"]: row["preset"] for row in table} == {"gru-128": "quick (retired)", "gru-test": "quick"}
+
+
+def test_the_board_ranks_by_the_most_reliable_measure_of_the_shipped_entries():
+    reliability = leaderboard.split_half_reliability(leaderboard.entries(ROOT / "leaderboard"))
+    best = max(reliability, key=lambda m: reliability[m]["reliability"])
+    assert best == leaderboard.RANK_MEASURE, reliability
+    assert reliability["savings_index"]["reliability"] < reliability[best]["reliability"] - 0.2
+    assert all(r["networks"] >= 60 for r in reliability.values())

@@ -1,15 +1,23 @@
 """Metrics on synthetic data with known answers."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from benchmarks.metrics import (
+    FIT_FREE_MEASURES,
     bootstrap_ci,
+    check_recomputed,
+    early_batches,
+    early_reduction,
     fit_exponential,
+    fit_free,
+    half_error_batches,
     lateral_deviation,
     learning_curve,
+    normalised_area,
     savings,
     window_average,
 )
@@ -161,3 +169,78 @@ def test_each_tolerance_holds_for_permuted_and_1_ulp_moved_curves(entry):
     assert check_recomputed(moved, permuted)[1] == []
     assert check_recomputed(savings(permuted), {p: np.nextafter(c, np.inf) for p, c in permuted.items()})[1] == []
     assert check_recomputed(result["metrics"], curves)[1] == []  # the shipped metrics, as written
+
+
+# -- fit-free measures -------------------------------------------------------------------------------
+def _exponential(rate, batches=120, first=0.04, networks=8, noise=0.0, seed=0):
+    """(networks, batches) curves first * exp(-rate * batch), plus Gaussian noise of std ``noise`` (m)."""
+    rng = np.random.default_rng(seed)
+    return first * np.exp(-rate * np.arange(batches))[None] + noise * rng.standard_normal((networks, batches))
+
+
+def test_fit_free_measures_of_known_curves():
+    curve = _exponential(np.log(2) / 30)[0]  # half the error gone at batch 30
+    # the 5-batch mean from batch b is e^(-rb) x 0.9555 of the first error: half at b >= 28.03, so 29
+    assert half_error_batches(curve) == (29.0, False)
+    assert half_error_batches(np.full(50, 0.04)) == (50.0, True)  # never: censored at the phase's end
+    assert normalised_area(np.full(50, 0.04)) == pytest.approx(1.0)
+    assert normalised_area(curve) == pytest.approx(np.mean(np.exp(-np.log(2) / 30 * np.arange(120))))
+    assert early_reduction(curve, 20) == pytest.approx(1 - np.mean(curve[15:20]) / 0.04)
+    assert early_batches(120) == 20 and early_batches(3201) == 530 and early_batches(12) == 5
+    for undefined in (np.zeros(30), -curve, np.r_[np.nan, curve]):  # no first error to remove
+        assert np.isnan(normalised_area(undefined)) and np.isnan(early_reduction(undefined, 20))
+        assert half_error_batches(undefined) == (pytest.approx(np.nan, nan_ok=True), False)
+    with pytest.raises(ValueError, match="early batches must lie in"):
+        early_reduction(curve, 200)
+
+
+def _fit_free_of(later, earlier):
+    return fit_free(later, earlier, sign=1.0)["aggregate"]
+
+
+def test_fit_free_measures_find_a_faster_second_phase():
+    measures = _fit_free_of(_exponential(0.06, noise=1e-3), _exponential(0.03, noise=1e-3, seed=1))
+    assert measures["area_ratio"]["high"] < 0.7 and measures["area_ratio"]["fraction_with_savings"] == 1
+    assert measures["half_error_difference"]["low"] > 8  # ~23 -> ~11.5 batches
+    assert measures["early_reduction_difference"]["low"] > 0.15
+    for name in FIT_FREE_MEASURES:
+        assert measures[name]["tests"]["t"] > 5 and measures[name]["tests"]["p"] < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["identical phases", "no learning", "pure noise"])
+def test_fit_free_measures_find_no_savings_where_there_is_none(kind):
+    if kind == "identical phases":
+        later = earlier = _exponential(0.03, noise=1e-3)
+    elif kind == "no learning":
+        later, earlier = _exponential(0.0, noise=1e-3), _exponential(0.0, noise=1e-3, seed=1)
+    else:  # a first error, then noise about zero: both phases "learn" at once, and alike
+        later, earlier = _exponential(5.0, noise=2e-3), _exponential(5.0, noise=2e-3, seed=1)
+    measures = _fit_free_of(later, earlier)
+    if kind == "identical phases":
+        assert measures["area_ratio"]["estimate"] == 1 and measures["half_error_difference"]["estimate"] == 0
+        assert measures["early_reduction_difference"]["estimate"] == 0
+        assert measures["area_ratio"]["fraction_with_savings"] == 0
+        return
+    assert measures["area_ratio"]["low"] < 1 < measures["area_ratio"]["high"] or kind == "pure noise"
+    for name in ("half_error_difference", "early_reduction_difference"):
+        assert measures[name]["low"] <= 0 <= measures[name]["high"], (name, measures[name])
+    assert measures["early_reduction_difference"]["tests"]["p"] > 0.01
+
+
+def test_savings_reports_the_fit_free_measures_and_the_practice_control():
+    ff1, ff2, ffc = (_exponential(r, noise=5e-4, seed=s) for s, r in enumerate((0.03, 0.06, 0.035)))
+    metrics = savings({"FF1": ff1, "FF2": ff2, "FFC": ffc, "NF2": ff1[:, :10] * 0.1})
+    assert metrics["fit_free"]["early_batches"] == 20
+    control = metrics["practice_control"]
+    against, practice = control["aggregate"]["savings_index_vs_control"], control["aggregate"]["practice_index"]
+    assert against["low"] > 0.4 and against["fraction_above_zero"] == 1  # log(0.06 / 0.035) = 0.54
+    assert practice["low"] < np.log(0.035 / 0.03) < practice["high"]
+    assert control["fit_free_vs_control"]["aggregate"]["early_reduction_difference"]["low"] > 0
+    assert "practice_control" not in savings({"FF1": ff1, "FF2": ff2})
+    # recomputation accepts the honest copy and names a changed number in the new blocks
+    honest = json.loads(json.dumps(metrics))
+    assert check_recomputed(honest, {"FF1": ff1, "FF2": ff2, "FFC": ffc, "NF2": ff1[:, :10] * 0.1})[1] == []
+    honest["fit_free"]["aggregate"]["area_ratio"]["estimate"] *= 0.5
+    honest["practice_control"]["per_network"]["savings_index_vs_control"][0] += 1
+    problems = check_recomputed(honest, {"FF1": ff1, "FF2": ff2, "FFC": ffc, "NF2": ff1[:, :10] * 0.1})[1]
+    assert [p[0].split("/")[1] for p in problems] == ["fit_free", "practice_control"]

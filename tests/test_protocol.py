@@ -149,3 +149,80 @@ def test_result_files_name_their_starting_weights_portably_with_a_hash(tmp_path)
     assert outside["pretrained_from"] == str(tmp_path / "elsewhere.pt")
     assert outside["pretrained_sha256"] == hashlib.sha256(b"other weights").hexdigest()
     assert weights_provenance(None, tmp_path) == {"pretrained_from": None, "pretrained_sha256": None}
+
+
+def test_the_practice_control_trains_copies_of_the_same_networks_without_touching_the_main_run(tmp_path):
+    plain = run("gru", 8, 2, TINY, tmp_path / "plain", seed=1, progress=False)
+    both = run("gru", 8, 2, TINY, tmp_path / "control", seed=1, progress=False, practice_control=True)
+    curves = {phase: np.asarray(c) for phase, c in both["learning_curves"].items()}
+    assert curves["NFC"].shape == (2, 5) and curves["FFC"].shape == (2, 3)  # NF1 + FF1 + NF2, then FF2's length
+    # the main run is the run without the control, batch for batch: the control trains its own copies
+    for phase in ("NF1", "FF1", "NF2", "FF2"):
+        assert both["learning_curves"][phase] == plain["learning_curves"][phase]
+    # the same networks: before any update both copies make the same null-field reaches
+    assert np.array_equal(curves["NFC"][:, 0], curves["NF1"][:, 0])
+    assert not np.allclose(curves["NFC"][:, 1:3], curves["FF1"][:, 0:2])  # null field, not FF1's field
+    assert both["config"]["practice_control"] is True and plain["config"]["practice_control"] is False
+    control = both["metrics"]["practice_control"]
+    assert len(control["per_network"]["savings_index_vs_control"]) == 2
+    assert set(control) == {"per_network", "aggregate", "fit_free_vs_control", "fit_free_practice"}
+    assert {"NFC.pt", "FFC.pt"} <= {p.name for p in (tmp_path / "control" / "phase_ends").iterdir()}
+    on_disk = json.loads((tmp_path / "control" / "result.json").read_text())
+    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+
+
+def test_a_stopped_run_with_the_practice_control_resumes_to_the_same_curves(tmp_path):
+    def go(out, stop_after=None):
+        make, _ = bptt_agent_factory("gru", 8, 2, TINY, out, seed=1, device="cpu")
+        config = {"agent": "gru", "hidden": 8, "networks": 2, "seed": 1}
+        return run_protocol(make, TINY, out, config, progress=False, stop_after=stop_after, practice_control=True)
+
+    whole = go(tmp_path / "whole")
+    assert go(tmp_path / "split", stop_after=3) is None
+    assert go(tmp_path / "split")["learning_curves"] == whole["learning_curves"]
+
+
+def test_a_practice_control_sharing_the_main_runs_weights_is_refused(tmp_path):
+    import torch
+
+    shared = torch.zeros(3)
+
+    class Learner:  # a custom learner whose make_agent hands out the same weights twice
+        num_networks, episodes_completed = 1, 0
+
+        def state_dict(self):
+            return {"weights": shared}
+
+    with pytest.raises(ValueError, match="share weights"):
+        run_protocol(lambda schedule: Learner(), TINY, tmp_path, {"agent": "x"}, progress=False, practice_control=True)
+
+
+def test_phase_lengths_and_task_constants_from_the_command_line(tmp_path):
+    result = run("gru", 8, 2, TINY, tmp_path, seed=1, progress=False, phases={"NF1": 2}, task={"test_go_time": 0.44})
+    assert result["config"]["preset"]["name"] == "tiny:NF1=2" and result["config"]["preset"]["batches"]["NF1"] == 2
+    assert np.asarray(result["learning_curves"]["NF1"]).shape == (2, 2)
+    assert result["config"]["task"]["test_go_time"] == 0.44
+    with pytest.raises(ValueError, match="phase batches: unknown phase 'NF3'"):
+        TINY.with_batches({"NF3": 1})
+    with pytest.raises(ValueError, match="NF1 must be an integer >= 0"):
+        TINY.with_batches({"NF1": -1})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--phases", "NF3=2"], "expected PHASE=BATCHES with PHASE one of"),
+        (["run", "--phases", "NF1=-2"], "expected PHASE=BATCHES"),
+        (["run", "--task", "test_go_time"], "expected NAME=NUMBER"),
+        (["run", "--task", "no_such_constant=1", "--preset", "smoke"], "--task: unknown task parameter(s)"),
+        (["run", "--task", "test_go_time=-1", "--preset", "smoke"], "--task: test_go_time"),
+        (["run", "--task", "vision_delay=0.065", "--preset", "smoke"], "not a whole number of dt"),
+        (["run", "--control", "placebo"], "invalid choice: 'placebo'"),
+    ],
+)
+def test_bad_protocol_options_fail_before_any_work(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
