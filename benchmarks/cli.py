@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import platform
 import re
 import sys
@@ -87,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         tensorboard=getattr(args, "tensorboard", None),
         task=dict(args.task or []),
         phases=dict(args.phases or []),
+        lr=args.lr,
         practice_control=args.control == "practice",
         **_learner(args),
     )
@@ -127,6 +129,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         max_deviation=args.max_deviation_cm / 100,
         imitate=args.imitate,
         imitation_steps=args.imitation_steps,
+        first_network=args.first_network,
+        join=args.join,
         **_learner(args),
     )
     return 0
@@ -301,6 +305,17 @@ def _phase_batches(text: str) -> tuple[str, int]:
     return phase, int(count)
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _task_constant(text: str) -> tuple[str, float]:
     """An argparse type: ``NAME=NUMBER`` for a task constant (checked by the task: names and ranges)."""
     name, sep, value = text.partition("=")
@@ -328,6 +343,12 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PHASE=BATCHES",
         help="replace the preset's batch counts (the run is then not for the board), e.g. NF1=240",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="replace the preset's SGD learning rate (the run is then not for the board), e.g. 0.005",
     )
     parser.add_argument(
         "--task",
@@ -409,6 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument(
         "--imitation-steps", type=_integer(0), default=1500, help="SB3: gradient steps of that distillation"
+    )
+    pre.add_argument(
+        "--first-network",
+        type=_integer(0),
+        default=0,
+        help="BPTT: index of the first network, to pretrain a run's networks in pieces (0, 8, 16, ...)",
+    )
+    pre.add_argument(
+        "--join",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="BPTT: instead of training, join the files of a run's pieces into one (--out)",
     )
     pre.set_defaults(handler=_pretrain)
 

@@ -17,6 +17,7 @@ A killed run resumed with the same command ends with the same curves as an unint
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -85,22 +86,32 @@ class Preset:
         """The practice control's schedule (:func:`savings_gym.schedule.practice_control_schedule`)."""
         return practice_control_schedule(self.field_gain, self.batches)
 
-    def with_batches(self, batches: Mapping[str, int]) -> Preset:
-        """A copy with some phases' batch counts replaced, named after the change (``quick:NF1=240``)
-        so that its results are never mistaken for the preset's own (the board refuses them).
+    def with_changes(self, batches: Mapping[str, int] | None = None, lr: float | None = None) -> Preset:
+        """A copy with some phases' batch counts and/or the SGD rate replaced, named after the change
+        (``quick:lr=0.005,NF1=240``) so that its results are never mistaken for the preset's own (the
+        board refuses them).
 
         Raises:
-            ValueError: for a name that is not one of :data:`PHASES` or a count that is not an integer >= 0.
+            ValueError: for a name that is not one of :data:`PHASES`, a count that is not an integer
+                >= 0, or a learning rate that is not a positive finite number.
         """
+        batches = dict(batches or {})
         for phase, count in batches.items():
             if phase not in PHASES:
                 raise ValueError(f"phase batches: unknown phase {phase!r}; the phases are {list(PHASES)}")
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 raise ValueError(f"phase batches: {phase} must be an integer >= 0, got {count!r}")
-        if not batches:
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        changes = ([f"lr={lr:g}"] if lr is not None else []) + [f"{phase}={n}" for phase, n in batches.items()]
+        if not changes:
             return self
-        changed = ",".join(f"{phase}={count}" for phase, count in batches.items())
-        return replace(self, name=f"{self.name}:{changed}", batches={**self.batches, **batches})
+        return replace(
+            self,
+            name=f"{self.name}:{','.join(changes)}",
+            batches={**self.batches, **batches},
+            lr=self.lr if lr is None else float(lr),
+        )
 
     @property
     def total_batches(self) -> int:

@@ -203,9 +203,14 @@ def test_phase_lengths_and_task_constants_from_the_command_line(tmp_path):
     assert np.asarray(result["learning_curves"]["NF1"]).shape == (2, 2)
     assert result["config"]["task"]["test_go_time"] == 0.44
     with pytest.raises(ValueError, match="phase batches: unknown phase 'NF3'"):
-        TINY.with_batches({"NF3": 1})
+        TINY.with_changes({"NF3": 1})
     with pytest.raises(ValueError, match="NF1 must be an integer >= 0"):
-        TINY.with_batches({"NF1": -1})
+        TINY.with_changes({"NF1": -1})
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        TINY.with_changes(lr=0.0)
+    changed = TINY.with_changes({"FF1": 3}, lr=0.005)
+    assert (changed.name, changed.lr, changed.batches["FF1"]) == ("tiny:lr=0.005,FF1=3", 0.005, 3)
+    assert TINY.with_changes() is TINY
 
 
 @pytest.mark.parametrize(
@@ -218,6 +223,8 @@ def test_phase_lengths_and_task_constants_from_the_command_line(tmp_path):
         (["run", "--task", "test_go_time=-1", "--preset", "smoke"], "--task: test_go_time"),
         (["run", "--task", "vision_delay=0.065", "--preset", "smoke"], "not a whole number of dt"),
         (["run", "--control", "placebo"], "invalid choice: 'placebo'"),
+        (["run", "--lr", "-0.1"], "--lr expected a positive number"),
+        (["run", "--lr", "fast"], "--lr expected a positive number"),
     ],
 )
 def test_bad_protocol_options_fail_before_any_work(argv, message, capsys, tmp_path):
