@@ -767,7 +767,7 @@ COLUMNS = (
     ("persistence_NF2", "NF2 persistence of preparatory shift (95% CI)"),
 )
 INTERVALS = (*SAVINGS_MEASURES, "persistence_NF2")
-_INTERVAL_FORMAT = {"half_error_difference": "{:+.1f}", "area_ratio": "{:.2f}"}
+_INTERVAL_FORMAT = {"early_reduction_difference": "{:+.3f}", "half_error_difference": "{:+.1f}", "area_ratio": "{:.3f}"}
 
 
 def _cell(row: dict, key: str) -> str:

@@ -169,6 +169,12 @@ def test_the_practice_control_trains_copies_of_the_same_networks_without_touchin
     assert {"NFC.pt", "FFC.pt"} <= {p.name for p in (tmp_path / "control" / "phase_ends").iterdir()}
     on_disk = json.loads((tmp_path / "control" / "result.json").read_text())
     jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    # the learning-curve figure shows the control beside FF1 and FF2
+    from benchmarks.figures import learning_curves_figure
+
+    labels = [t.get_text() for t in learning_curves_figure(both).axes[0].get_legend().get_texts()]
+    assert labels == ["FF1 (n=2)", "FF2 (n=2)", "FFC: practice control (n=2)"]
+    assert len(learning_curves_figure(plain).axes[0].get_legend().get_texts()) == 2
 
 
 def test_a_stopped_run_with_the_practice_control_resumes_to_the_same_curves(tmp_path):
