@@ -139,11 +139,11 @@ def bptt_agent_factory(
     that kind exists; otherwise the networks are pretrained first (``preset.pretrain_batches``,
     checkpointed in ``out/pretrained.state``, resumable).
     """
-    shipped = shipped_pretrained(cell, hidden)
+    shipped = PRETRAINED_DIR / preset.bptt_pretrained if preset.bptt_pretrained else shipped_pretrained(cell, hidden)
     source = None
     if preset.use_shipped_pretrained and shipped.exists():
         controllers, _ = load_pretrained(shipped)
-        if controllers.num_networks >= networks:
+        if (controllers.cell, controllers.hidden_size) == (cell, hidden) and controllers.num_networks >= networks:
             source = shipped
     if source is None:
         args = Args(

@@ -239,3 +239,19 @@ def test_bad_protocol_options_fail_before_any_work(argv, message, capsys, tmp_pa
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, monkeypatch):
+    """``bptt_pretrained`` picks a shipped file when its cell and size match; otherwise the run pretrains."""
+    from dataclasses import replace
+
+    from benchmarks.protocol import PRESETS
+
+    monkeypatch.setenv("SAVINGS_GYM_BPTT_ENGINE", "eager")
+    named = replace(TINY, use_shipped_pretrained=True, bptt_pretrained="gru16.pt", pretrain_batches=1)
+    _, provenance = bptt_agent_factory("gru", 16, 2, named, tmp_path / "a", seed=1, device="cpu")
+    assert provenance["pretrained_from"] == "agents/pretrained/gru16.pt"
+    _, provenance = bptt_agent_factory("gru", 8, 2, named, tmp_path / "b", seed=1, device="cpu")  # size differs
+    assert provenance["pretrained_from"] == "<run>/pretrained.pt"
+    faithful = PRESETS["faithful"]
+    assert (faithful.lr, faithful.bptt_pretrained, faithful.batches["NF2"]) == (5e-3, "gru128-faithful.pt", 600)
