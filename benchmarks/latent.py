@@ -24,6 +24,7 @@ time 0.44 s), which is step 26 here. Both are parameters and recorded with the r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from scipy import stats
 
 from benchmarks.metrics import bootstrap_ci, lateral_deviation
 from benchmarks.protocol import PHASE_ENDS, atomic_write_bytes, atomic_write_json
+from savings_gym.envs import task_overrides, task_params
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")
 
@@ -189,8 +191,9 @@ def analyse(records: dict[str, Any], config: LatentConfig = LatentConfig()) -> d
     }
 
 
-def phase_end_agent(run_dir: Path, phase: str):
-    """The run's BPTT networks as they were at the end of ``phase``, ready to evaluate."""
+def phase_end_agent(run_dir: Path, phase: str, task: Mapping[str, Any] | None = None):
+    """The run's BPTT networks as they were at the end of ``phase``, ready to evaluate under the
+    run's task constants ``task`` (overrides of the defaults, e.g. ``{"test_go_time": 0.44}``)."""
     from agents.bptt import BPTTAgent
     from agents.controllers import RecurrentControllers
     from agents.serialization import load_checkpoint
@@ -204,7 +207,7 @@ def phase_end_agent(run_dir: Path, phase: str):
         raise ValueError(f"{path}: this learner exposes no recurrent controllers to analyse")
     controllers = RecurrentControllers.from_config(state["controllers_config"])
     controllers.load_state_dict(state["controllers"])
-    return BPTTAgent(controllers, paper_schedule())
+    return BPTTAgent(controllers, paper_schedule(), task=task)
 
 
 def run_latent(run_dir: str | Path, config: LatentConfig = LatentConfig()) -> dict:
@@ -215,13 +218,24 @@ def run_latent(run_dir: str | Path, config: LatentConfig = LatentConfig()) -> di
         raise ValueError(f"{run_dir} holds no result.json: run the protocol first (savings-gym run --out {run_dir})")
     from benchmarks.safe_io import read_json
 
-    try:  # read as the leaderboard reads a run (no links, bounded); only the field gain is needed
-        gain = float(read_json(run_dir, "result.json")["config"]["preset"]["field_gain"])
+    try:  # read as the leaderboard reads a run (no links, bounded): the field gain and the task
+        run_config = read_json(run_dir, "result.json")["config"]
+        gain = float(run_config["preset"]["field_gain"])
     except (KeyError, TypeError) as error:
         raise ValueError(f"{result_file}: no config/preset/field_gain ({error!r}); not a savings-gym result") from None
+    # the test reaches as the run measured them (e.g. --task test_go_time=0.44)
+    recorded = run_config.get("task") or {}
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{result_file}: config/task must be an object of task constants")
+    env_id = run_config.get("env_id", "ArmCurlField-v0")
+    task = task_overrides(env_id, recorded)
+    try:
+        task_params(env_id, **task)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{result_file}: config/task: {error}") from None
     records, agents = {}, {}
     for phase in PHASES:
-        agents[phase] = phase_end_agent(run_dir, phase)
+        agents[phase] = phase_end_agent(run_dir, phase, task)
         records[phase] = agents[phase].evaluate(gain if phase.startswith("FF") else 0.0, endpoint_force=True)
     results = analyse(records, config)
     shifts = results.pop("_shifts")

@@ -54,7 +54,7 @@ from benchmarks.safe_io import (
     read_regular,
     text_problem,
 )
-from savings_gym.envs import task_params
+from savings_gym.envs import task_overrides, task_params
 from savings_gym.schedule import PRACTICE_PHASES
 
 RESULT_FILE = "result.json"
@@ -368,14 +368,14 @@ def _task_problems(config: dict, name: str) -> list[tuple[str, str, str]]:
     recorded = config.get("task")
     if recorded is None:
         return []
-    # through JSON, as the recorded ones went: tuples come back as lists
-    defaults = json.loads(json.dumps(dataclasses.asdict(task_params(config["env_id"]))))
     if not isinstance(recorded, dict):
         return [(name, "config/task", f"must be an object of task constants, got {_short(recorded)}")]
-    changed = sorted(key for key in set(defaults) | set(recorded) if recorded.get(key) != defaults.get(key))
+    changed = task_overrides(config["env_id"], recorded)
     if not changed:
         return []
-    shown = ", ".join(f"{key} {_short(recorded.get(key))} (default {defaults.get(key)!r})" for key in changed[:4])
+    defaults = dataclasses.asdict(task_params(config["env_id"]))
+    first = list(changed.items())[:4]
+    shown = ", ".join(f"{key} {_short(value)} (default {defaults.get(key)!r})" for key, value in first)
     return [(name, "config/task", f"the board compares runs on the env's default task; this one changed {shown}")]
 
 

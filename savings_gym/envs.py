@@ -14,6 +14,8 @@ gives :class:`ArmCurlFieldVectorEnv`: one batched simulation of N arms, not N co
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +51,19 @@ def task_params(env_id: str, **overrides: Any) -> TaskParams:
     if env_id not in VARIANTS:
         raise ValueError(f"env_id must be one of {sorted(VARIANTS)}, got {env_id!r}")
     return _variant_params(VARIANTS[env_id], overrides)
+
+
+def task_overrides(env_id: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The constants of ``recorded`` (a result file's ``config/task``, read back from JSON) that
+    differ from the id's defaults: what to pass as ``**task_params`` to measure as the run did.
+    Names the defaults lack are kept (so that :func:`task_params` refuses them).
+
+    Raises:
+        ValueError: for an unknown id.
+    """
+    # through JSON, as the recorded ones went: tuples come back as lists
+    defaults = json.loads(json.dumps(dataclasses.asdict(task_params(env_id))))
+    return {key: value for key, value in recorded.items() if key not in defaults or defaults[key] != value}
 
 
 def build_schedule(

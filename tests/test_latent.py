@@ -89,7 +89,7 @@ def test_degenerate_inputs_are_refused():
         analyse({"NF1": records["NF1"]})
 
 
-def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys):
+def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys, monkeypatch):
     from benchmarks.cli import main
     from benchmarks.protocol import Preset, run_protocol
     from benchmarks.run import bptt_agent_factory
@@ -105,6 +105,33 @@ def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys):
     assert len(results["causal"]["first_trial_deviation_m"][0]) == len(LatentConfig().multipliers)
     for figure in ("tdr_plane.png", "shift_projection.png", "causal_test.png"):
         assert (tmp_path / "latent" / figure).stat().st_size > 1000
+
+    # the analysis measures under the run's task constants (here a run made with --task test_go_time=0.44)
+    import dataclasses
+
+    from benchmarks import latent
+    from savings_gym.envs import task_params
+
+    result = json.loads((tmp_path / "result.json").read_text())
+    result["config"]["task"] = json.loads(
+        json.dumps(dataclasses.asdict(task_params("ArmCurlField-v0", test_go_time=0.44)))
+    )
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    made = []
+    real = latent.phase_end_agent
+
+    def recording(run_dir, phase, task=None):
+        agent = real(run_dir, phase, task)
+        made.append(agent.env.params.test_go_time)
+        return agent
+
+    monkeypatch.setattr(latent, "phase_end_agent", recording)
+    latent.run_latent(tmp_path)
+    assert made == [0.44] * 4
+    result["config"]["task"]["no_such_constant"] = 1
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="no_such_constant"):
+        latent.run_latent(tmp_path)
 
 
 def test_tdr_axes_on_a_hand_computed_example():
