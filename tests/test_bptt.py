@@ -193,7 +193,7 @@ def test_a_run_pretrained_in_pieces_joins_into_the_whole_run(tmp_path, monkeypat
     with pytest.raises(ValueError, match="--first-network must be an integer >= 0"):
         pretrain_agent("gru", 3, 1, tmp_path / "x.pt", hidden=8, first_network=-1)
     controllers, meta = load_pretrained(first)
-    save_pretrained(controllers, tmp_path / "unfinished.pt", {**meta, "batches_done": 1})
+    save_pretrained(controllers, tmp_path / "unfinished.pt", {**meta, "batches_done": 0})
     with pytest.raises(ValueError, match="unfinished piece"):
         pretrain_agent("gru", 3, 1, tmp_path / "x.pt", hidden=8, join=[tmp_path / "unfinished.pt", second])
     assert not (tmp_path / "x.pt").exists()
