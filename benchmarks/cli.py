@@ -15,6 +15,7 @@ import contextlib
 import json
 import platform
 import re
+import shlex
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -88,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         task=dict(args.task or []),
         phases=dict(args.phases or []),
         practice_control=args.control == "practice",
+        command=getattr(args, "command_line", None),
         **_learner(args),
     )
     print(summary_table(result))
@@ -274,7 +276,12 @@ def _folder(text: str) -> Path:
 
 
 def _learner_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agent", default="gru", help="gru, lstm, rnn (BPTT) or sb3:<Algo> (e.g. sb3:RecurrentPPO)")
+    parser.add_argument(
+        "--agent",
+        default="gru",
+        help="gru, lstm, rnn (BPTT), sb3:<Algo> (e.g. sb3:RecurrentPPO), or a learner of your own: "
+        "path/to/file.py:Class or package.module:Class (README, 'Bring your own learner')",
+    )
     parser.add_argument(
         "--hidden", type=int, default=None, help="recurrent units (BPTT: default 128; SB3: the LSTM's, from the yaml)"
     )
@@ -521,6 +528,7 @@ def _removed_if_left_empty(folder: Path | None) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["savings-gym", *(sys.argv[1:] if argv is None else argv)])
     out = getattr(args, "out", None)
     try:
         with _removed_if_left_empty(Path(out) if out is not None and args.command != "pretrain" else None):

@@ -134,6 +134,11 @@ class _Configured:
         return self._world.episodes_completed
 
     @property
+    def num_worlds(self) -> int:
+        """Independent groups of arms, each with its own schedule counter (1 for a single env)."""
+        return self._world.num_worlds
+
+    @property
     def episode_mode(self) -> str | None:
         """``"train"`` or ``"test"`` for the current episodes; ``None`` before the first reset."""
         return self._world.mode

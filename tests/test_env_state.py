@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.vector import AutoresetMode
 
 import savings_gym  # noqa: F401
 from savings_gym.differentiable import make_differentiable
@@ -108,3 +109,40 @@ def test_the_vector_env_answers_field_gain_and_refuses_a_batch_across_a_boundary
     np.testing.assert_array_equal(straddling.field_gains, [0.0, 8.0, 8.0])
     with pytest.raises(ValueError, match="read field_gains"):
         _ = straddling.field_gain
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_the_episode_log_writes_what_the_experimenter_sees_and_changes_nothing(tmp_path, mode):
+    import csv
+
+    from savings_gym.wrappers import VectorEpisodeLog
+
+    def make():
+        return gym.make_vec(
+            "ArmCurlField-v0",
+            num_envs=4,
+            num_worlds=2,
+            vectorization_mode="vector_entry_point",
+            phase_episodes={"NF1": 2},
+            autoreset_mode=AutoresetMode(mode),
+        )
+
+    plain, logged = make(), VectorEpisodeLog(make(), tmp_path / "log.csv")
+    seen = [env.reset(seed=0)[0] for env in (plain, logged)]
+    rewards = np.zeros(4)
+    for t in range(201):
+        a, b = plain.step(np.full((4, 6), 0.05, np.float32)), logged.step(np.full((4, 6), 0.05, np.float32))
+        np.testing.assert_array_equal(a[0], b[0])  # observations and rewards pass through unchanged
+        np.testing.assert_array_equal(a[1], b[1])
+        rewards += a[1] if t < 100 else 0.0
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["episode"], r["world"], r["phase"], r["field_gain"]) for r in rows[:4]] == [
+        ("0", "0", "NF1", "0.0"),
+        ("1", "0", "NF1", "0.0"),
+        ("0", "1", "NF1", "0.0"),
+        ("1", "1", "NF1", "0.0"),
+    ]
+    assert {r["phase"] for r in rows[4:]} == {"FF1"} and len(rows) == 8
+    np.testing.assert_allclose([float(r["return"]) for r in rows[:4]], rewards, rtol=1e-5)
+    assert seen[0].shape == seen[1].shape
