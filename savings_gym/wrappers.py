@@ -64,7 +64,24 @@ class _Rows:
         self.returns[:] = 0.0
 
 
-class EpisodeLog(gym.Wrapper):
+class _Logged:
+    """What both wrappers do around the env's own reset and step."""
+
+    env: Any
+    _rows: _Rows
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        self._rows.restart()
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict]:
+        before = self.env.unwrapped.episodes_completed
+        out = self.env.step(action)
+        self._rows.add(out[1], self.env.unwrapped, before)
+        return out
+
+
+class EpisodeLog(_Logged, gym.Wrapper):
     """A single env (``gym.make``) that logs its finished training episodes to ``path`` (CSV, :data:`COLUMNS`).
 
     Args:
@@ -73,33 +90,13 @@ class EpisodeLog(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, path: str | Path):
-        super().__init__(env)
+        gym.Wrapper.__init__(self, env)
         self._rows = _Rows(path, 1)
 
-    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
-        self._rows.restart()
-        return self.env.reset(**kwargs)
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        before = self.env.unwrapped.episodes_completed
-        out = self.env.step(action)
-        self._rows.add(out[1], self.env.unwrapped, before)
-        return out
-
-
-class VectorEpisodeLog(VectorWrapper):
+class VectorEpisodeLog(_Logged, VectorWrapper):
     """The same for a vector env (``gym.make_vec`` or ``ProtocolEnvs.vector``): a row per arm's episode."""
 
     def __init__(self, env: gym.vector.VectorEnv, path: str | Path):
-        super().__init__(env)
+        VectorWrapper.__init__(self, env)
         self._rows = _Rows(path, env.num_envs)
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
-        self._rows.restart()
-        return self.env.reset(**kwargs)
-
-    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
-        before = self.env.unwrapped.episodes_completed
-        out = self.env.step(actions)
-        self._rows.add(out[1], self.env.unwrapped, before)
-        return out
