@@ -97,3 +97,14 @@ def test_a_killed_custom_learner_resumed_with_the_same_command_ends_identically(
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     whole, killed = kill_and_resume(command, tmp_path, env=env, cwd=ROOT, settle=1)
     assert killed["learning_curves"] == whole["learning_curves"]
+
+
+@pytest.mark.slow
+def test_the_template_on_the_quick_preset_validates_for_the_board(tmp_path, monkeypatch):
+    """What a submission of the template would be: valid, its networks counted by the gate (from
+    scratch they do not reach in 240 null-field batches, so it is listed, not ranked)."""
+    monkeypatch.chdir(ROOT)
+    argv = ["run", "--agent", "examples/reinforce.py:Reinforce", "--networks", "5", "--preset", "quick"]
+    assert main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
+    entry = leaderboard.validate(tmp_path)
+    assert entry.competence[1] == 5 and entry.result["config"]["learner"]["class"] == "Reinforce"

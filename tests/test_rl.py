@@ -482,3 +482,12 @@ def test_shipped_rl_weights_fit_the_shipped_hyperparameters(algo, env_id):
     blob = load_pretrained(shipped_pretrained(spec))
     assert fits(blob, spec, 5), f"{shipped_pretrained(spec)} no longer fits {algo} on {env_id}: re-run its pretraining"
     assert blob["meta"]["imitate"] == "agents/pretrained/gru128.pt" and len(blob["policies"]) == 5
+
+
+def test_an_algorithm_without_shipped_hyperparameters_says_so():
+    with pytest.warns(UserWarning, match=r"sb3:A2C has no shipped hyperparameters \(no a2c.yml"):
+        make_spec("A2C")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        make_spec("A2C", hyperparams={"n_steps": 100})  # chosen: no notice
+        make_spec("PPO")  # shipped: no notice
