@@ -195,8 +195,14 @@ def _leaderboard(args: argparse.Namespace) -> int:
         entry = leaderboard.validate(args.path, args.board)
         aggregate = entry.metrics["aggregate"]
         ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
+        gate = entry.competence
+        counted = (
+            f"{aggregate['networks']} networks (competence not recorded)"
+            if gate is None
+            else f"{gate[0]} of {gate[1]} networks reach (the others are left out)"
+        )
         print(
-            f"ok: {entry.name}, {aggregate['networks']} networks, {entry.measured} measured by "
+            f"ok: {entry.name}, {counted}, {entry.measured} measured by "
             f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
             f"metrics recomputed and matching; preset {entry.preset}"
         )

@@ -93,7 +93,7 @@ def _gated(result, errors):
     return result
 
 
-def test_the_board_ranks_and_counts_competent_networks_only(tmp_path):
+def test_the_board_ranks_and_counts_competent_networks_only(tmp_path, capsys):
     errors = [0.01] * 5 + [0.09]
     entry = leaderboard.validate(_write(tmp_path / "gated", _gated(_result(networks=6), errors)))
     assert entry.competence == (5, 6) and entry.ranked
@@ -102,6 +102,10 @@ def test_the_board_ranks_and_counts_competent_networks_only(tmp_path):
     assert leaderboard._cell(row, "fraction_with_savings") == f"{entry.with_savings} of {entry.fits}"
     table = [line for line in leaderboard.render_markdown(leaderboard.rows([entry])).splitlines() if line[:1] == "|"]
     assert len(table) == 3 and "%" not in table[2]  # header, rule, the entry: counts, never a percentage
+    from benchmarks.cli import main
+
+    assert main(["leaderboard", "validate", str(tmp_path / "gated")]) == 0
+    assert "5 of 6 networks reach (the others are left out)" in capsys.readouterr().out
     few = leaderboard.validate(_write(tmp_path / "few", _gated(_result(networks=6, seed=1), [0.01] * 4 + [0.09] * 2)))
     assert not few.ranked  # 4 competent networks: too few to rank
     old = leaderboard.validate(_write(tmp_path / "old", _result(networks=6, seed=2)))
