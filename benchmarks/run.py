@@ -573,14 +573,17 @@ def summary_table(result: dict) -> str:
             return "-"
         return f"{fmt.format(d['estimate'] * scale)} [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
 
+    def count(fraction: float, n: int) -> str:  # "k of n" (never a percentage of one network)
+        return f"{round(fraction * n)} of {n}" if n and math.isfinite(fraction) else "0 of 0"
+
     def measures(fit_free: dict, index: dict, fraction: float, n_fits: int) -> list[str]:
         agg = fit_free["aggregate"]
         early, half, area = (agg[k] for k in ("early_reduction_difference", "half_error_difference", "area_ratio"))
         return [
-            f"{ci(early)} ({early['fraction_with_savings'] * 100:.0f}% > 0)",
+            f"{ci(early)} ({count(early['fraction_with_savings'], early['networks'])} > 0)",
             f"{ci(half, fmt='{:+.1f}')}",
             f"{ci(area, fmt='{:.3f}')}",
-            f"{ci(index)} ({n_fits} fits, {fraction * 100:.0f}% > 0)",
+            f"{ci(index)} ({count(fraction, n_fits)} fits > 0)",
         ]
 
     labels = [
@@ -628,7 +631,8 @@ def summary_table(result: dict) -> str:
     )
     if control:
         first += f", FFC {ci(control['aggregate']['first_error_FFC'], 100, cm)}"
-    lines.append(first + f"; smaller in FF2 than FF1 for {m['fraction_smaller_first_error'] * 100:.0f}%")
+    smaller = count(m["fraction_smaller_first_error"], m["networks"])
+    lines.append(first + f"; smaller in FF2 than FF1 for {smaller}")
     lines.append(
         f"  paired t-test on log rates FF2 vs FF1: t = {m['rate_ttest']['t']:.2f}, p = {m['rate_ttest']['p']:.3g}; "
         f"sign-flip test on the median p = {m['rate_ttest']['sign_flip_p']:.3g}"
