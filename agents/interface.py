@@ -214,8 +214,9 @@ class ProtocolEnvs:
                     f"before batch {batches + 1}: env {i} ({type(env.unwrapped).__name__}) has completed {done} "
                     f"training episodes per world, the schedule says {expected} ({batches} batches x "
                     f"{PAPER_BATCH_SIZE}). Its curve would be labelled with phases it did not train in: train "
-                    f"{PAPER_BATCH_SIZE} episodes per learner per train() call in the envs you were given, and on "
-                    "resume restore them (env.set_state(saved) from env.get_state())"
+                    f"{PAPER_BATCH_SIZE} episodes per learner per train() call in the envs you were given (one world "
+                    "per learner: num_worlds=K), and on resume restore them (env.set_state(saved) from "
+                    "env.get_state()); play test reaches with run_test_reaches, not in an env from ProtocolEnvs"
                 )
 
 
