@@ -154,6 +154,7 @@ def load_learner(agent: str, out: str | Path = ".") -> tuple[type, dict[str, str
     import importlib
     import importlib.util
     import inspect
+    import sys
 
     target, _, name = agent.rpartition(":")
     if not target or not name.isidentifier():
@@ -165,6 +166,7 @@ def load_learner(agent: str, out: str | Path = ".") -> tuple[type, dict[str, str
                 raise ValueError(f"--agent {agent!r}: no such file {target!r}")
             spec = importlib.util.spec_from_file_location(f"savings_gym_learner_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # as an import would: dataclasses and pickling look it up
             spec.loader.exec_module(module)
             shown = portable_path(path, out)
         else:

@@ -79,6 +79,17 @@ def test_a_bad_learner_name_fails_before_any_work(agent, message, tmp_path, monk
     assert not (tmp_path / "out" / "checkpoint.pt").exists()
 
 
+def test_a_learner_file_loads_as_an_import_would(tmp_path):
+    from benchmarks.run import load_learner
+
+    source = "from __future__ import annotations\nimport dataclasses\n\n\n@dataclasses.dataclass\nclass Mine:\n"
+    source += "    lr: float = 0.1\n"
+    (tmp_path / "mine.py").write_text(source)
+    cls, learner = load_learner(f"{tmp_path / 'mine.py'}:Mine", tmp_path)
+    assert cls().lr == 0.1 and learner["module"] == "<run>/mine.py"  # a dataclass needs its module registered
+    assert learner["source_sha256"] == hashlib.sha256(source.encode()).hexdigest()
+
+
 @pytest.mark.slow
 def test_a_killed_custom_learner_resumed_with_the_same_command_ends_identically(tmp_path):
     def command(out):
