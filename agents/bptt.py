@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import os
 import time
 import warnings
@@ -80,6 +81,9 @@ class Args:
     """independent networks trained together"""
     seed: int = 0
     """the run's seed: network k's weights, arms and trials depend on (seed, k) only"""
+    first_network: int = 0
+    """index of the first network: a run's networks pretrained in pieces (0-7, 8-15, ...) are the
+    networks the whole run would make, joined by :func:`join_pretrained`"""
     batches: int = 20010
     """pretraining batches (the paper's 20,010)"""
     lr: float = 3e-3
@@ -459,6 +463,65 @@ def load_pretrained(path: str | Path, networks: Sequence[int] | None = None) -> 
     return controllers, blob.get("meta", {})
 
 
+# what may differ between the pieces of one pretraining run (the rest of their arguments must agree)
+_PIECE_KEYS = ("networks", "first_network", "out", "device", "threads", "log_every", "seconds", "test_endpoint_error_m")
+
+
+def join_pretrained(paths: Sequence[str | Path], out: str | Path) -> RecurrentControllers:
+    """Joins files that :func:`pretrain` wrote for consecutive pieces of one run (``first_network``
+    0, 8, 16, ...: the same networks the whole run would make) into one file, in network order.
+
+    The joined file's meta holds the run's arguments with ``networks`` the total, the summed wall
+    time, the network-weighted test endpoint error, and each piece's file name and SHA-256.
+
+    Raises:
+        ValueError: for pieces of different runs (cell, size, seed, learning rate, batches), pieces
+            not finished, or networks missing or repeated between them.
+    """
+    if len(paths) < 1:
+        raise ValueError("--join needs at least one pretrained file")
+    pieces = []
+    for path in paths:
+        controllers, meta = load_pretrained(path)
+        if meta.get("batches_done") != meta.get("batches"):
+            raise ValueError(f"{path}: unfinished piece ({meta.get('batches_done')} of {meta.get('batches')} batches)")
+        pieces.append((int(meta.get("first_network", 0)), Path(path), controllers, meta))
+    pieces.sort(key=lambda piece: piece[0])
+    run = {k: v for k, v in pieces[0][3].items() if k not in _PIECE_KEYS}
+    expected_first = 0
+    for first, path, controllers, meta in pieces:
+        other = {k: v for k, v in meta.items() if k not in _PIECE_KEYS}
+        if other != run:
+            differ = sorted(k for k in set(other) | set(run) if other.get(k) != run.get(k))
+            raise ValueError(f"{path} is not a piece of the same run as {pieces[0][1]}: {differ} differ")
+        if first != expected_first:
+            raise ValueError(
+                f"{path} starts at network {first}, expected {expected_first} (pieces must follow each other from 0)"
+            )
+        expected_first += controllers.num_networks
+    joined = RecurrentControllers.concatenate([controllers for _, _, controllers, _ in pieces])
+    total = joined.num_networks
+    meta = {
+        **run,
+        "networks": total,
+        "first_network": 0,
+        "out": str(out),
+        "seconds": sum(meta["seconds"] for *_, meta in pieces),
+        "test_endpoint_error_m": sum(m["test_endpoint_error_m"] * c.num_networks for _, _, c, m in pieces) / total,
+        "joined_from": [
+            {
+                "file": path.name,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "first_network": first,
+                "networks": controllers.num_networks,
+            }
+            for first, path, controllers, _ in pieces
+        ],
+    }
+    save_pretrained(joined, out, meta)
+    return joined
+
+
 def pretrain(args: Args) -> RecurrentControllers:
     """Grows networks up in the null field (``ArmReach-v0``), as the paper's first phase.
 
@@ -471,7 +534,10 @@ def pretrain(args: Args) -> RecurrentControllers:
         torch.set_num_threads(args.threads)
     probe = DifferentiableArmEnv(1, env_id="ArmReach-v0")
     controllers = RecurrentControllers(
-        args.cell, network_seeds(args.seed, args.networks), probe.single_observation_space.shape[0], args.hidden
+        args.cell,
+        network_seeds(args.seed, args.networks, args.first_network),
+        probe.single_observation_space.shape[0],
+        args.hidden,
     )
     agent = BPTTAgent(
         controllers,
@@ -482,6 +548,7 @@ def pretrain(args: Args) -> RecurrentControllers:
         lr=args.lr,
         lr_decay=args.lr_decay,
         seed=args.seed,
+        first_network=args.first_network,
         device=args.device,
     )
     state_path = Path(args.out).with_suffix(".state")

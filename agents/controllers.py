@@ -174,6 +174,35 @@ class RecurrentControllers(nn.Module):
                 getattr(out, name).requires_grad_(param.requires_grad)
         return out
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[RecurrentControllers]) -> RecurrentControllers:
+        """One module holding the networks of ``parts`` in order (copies of their parameters).
+
+        Raises:
+            ValueError: for no parts, or parts of another cell or size than the first.
+        """
+        if not parts:
+            raise ValueError("need at least one set of networks to concatenate")
+        shape = parts[0].config()
+        for i, part in enumerate(parts[1:], 1):
+            other = part.config()
+            for key in ("cell", "input_size", "hidden_size", "output_size"):
+                if other[key] != shape[key]:
+                    raise ValueError(f"part {i} has {key} {other[key]!r}, part 0 has {shape[key]!r}")
+        out = cls(
+            shape["cell"],
+            [seed for part in parts for seed in part.seeds],
+            shape["input_size"],
+            shape["hidden_size"],
+            shape["output_size"],
+        )
+        with torch.no_grad():
+            for name, param in out.named_parameters():
+                pieces = [getattr(part, name) for part in parts]
+                param.copy_(torch.cat(pieces))
+                param.requires_grad_(pieces[0].requires_grad)
+        return out
+
     def config(self) -> dict:
         """What rebuilds this module (with :meth:`from_config`) before loading its weights."""
         return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import platform
 import re
 import shlex
@@ -88,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         tensorboard=getattr(args, "tensorboard", None),
         task=dict(args.task or []),
         phases=dict(args.phases or []),
+        lr=args.lr,
         practice_control=args.control == "practice",
         command=getattr(args, "command_line", None),
         **_learner(args),
@@ -129,6 +131,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         max_deviation=args.max_deviation_cm / 100,
         imitate=args.imitate,
         imitation_steps=args.imitation_steps,
+        first_network=args.first_network,
+        join=args.join,
         **_learner(args),
     )
     return 0
@@ -314,6 +318,17 @@ def _phase_batches(text: str) -> tuple[str, int]:
     return phase, int(count)
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _task_constant(text: str) -> tuple[str, float]:
     """An argparse type: ``NAME=NUMBER`` for a task constant (checked by the task: names and ranges)."""
     name, sep, value = text.partition("=")
@@ -341,6 +356,12 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PHASE=BATCHES",
         help="replace the preset's batch counts (the run is then not for the board), e.g. NF1=240",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="replace the preset's SGD learning rate (the run is then not for the board), e.g. 0.005",
     )
     parser.add_argument(
         "--task",
@@ -393,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the savings protocol for a learner")
     _learner_arguments(run)
     run.add_argument("--networks", type=_integer(1), default=8, help="independent networks (SB3: seeds)")
-    run.add_argument("--preset", default="quick", help="quick, paper or smoke")
+    run.add_argument("--preset", default="quick", help="quick, faithful, paper or smoke")
     run.add_argument("--out", type=_folder, default="runs/run", help="output folder (resumes a checkpoint found there)")
     run.add_argument("--checkpoint-seconds", type=_seconds, default=120.0, help="seconds between checkpoints")
     run.add_argument("--tensorboard", default=None, help="folder for TensorBoard scalars (needs tensorboard)")
@@ -423,13 +444,26 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--imitation-steps", type=_integer(0), default=1500, help="SB3: gradient steps of that distillation"
     )
+    pre.add_argument(
+        "--first-network",
+        type=_integer(0),
+        default=0,
+        help="BPTT: index of the first network, to pretrain a run's networks in pieces (0, 8, 16, ...)",
+    )
+    pre.add_argument(
+        "--join",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="BPTT: instead of training, join the files of a run's pieces into one (--out)",
+    )
     pre.set_defaults(handler=_pretrain)
 
     sweep = commands.add_parser("sweep", help="the protocol over agents x hidden sizes x field gains x seeds")
     sweep.add_argument("--agent", default="gru", help="comma-separated: gru, lstm, rnn, sb3:<Algo>")
     sweep.add_argument("--hidden", default=None, help="comma-separated hidden sizes (default: each agent's own)")
     sweep.add_argument("--networks", type=_integer(1), default=8, help="independent networks per cell")
-    sweep.add_argument("--preset", default="quick", help="quick, paper or smoke")
+    sweep.add_argument("--preset", default="quick", help="quick, faithful, paper or smoke")
     sweep.add_argument("--field-gain", default=None, help="comma-separated curl gains, N*s/m (default: the preset's)")
     sweep.add_argument("--seeds", default="0", help="comma-separated run seeds")
     sweep.add_argument("--out", type=_folder, default="runs/sweep", help="the sweep folder (rerun to resume)")

@@ -1,7 +1,8 @@
 """Figures of a protocol run (matplotlib, written off-screen as PNG).
 
-* ``learning_curves.png``: FF1 and FF2 learning curves aligned at phase onset, mean across
-  networks with a 95% bootstrap band (the same orientation as the metrics);
+* ``learning_curves.png``: FF1 and FF2 learning curves aligned at phase onset (and the practice
+  control's FFC where the run has it), mean across networks with a 95% bootstrap band (the same
+  orientation as the metrics);
 * ``hand_paths.png``: the 8 test reaches at NF1 end, FF1 start and end, NF2 end, FF2 start
   (first network);
 * ``savings_index.png``: the savings index of every network, with the mean and its 95% CI.
@@ -34,11 +35,15 @@ def _figure(width: float, height: float):
 
 
 def learning_curves_figure(result: dict):
-    """FF1 vs FF2 curves aligned at onset, mean and 95% CI band across networks."""
+    """FF1 vs FF2 curves aligned at onset, and the practice control's FFC where the run has it
+    (dashed grey): mean and 95% CI band across networks."""
     sign = result["metrics"]["aggregate"]["orientation"]
     fig = _figure(6, 4)
     ax = fig.add_subplot()
-    for phase, color in (("FF1", "tab:blue"), ("FF2", "tab:red")):
+    phases = [("FF1", "tab:blue", "-"), ("FF2", "tab:red", "-")]
+    if "FFC" in result["learning_curves"]:
+        phases.append(("FFC", "0.35", "--"))
+    for phase, color, style in phases:
         curves = sign * np.asarray(result["learning_curves"][phase]) * 100  # cm
         mean = curves.mean(0)
         band = (
@@ -49,8 +54,11 @@ def learning_curves_figure(result: dict):
             else np.stack([mean, mean], 1)
         )
         x = np.arange(curves.shape[1])
-        ax.plot(x, mean, color=color, label=f"{phase} (n={curves.shape[0]})")
-        ax.fill_between(x, band[:, 0], band[:, 1], color=color, alpha=0.25, lw=0)
+        label = (
+            f"{phase}: practice control (n={curves.shape[0]})" if phase == "FFC" else f"{phase} (n={curves.shape[0]})"
+        )
+        ax.plot(x, mean, color=color, ls=style, label=label)
+        ax.fill_between(x, band[:, 0], band[:, 1], color=color, alpha=0.15 if phase == "FFC" else 0.25, lw=0)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("batch since field onset")
     ax.set_ylabel("lateral deviation (cm)")

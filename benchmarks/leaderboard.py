@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import html
 import json
@@ -61,6 +62,7 @@ from benchmarks.safe_io import (
     read_regular,
     text_problem,
 )
+from savings_gym.envs import task_params
 from savings_gym.schedule import PRACTICE_PHASES
 
 RESULT_FILE = "result.json"
@@ -71,7 +73,7 @@ MAX_BYTES = MAX_JSON_BYTES  # result.json (the paper preset's 8 networks write ~
 MAX_LATENT_BYTES = 1024 * 1024  # latent/latent.json (a few kB)
 MAX_FIGURE_BYTES = 5 * 1024 * 1024  # a PNG figure (~100 kB)
 # presets whose numbers are results: ``smoke`` exercises the code and its numbers mean nothing
-BOARD_PRESETS = ("quick", "paper")
+BOARD_PRESETS = ("quick", "faithful", "paper")
 # a submission's link is shown as a link only when it is an https URL with nothing that could end
 # the attribute or the Markdown link it sits in
 SAFE_LINK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'*+,;=:@/?#-]*)?")
@@ -339,6 +341,8 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
                 f"unknown env id or version {_short(config['env_id'])}; known: {list(savings_gym.ENV_IDS)}",
             )
         )
+    else:
+        problems += _task_problems(config, name)
     preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"])
     if config["preset"]["name"] not in PRESETS:
         problems.append(
@@ -410,6 +414,23 @@ def _checked_competence(
             )
         )
     return flags
+
+
+def _task_problems(config: dict, name: str) -> list[tuple[str, str, str]]:
+    """Entries compare like with like: a result that records its task constants (files since
+    2026-12-02 do) must have run on its env id's defaults, not on ``--task`` overrides."""
+    recorded = config.get("task")
+    if recorded is None:
+        return []
+    # through JSON, as the recorded ones went: tuples come back as lists
+    defaults = json.loads(json.dumps(dataclasses.asdict(task_params(config["env_id"]))))
+    if not isinstance(recorded, dict):
+        return [(name, "config/task", f"must be an object of task constants, got {_short(recorded)}")]
+    changed = sorted(key for key in set(defaults) | set(recorded) if recorded.get(key) != defaults.get(key))
+    if not changed:
+        return []
+    shown = ", ".join(f"{key} {_short(recorded.get(key))} (default {defaults.get(key)!r})" for key in changed[:4])
+    return [(name, "config/task", f"the board compares runs on the env's default task; this one changed {shown}")]
 
 
 def _checked_curves(
@@ -743,18 +764,20 @@ def rows(board_entries: list[Entry]) -> list[dict]:
         )
     direction = SAVINGS_MEASURES[RANK_MEASURE]
 
-    def savings_first(row: dict) -> tuple[bool, float]:
+    def savings_first(row: dict) -> tuple[bool, str, bool, float]:
         value = direction * row[RANK_MEASURE][0]
-        return not row["ranked"], -value if math.isfinite(value) else math.inf
+        retired = row["entry"].retired_preset
+        return retired, row["preset"], not row["ranked"], -value if math.isfinite(value) else math.inf
 
     table.sort(key=savings_first)
-    ranked = [row for row in table if row["ranked"]]
     for row in table:
         if not row["ranked"]:
             row["rank"] = UNRANKED
             continue
-        better = sum(1 for other in ranked if _clearly_more_savings(other, row))
-        shared = any(other is not row and _overlap(other, row) for other in ranked)
+        # ranks compare entries of one preset: other lengths and rates give other numbers
+        rivals = [other for other in table if other["ranked"] and other["preset"] == row["preset"]]
+        better = sum(1 for other in rivals if _clearly_more_savings(other, row))
+        shared = any(other is not row and _overlap(other, row) for other in rivals)
         row["rank"] = f"{better + 1}{'=' if shared else ''}"
     return table
 
@@ -781,9 +804,10 @@ RANKING_TEXT = (
     "savings index log(r_FF2 / r_FF1), whose n (fits) shows how many networks have both fits. Only networks that "
     f"reach count: the competence gate (mean endpoint error of the null-field test reaches before FF1 below "
     f"{COMPETENCE_MAX_ENDPOINT_ERROR * 100:.0f} cm) leaves the others out of every measure, and the competent "
-    "column shows k of n (not recorded: a result from before the gate). A preset marked "
-    "(retired) is an earlier definition of it (quick before 2026-12-02 had no NF1 phase, so part of its "
-    "savings is practice): compare such entries with each other, not with the current preset's."
+    "column shows k of n (not recorded: a result from before the gate). Entries are "
+    "ranked among those of the same preset, current presets first. A preset marked (retired) is an earlier "
+    "definition of it (quick before 2026-12-02 had no NF1 phase, so part of its savings is practice): its "
+    "entries are ranked with each other, below the current preset's."
 )
 COLUMNS = (
     ("rank", "rank"),
@@ -803,7 +827,7 @@ COLUMNS = (
     ("persistence_NF2", "NF2 persistence of preparatory shift (95% CI)"),
 )
 INTERVALS = (*SAVINGS_MEASURES, "persistence_NF2")
-_INTERVAL_FORMAT = {"half_error_difference": "{:+.1f}", "area_ratio": "{:.2f}"}
+_INTERVAL_FORMAT = {"early_reduction_difference": "{:+.3f}", "half_error_difference": "{:+.1f}", "area_ratio": "{:.3f}"}
 
 
 def _cell(row: dict, key: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, derived_seed, load_pretrained, pretrain
+from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, derived_seed, join_pretrained, load_pretrained, pretrain
 from agents.controllers import CELLS
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from benchmarks.metrics import lateral_deviation, reach_quality
@@ -213,11 +213,11 @@ def bptt_agent_factory(
     that kind exists; otherwise the networks are pretrained first (``preset.pretrain_batches``,
     checkpointed in ``out/pretrained.state``, resumable).
     """
-    shipped = shipped_pretrained(cell, hidden)
+    shipped = PRETRAINED_DIR / preset.bptt_pretrained if preset.bptt_pretrained else shipped_pretrained(cell, hidden)
     source = None
     if preset.use_shipped_pretrained and shipped.exists():
         controllers, _ = load_pretrained(shipped)
-        if controllers.num_networks >= networks:
+        if (controllers.cell, controllers.hidden_size) == (cell, hidden) and controllers.num_networks >= networks:
             source = shipped
     if source is None:
         args = Args(
@@ -417,6 +417,7 @@ def run(
     tensorboard: str | Path | None = None,
     task: Mapping[str, Any] | None = None,
     phases: Mapping[str, int] | None = None,
+    lr: float | None = None,
     practice_control: bool = False,
     command: str | None = None,
 ) -> dict:
@@ -437,11 +438,12 @@ def run(
             (:class:`savings_gym.task.TaskParams`; all of them are recorded in the result).
         phases: batch counts replacing the preset's, e.g. ``{"NF1": 240}`` (the preset is then
             renamed, e.g. ``quick:NF1=240``, and its results are not for the board).
+        lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``).
         practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
     """
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
-    preset_obj = preset_obj.with_batches(dict(phases or {}))
+    preset_obj = preset_obj.with_changes(phases, lr)
     task = dict(task or {})
     try:  # validates the overrides before any work
         task_constants = asdict(task_params(env_id, **task))
@@ -508,6 +510,8 @@ def pretrain_agent(
     max_deviation: float = MAX_LATERAL_DEVIATION,
     imitate: str | Path | None = None,
     imitation_steps: int = 1500,
+    first_network: int = 0,
+    join: Sequence[str | Path] | None = None,
 ) -> Path:
     """``savings-gym pretrain``: pretrains learners in the null field and writes their weights.
 
@@ -516,13 +520,19 @@ def pretrain_agent(
     ``out``, by default :data:`PRETRAIN_OUT`/<the shipped file's name> (the shipped weights in
     agents/pretrained/ are replaced only when ``out`` names them); with ``imitate`` (a file of
     BPTT networks) they first distil those networks (:func:`agents.sb3_agent.imitate`). BPTT
-    agents run :func:`agents.bptt.pretrain` for ``batches``. Rerunning the same command resumes.
+    agents run :func:`agents.bptt.pretrain` for ``batches``, as networks ``first_network`` onwards of
+    the run (a long run in pieces), or with ``join`` write the pieces' files joined into one
+    (:func:`agents.bptt.join_pretrained`) instead of training. Rerunning the same command resumes.
 
     Returns:
         The written file.
     """
     if batches < 1:
         raise ValueError(f"--batches must be >= 1, got {batches}")
+    if isinstance(first_network, bool) or not isinstance(first_network, int) or first_network < 0:
+        raise ValueError(f"--first-network must be an integer >= 0, got {first_network!r}")
+    if agent.startswith(SB3_PREFIX) and (first_network or join):
+        raise ValueError("--first-network and --join are for BPTT agents (gru, lstm, rnn)")
     if agent.startswith(SB3_PREFIX):
         from agents.sb3_agent import PretrainArgs
         from agents.sb3_agent import pretrain as pretrain_sb3
@@ -558,8 +568,24 @@ def pretrain_agent(
     hidden = DEFAULT_HIDDEN if hidden is None else hidden
     target = Path(out) if out is not None else PRETRAIN_OUT / shipped_pretrained(agent, hidden).name
     check_run_arguments(agent, hidden, networks, target.parent, env_id, hyperparams)
+    if join:
+        missing = [str(path) for path in join if not Path(path).is_file()]
+        if missing:
+            raise ValueError(f"--join must name pretrained files, got {missing} (no such file)")
+        joined = join_pretrained(join, target)
+        print(f"wrote {target}: {joined.num_networks} networks joined from {len(join)} files")
+        return target
     pretrain(
-        Args(cell=agent, hidden=hidden, networks=networks, seed=seed, batches=batches, device=device, out=str(target))
+        Args(
+            cell=agent,
+            hidden=hidden,
+            networks=networks,
+            seed=seed,
+            first_network=first_network,
+            batches=batches,
+            device=device,
+            out=str(target),
+        )
     )
     return target
 

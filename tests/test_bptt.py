@@ -158,3 +158,51 @@ def test_task_constants_reach_the_test_reaches():
         path = record.hand_position[0]  # (8 targets, steps, 2)
         moved[go_time] = np.linalg.norm(path[:, 45] - path[:, 0], axis=-1).mean()
     assert moved[0.44] < 0.003 < 0.03 < moved[0.10], moved
+
+
+def test_a_run_pretrained_in_pieces_joins_into_the_whole_run(tmp_path, monkeypatch):
+    """Networks 0-2 pretrained at once equal networks 0 and 1-2 pretrained as two pieces and joined;
+    pieces of another run, unfinished pieces and gaps are refused."""
+    from benchmarks.run import pretrain_agent
+
+    monkeypatch.setenv("SAVINGS_GYM_BPTT_ENGINE", "eager")  # compiling costs minutes; the engines agree
+
+    def pretrained(name, networks, first=0, batches=1, seed=0):
+        return pretrain_agent("gru", networks, batches, tmp_path / name, hidden=8, seed=seed, first_network=first)
+
+    whole = pretrained("whole.pt", 3)
+    first, second = pretrained("a.pt", 1), pretrained("b.pt", 2, first=1)
+    joined = pretrain_agent("gru", 3, 1, tmp_path / "joined.pt", hidden=8, join=[second, first])  # any order
+    assert joined.name == "joined.pt"
+    (want, _), (got, meta) = load_pretrained(whole), load_pretrained(joined)
+    assert got.seeds == want.seeds
+    for name, param in want.named_parameters():
+        torch.testing.assert_close(getattr(got, name), param, rtol=1e-5, atol=1e-6)
+    assert meta["networks"] == 3 and [p["first_network"] for p in meta["joined_from"]] == [0, 1]
+    assert all(len(p["sha256"]) == 64 for p in meta["joined_from"])
+
+    other_seed = pretrained("c.pt", 2, first=1, seed=7)
+    with pytest.raises(ValueError, match=r"not a piece of the same run.*\['seed'\]"):
+        pretrain_agent("gru", 3, 1, tmp_path / "x.pt", hidden=8, join=[first, other_seed])
+    with pytest.raises(ValueError, match="starts at network 1, expected 0"):
+        pretrain_agent("gru", 2, 1, tmp_path / "x.pt", hidden=8, join=[second])
+    with pytest.raises(ValueError, match="expected 3"):
+        pretrain_agent("gru", 5, 1, tmp_path / "x.pt", hidden=8, join=[whole, second])
+    with pytest.raises(ValueError, match="no such file"):
+        pretrain_agent("gru", 3, 1, tmp_path / "x.pt", hidden=8, join=[tmp_path / "missing.pt"])
+    with pytest.raises(ValueError, match="--first-network must be an integer >= 0"):
+        pretrain_agent("gru", 3, 1, tmp_path / "x.pt", hidden=8, first_network=-1)
+    controllers, meta = load_pretrained(first)
+    save_pretrained(controllers, tmp_path / "unfinished.pt", {**meta, "batches_done": 1})
+    with pytest.raises(ValueError, match="unfinished piece"):
+        pretrain_agent("gru", 3, 1, tmp_path / "x.pt", hidden=8, join=[tmp_path / "unfinished.pt", second])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_concatenate_refuses_networks_of_another_size():
+    with pytest.raises(ValueError, match="hidden_size 16, part 0 has 8"):
+        RecurrentControllers.concatenate(
+            [RecurrentControllers("gru", [1], 17, 8), RecurrentControllers("gru", [2], 17, 16)]
+        )
+    with pytest.raises(ValueError, match="at least one"):
+        RecurrentControllers.concatenate([])

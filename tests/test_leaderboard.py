@@ -12,6 +12,7 @@ import pytest
 from benchmarks import leaderboard
 from benchmarks.metrics import savings
 from benchmarks.protocol import PRESETS, atomic_write_json, make_result
+from savings_gym.envs import task_params
 
 QUICK = PRESETS["quick"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,16 @@ def _tampered(tmp_path, change):
     return _write(tmp_path / "bad", result)
 
 
+def _default_task(**overrides):
+    return asdict(task_params("ArmCurlField-v0", **overrides))
+
+
+def test_a_result_on_the_default_task_constants_validates(tmp_path):
+    result = _result()
+    result["config"]["task"] = _default_task()
+    leaderboard.validate(_write(tmp_path / "ok", result))
+
+
 BAD = {
     "missing field": (lambda r: r.pop("metrics"), "(top level)", "'metrics' is a required property"),
     "wrong type": (lambda r: r["config"].__setitem__("networks", "six"), "config/networks", "not of type"),
@@ -108,6 +119,12 @@ BAD = {
         "learning_curves/NF2",
         "batches",
     ),
+    "task constants changed": (
+        lambda r: r["config"].__setitem__("task", _default_task(test_go_time=0.44)),
+        "config/task",
+        "test_go_time 0.44 (default 0.1)",
+    ),
+    "task not an object": (lambda r: r["config"].__setitem__("task", [1]), "config/task", "must be an object"),
     "ragged curves": (lambda r: r["learning_curves"]["FF2"][1].pop(), "learning_curves/FF2", "different lengths"),
 }
 
@@ -408,8 +425,11 @@ def test_a_retired_preset_validates_and_is_marked(tmp_path):
     assert find_preset("quick", {**QUICK.batches, "FF1": 7}) == (None, False)
     shipped = leaderboard.validate(ROOT / "leaderboard" / "gru-128-9a15f50a")  # run before NF1 existed
     assert shipped.retired_preset and shipped.result["config"]["preset"]["batches"] == old.batches
-    table = leaderboard.rows([shipped, leaderboard.validate(_write(tmp_path / "new", _result()))])
+    weak_new = leaderboard.validate(_write(tmp_path / "new", _result(ff2_rate=0.05)))
+    table = leaderboard.rows([shipped, weak_new])
     assert {row["name"]: row["preset"] for row in table} == {"gru-128": "quick (retired)", "gru-test": "quick"}
+    # ranked within its preset: the current preset's entry comes first and is first of its own
+    assert [(row["name"], row["rank"]) for row in table] == [("gru-test", "1"), ("gru-128", "1")]
 
 
 def test_the_board_ranks_by_the_most_reliable_measure_of_the_shipped_entries():

@@ -154,6 +154,12 @@ def test_the_practice_control_trains_copies_of_the_same_networks_without_touchin
     assert {"NFC.pt", "FFC.pt"} <= {p.name for p in (tmp_path / "control" / "phase_ends").iterdir()}
     on_disk = json.loads((tmp_path / "control" / "result.json").read_text())
     jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    # the learning-curve figure shows the control beside FF1 and FF2
+    from benchmarks.figures import learning_curves_figure
+
+    labels = [t.get_text() for t in learning_curves_figure(both).axes[0].get_legend().get_texts()]
+    assert labels == ["FF1 (n=2)", "FF2 (n=2)", "FFC: practice control (n=2)"]
+    assert len(learning_curves_figure(plain).axes[0].get_legend().get_texts()) == 2
 
 
 def test_a_stopped_run_with_the_practice_control_resumes_to_the_same_curves(tmp_path):
@@ -188,9 +194,14 @@ def test_phase_lengths_and_task_constants_from_the_command_line(tmp_path):
     assert np.asarray(result["learning_curves"]["NF1"]).shape == (2, 2)
     assert result["config"]["task"]["test_go_time"] == 0.44
     with pytest.raises(ValueError, match="phase batches: unknown phase 'NF3'"):
-        TINY.with_batches({"NF3": 1})
+        TINY.with_changes({"NF3": 1})
     with pytest.raises(ValueError, match="NF1 must be an integer >= 0"):
-        TINY.with_batches({"NF1": -1})
+        TINY.with_changes({"NF1": -1})
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        TINY.with_changes(lr=0.0)
+    changed = TINY.with_changes({"FF1": 3}, lr=0.005)
+    assert (changed.name, changed.lr, changed.batches["FF1"]) == ("tiny:lr=0.005,FF1=3", 0.005, 3)
+    assert TINY.with_changes() is TINY
 
 
 @pytest.mark.parametrize(
@@ -203,6 +214,8 @@ def test_phase_lengths_and_task_constants_from_the_command_line(tmp_path):
         (["run", "--task", "test_go_time=-1", "--preset", "smoke"], "--task: test_go_time"),
         (["run", "--task", "vision_delay=0.065", "--preset", "smoke"], "not a whole number of dt"),
         (["run", "--control", "placebo"], "invalid choice: 'placebo'"),
+        (["run", "--lr", "-0.1"], "--lr expected a positive number"),
+        (["run", "--lr", "fast"], "--lr expected a positive number"),
     ],
 )
 def test_bad_protocol_options_fail_before_any_work(argv, message, capsys, tmp_path):
@@ -298,3 +311,19 @@ def test_each_learner_gets_envs_on_its_own_schedule_and_the_protocol_decides_wha
     assert main_run.built[0].unwrapped.params.test_go_time == 0.2 and main_run.env_id == "ArmCurlField-v0"
     with pytest.raises(ValueError, match="the protocol sets the schedule, env id and task constants"):
         main_run.vector(8, phase_episodes={"FF1": 0})
+
+
+def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, monkeypatch):
+    """``bptt_pretrained`` picks a shipped file when its cell and size match; otherwise the run pretrains."""
+    from dataclasses import replace
+
+    from benchmarks.protocol import PRESETS
+
+    monkeypatch.setenv("SAVINGS_GYM_BPTT_ENGINE", "eager")
+    named = replace(TINY, use_shipped_pretrained=True, bptt_pretrained="gru16.pt", pretrain_batches=1)
+    _, provenance = bptt_agent_factory("gru", 16, 2, named, tmp_path / "a", seed=1, device="cpu")
+    assert provenance["pretrained_from"] == "agents/pretrained/gru16.pt"
+    _, provenance = bptt_agent_factory("gru", 8, 2, named, tmp_path / "b", seed=1, device="cpu")  # size differs
+    assert provenance["pretrained_from"] == "<run>/pretrained.pt"
+    faithful = PRESETS["faithful"]
+    assert (faithful.lr, faithful.bptt_pretrained, faithful.batches["NF2"]) == (5e-3, "gru128-faithful.pt", 600)
