@@ -49,6 +49,13 @@ from savings_gym.schedule import (
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")
 RESULT_VERSION = 1
+RESULT_UNITS = {
+    "lengths": "m (learning curves, first errors, endpoint errors, path lengths); the CLI, report and board show cm",
+    "times": "s",
+    "field_gain": "N*s/m",
+    "rates": "per window of metrics.window batches",
+}
+"""What a result file's numbers are in, written into every result file."""
 # hand paths kept for the figures: (label, phase, which batch of it)
 SNAPSHOTS = (
     ("NF1 end", "NF1", -1),
@@ -475,6 +482,7 @@ def make_result(
         "versions": versions(),
         "seconds_this_session": seconds,
         "command": command,
+        "units": RESULT_UNITS,
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
         "competence": competence,
         "metrics": savings(curves, competence=None if competence is None else competence["per_network"]["competent"]),

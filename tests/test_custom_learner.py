@@ -36,6 +36,7 @@ def test_the_template_runs_from_the_readme_command_and_writes_a_valid_result(tmp
     }
     assert result["command"].startswith("savings-gym run --agent examples/reinforce.py:Reinforce --networks 2")
     assert np.asarray(result["learning_curves"]["FF2"]).shape == (2, 15)
+    assert result["units"]["lengths"].startswith("m ") and result["metrics"]["competence"]["networks"] == 2
     assert len(TEMPLATE.read_text().splitlines()) < 150
 
 
