@@ -146,3 +146,27 @@ def test_the_episode_log_writes_what_the_experimenter_sees_and_changes_nothing(t
     assert {r["phase"] for r in rows[4:]} == {"FF1"} and len(rows) == 8
     np.testing.assert_allclose([float(r["return"]) for r in rows[:4]], rewards, rtol=1e-5)
     assert seen[0].shape == seen[1].shape
+
+
+def test_protocol_envs_build_every_kind_on_the_runs_schedule_and_check_them():
+    from agents.interface import ProtocolEnvs, ScheduleMismatchError
+    from savings_gym.schedule import paper_schedule
+
+    envs = ProtocolEnvs(paper_schedule(batches={"NF1": 1, "FF1": 1}), task={"test_go_time": 0.2})
+    single, vector = envs.single(), envs.vector(8)
+    differentiable = envs.differentiable(8, differentiable=False)
+    assert all(e.unwrapped.params.test_go_time == 0.2 for e in (single, vector, differentiable))
+    single.reset(seed=0)
+    for _ in range(8):  # one batch: 8 episodes of the single arm
+        _episode(single, "single")
+        single.reset()
+    vector.reset(seed=0)
+    _episode(vector, "vector")
+    with pytest.raises(ScheduleMismatchError, match=r"env 2 \(DifferentiableArmEnv\) has completed 0"):
+        envs.check(1)
+    differentiable.reset(seed=0)
+    _episode(differentiable, "differentiable")
+    envs.check(1)
+    assert single.unwrapped.phase == vector.unwrapped.phase == differentiable.phase == "FF1"
+    with pytest.raises(ValueError, match="env_id must be one of"):
+        ProtocolEnvs(paper_schedule(), env_id="CartPole-v1")
