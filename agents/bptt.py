@@ -39,7 +39,7 @@ import torch
 
 from agents.bptt_compiled import CompiledBPTT
 from agents.controllers import RecurrentControllers
-from agents.interface import ReachRecord
+from agents.interface import ProtocolEnvs, ReachRecord, as_protocol_envs
 from agents.serialization import atomic_torch_save, load_checkpoint
 from savings_gym.arm import muscle_endpoint_force
 from savings_gym.differentiable import DifferentiableArmEnv
@@ -182,8 +182,11 @@ class BPTTAgent:
 
     Args:
         controllers: the K networks.
-        schedule: the hidden schedule (each network lives in its own world).
-        env_id: ``ArmCurlField-v0`` (adaptation) or ``ArmReach-v0`` (pretraining).
+        envs: where they train: the :class:`~agents.interface.ProtocolEnvs` the protocol hands the
+            agent's factory, or a schedule (then the agent builds its own, of ``env_id`` and ``task``).
+            Each network lives in its own world of the differentiable env built from it.
+        env_id: ``ArmCurlField-v0`` (adaptation) or ``ArmReach-v0`` (pretraining); with ``envs`` a
+            ProtocolEnvs, its own (a different one is refused).
         batch_size: reaches per network per update (8 centre-out targets, or 32 random reaches).
         optimizer: ``"sgd"`` or ``"adam"``.
         lr: learning rate; ``lr_decay``: factor applied after every update.
@@ -193,15 +196,15 @@ class BPTTAgent:
             ``SAVINGS_GYM_BPTT_ENGINE``, else ``compiled`` (which falls back to ``eager``, with a
             warning, where ``torch.compile`` cannot build its code).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams`
-            fields, e.g. ``{"test_go_time": 0.44}``).
+            fields, e.g. ``{"test_go_time": 0.44}``); with ``envs`` a ProtocolEnvs, its own.
     """
 
     def __init__(
         self,
         controllers: RecurrentControllers,
-        schedule: Schedule,
+        envs: ProtocolEnvs | Schedule,
         *,
-        env_id: str = "ArmCurlField-v0",
+        env_id: str | None = None,
         batch_size: int = ADAPT_BATCH,
         optimizer: str = "sgd",
         lr: float = 5e-3,
@@ -219,6 +222,8 @@ class BPTTAgent:
             raise ValueError(f"engine must be one of {ENGINES} (argument or ${ENGINE_VARIABLE}), got {engine!r}")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        envs = as_protocol_envs(envs, env_id, task)
+        env_id = envs.env_id
         if env_id == "ArmCurlField-v0" and batch_size != ADAPT_BATCH:
             raise ValueError(
                 f"centre-out batches hold the {ADAPT_BATCH} targets once each, got batch_size={batch_size}"
@@ -228,21 +233,13 @@ class BPTTAgent:
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.env_id = env_id
-        self.task = dict(task or {})
+        self.task = dict(envs.task)
         self.first_network = first_network
         k = self.num_networks
         networks = range(first_network, first_network + k)
         arm_seeds = [derived_seed(seed, n, i) for n in networks for i in range(batch_size)]
         reference = engine == "reference"
-        self.env = DifferentiableArmEnv(
-            k * batch_size,
-            schedule,
-            env_id=env_id,
-            num_worlds=k,
-            device=device,
-            hand_written_grads=not reference,
-            **self.task,
-        )
+        self.env = envs.differentiable(k * batch_size, num_worlds=k, device=device, hand_written_grads=not reference)
         self.env.reset(seed=arm_seeds)
         controllers.fused = not reference
         if engine == "compiled" and controllers.cell != "gru":
@@ -371,9 +368,7 @@ class BPTTAgent:
         force = None
         if endpoint_force:
             joint, muscle = trajectory["joint"], trajectory["muscle_force"]
-            flat = muscle_endpoint_force(
-                test_env._world.task.arm, test_env.xp, joint.reshape(-1, 4), muscle.reshape(-1, 6)
-            )
+            flat = muscle_endpoint_force(test_env.task.arm, test_env.xp, joint.reshape(-1, 4), muscle.reshape(-1, 6))
             force = flat.reshape(*joint.shape[:3], 2).cpu().numpy()
         return self._record(test_env, field_gain, trajectory["hand_position"], trajectory["hidden"], force)
 
@@ -420,7 +415,7 @@ class BPTTAgent:
                 "controllers_config": self.controllers.config(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "world": self.env._world.get_state(),
+                "world": self.env.get_state(),
                 "rngs": [rng.bit_generator.state for rng in self._rngs],
             }
         )
@@ -429,7 +424,7 @@ class BPTTAgent:
         self.controllers.load_state_dict(state["controllers"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.env._world.set_state(state["world"])
+        self.env.set_state(state["world"])
         for rng, rng_state in zip(self._rngs, state["rngs"], strict=True):
             rng.bit_generator.state = rng_state
 

@@ -38,6 +38,7 @@ import inspect
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -46,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 
 try:
     import stable_baselines3
@@ -66,13 +68,12 @@ import sb3_contrib
 
 from agents.bptt import PRETRAINED_DIR, derived_seed
 from agents.controllers import RecurrentControllers
-from agents.interface import ReachRecord, run_test_reaches
+from agents.interface import ProtocolEnvs, ReachRecord, as_protocol_envs, run_test_reaches
 from agents.serialization import atomic_torch_save, load_checkpoint
 from savings_gym import ENV_IDS, TRIAL_STEPS
 from savings_gym.sb3 import SB3VecEnv, make_sb3_vec_env
 from savings_gym.schedule import PAPER_BATCH_SIZE, PAPER_GAIN, Schedule, null_schedule
 from savings_gym.task import CUE_LAYOUT, N_MUSCLES, N_TEST_TARGETS, observation_bounds
-from savings_gym.world import generators
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 DEFAULT_TEACHER = PRETRAINED_DIR / "gru128.pt"  # the BPTT networks SB3 learners imitate by default
@@ -416,6 +417,14 @@ def make_spec(
     shipped = shipped_hyperparams_path(algo)
     if shipped.exists():
         layers.append((f"{shipped.name}[{env_id}]", read_hyperparams_file(shipped, env_id)))
+    elif not hyperparams:
+        warnings.warn(
+            f"sb3:{algo} has no shipped hyperparameters (no {shipped.name} in agents/hyperparams/): it runs on "
+            "SB3's defaults, not tuned for this task, whose cost charges exploration noise heavily (README, "
+            "'RL agents through the same protocol'); give --hyperparams FILE or key=value to choose them",
+            UserWarning,
+            stacklevel=2,
+        )
     overrides = [] if hyperparams is None else hyperparams
     if isinstance(overrides, Mapping | str | Path):
         overrides = [overrides]
@@ -529,40 +538,32 @@ def _check_action_space(spec: SB3Spec) -> None:
 
 # -- the agent ------------------------------------------------------------------------------------
 class _ResumableVecEnv(VecEnvWrapper):
-    """Remembers the world's random generators as they were before its current episodes were drawn.
+    """Checkpoints the native env under SB3's wrappers through its public state.
 
     SB3's same-step autoreset draws the next episodes inside the step that ends the last ones, so
-    between ``learn`` calls the world already holds episodes in progress. A checkpoint stores the
-    generators from before that draw; :meth:`restore` redraws the very same episodes.
+    between ``learn`` calls the env already holds episodes in progress. The env's ``get_state()``
+    then holds its generators from before that draw; :meth:`restore` sets them back and resets the
+    native env, which redraws the very same episodes.
     """
 
     def __init__(self, venv: SB3VecEnv):
         super().__init__(venv)
-        self.world = venv.venv.unwrapped._world
-        self._before_draw: list[dict] | None = None
+        self.world = venv.venv.unwrapped  # the native vector env: the experimenter's view and its state
 
     def reset(self) -> np.ndarray:
-        seeds = self.venv._seeds
-        if any(s is not None for s in seeds):  # restart here, so the generators are known before the draw
-            self.world.restart(generators(seeds, self.num_envs))
-            self.venv._reset_seeds()
-        self._before_draw = self.world.get_state()["rngs"]
         return self.venv.reset()
 
     def step_wait(self):
-        if self.world.episode_steps == self.venv.venv.unwrapped.max_episode_steps - 1:
-            self._before_draw = self.world.get_state()["rngs"]  # this step ends the episodes and draws new ones
         return self.venv.step_wait()
 
     def checkpoint(self) -> dict[str, Any]:
-        if self.world.episode_steps != 0:
+        if self.world.state is not None and self.world.state.step != 0:
             raise RuntimeError("a checkpoint must fall between episodes")
-        return {"episodes_completed": self.world.episodes_completed, "rngs_before_draw": self._before_draw}
+        return self.world.get_state()
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.world.set_state({"episodes_completed": state["episodes_completed"], "rngs": state["rngs_before_draw"]})
+        self.world.set_state(state)
         self.venv.venv.reset()  # the native env: redraws the episodes in progress, below SB3's wrappers
-        self._before_draw = state["rngs_before_draw"]
 
 
 def _global_rngs() -> dict[str, Any]:
@@ -642,7 +643,9 @@ class SB3Agent:
 
     Args:
         spec: the algorithm and hyperparameters (:func:`make_spec`).
-        schedule: the hidden schedule (each learner lives in its own world).
+        envs: where they train: the :class:`~agents.interface.ProtocolEnvs` the protocol hands the
+            agent's factory (each learner builds its own ``n_envs``-arm vector env from it), or a
+            schedule (then the agent builds its own, of ``env_id`` and ``env_kwargs``).
         num_networks: K, the learners.
         seed: the run's seed; learner n is seeded ``derived_seed(seed, n)`` (weights, sampling) and
             its arm i ``derived_seed(seed, n) + i``.
@@ -652,14 +655,15 @@ class SB3Agent:
             policy weights and normalisation statistics (optimiser state starts fresh).
         tensorboard_log: folder for SB3's own scalars (losses, entropy...) and the episode return,
             one subfolder ``learner_<n>`` per learner, against training episodes (needs tensorboard).
-        env_id: the env to train in (default ``spec.env_id``; ``ArmReach-v0`` for pretraining).
-        env_kwargs: further env arguments (e.g. ``cued``).
+        env_id: the env to train in (default ``spec.env_id``; ``ArmReach-v0`` for pretraining); with
+            ``envs`` a ProtocolEnvs, its own (a different one is refused).
+        env_kwargs: further env arguments (task constants, ``cued``); with a ProtocolEnvs, its own.
     """
 
     def __init__(
         self,
         spec: SB3Spec,
-        schedule: Schedule,
+        envs: ProtocolEnvs | Schedule,
         num_networks: int,
         *,
         seed: int = 0,
@@ -680,9 +684,12 @@ class SB3Agent:
         self.spec = spec
         self.num_networks = num_networks
         self.first_network = first_network
-        self.env_id = env_id or spec.env_id
-        self.env_kwargs = dict(env_kwargs or {})
-        self.schedule = schedule
+        if isinstance(envs, Schedule):
+            env_id = env_id or spec.env_id
+        self.envs = as_protocol_envs(envs, env_id, env_kwargs)
+        self.env_id = self.envs.env_id
+        self.env_kwargs = self.envs.env_kwargs
+        self.schedule = self.envs.schedule
         self.device = get_device(device)
         if tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(f"tensorboard_log={str(tensorboard_log)!r} needs tensorboard: pip install tensorboard")
@@ -697,7 +704,7 @@ class SB3Agent:
             _set_global_rngs(outer)
 
     def _build(self, n: int, seed: int, pretrained: Mapping[str, Any] | None) -> _Learner:
-        raw = make_sb3_vec_env(self.env_id, self.spec.n_envs, schedule=self.schedule, **self.env_kwargs)
+        raw = SB3VecEnv(self.envs.vector(self.spec.n_envs, autoreset_mode=AutoresetMode.SAME_STEP))
         resumable = _ResumableVecEnv(raw)
         env: VecEnv = VecMonitor(resumable)  # raw episode returns, under the normaliser
         normalizer = None

@@ -16,6 +16,7 @@ import json
 import math
 import platform
 import re
+import shlex
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -90,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         phases=dict(args.phases or []),
         lr=args.lr,
         practice_control=args.control == "practice",
+        command=getattr(args, "command_line", None),
         **_learner(args),
     )
     print(summary_table(result))
@@ -197,8 +199,14 @@ def _leaderboard(args: argparse.Namespace) -> int:
         entry = leaderboard.validate(args.path, args.board)
         aggregate = entry.metrics["aggregate"]
         ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
+        gate = entry.competence
+        counted = (
+            f"{aggregate['networks']} networks (competence not recorded)"
+            if gate is None
+            else f"{gate[0]} of {gate[1]} networks reach (the others are left out)"
+        )
         print(
-            f"ok: {entry.name}, {aggregate['networks']} networks, {entry.measured} measured by "
+            f"ok: {entry.name}, {counted}, {entry.measured} measured by "
             f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
             f"metrics recomputed and matching; preset {entry.preset}"
         )
@@ -278,7 +286,12 @@ def _folder(text: str) -> Path:
 
 
 def _learner_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agent", default="gru", help="gru, lstm, rnn (BPTT) or sb3:<Algo> (e.g. sb3:RecurrentPPO)")
+    parser.add_argument(
+        "--agent",
+        default="gru",
+        help="gru, lstm, rnn (BPTT), sb3:<Algo> (e.g. sb3:RecurrentPPO), or a learner of your own: "
+        "path/to/file.py:Class or package.module:Class (README, 'Bring your own learner')",
+    )
     parser.add_argument(
         "--hidden", type=int, default=None, help="recurrent units (BPTT: default 128; SB3: the LSTM's, from the yaml)"
     )
@@ -555,6 +568,7 @@ def _removed_if_left_empty(folder: Path | None) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["savings-gym", *(sys.argv[1:] if argv is None else argv)])
     out = getattr(args, "out", None)
     try:
         with _removed_if_left_empty(Path(out) if out is not None and args.command != "pretrain" else None):

@@ -89,12 +89,17 @@ def hand_paths_figure(snapshots: dict, network: int = 0):
 
 
 def savings_index_figure(result: dict):
-    """Savings index log(r_FF2 / r_FF1) per network, mean and 95% CI."""
+    """Savings index log(r_FF2 / r_FF1) per network (of those past the competence gate), mean and 95% CI."""
     index = np.asarray(result["metrics"]["per_network"]["savings_index"], np.float64)
     ci = result["metrics"]["aggregate"]["savings_index"]
+    gate = result["metrics"].get("competence")
+    networks = np.flatnonzero(gate["per_network"]) if gate else np.arange(len(index))  # their run indices
     fig = _figure(5, 3.5)
     ax = fig.add_subplot()
-    ax.bar(np.arange(len(index)), np.nan_to_num(index), color=["tab:green" if v > 0 else "tab:gray" for v in index])
+    colours = ["tab:green" if v > 0 else "tab:gray" for v in index]
+    ax.bar(np.arange(len(index)), np.nan_to_num(index), color=colours, tick_label=[str(n) for n in networks])
+    if gate and gate["excluded"]:
+        ax.set_title(f"{gate['excluded']} of {gate['networks']} networks do not reach: not shown")
     ax.axhline(0, color="k", lw=0.8)
     ax.axhspan(ci["low"], ci["high"], color="tab:orange", alpha=0.2, label="mean, 95% CI")
     ax.axhline(ci["estimate"], color="tab:orange")

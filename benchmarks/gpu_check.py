@@ -106,10 +106,10 @@ def _protocol_slice(device: str, networks: int, hidden: int, batches: int = 10) 
     from agents.controllers import RecurrentControllers
     from benchmarks.protocol import PRESETS, run_protocol
 
-    def make_agent(schedule):  # noqa: ANN001, ANN202
+    def make_agent(envs):  # noqa: ANN001, ANN202
         controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, hidden)
         controllers.freeze_input_and_output()
-        return BPTTAgent(controllers, schedule, seed=0, device=device)
+        return BPTTAgent(controllers, envs, seed=0, device=device)
 
     config = {"agent": "gru", "hidden": hidden, "networks": networks, "seed": 0, "env_id": "ArmCurlField-v0"}
     with tempfile.TemporaryDirectory() as out:

@@ -43,7 +43,15 @@ import jsonschema
 import numpy as np
 
 import savings_gym
-from benchmarks.metrics import _short, bootstrap_ci, check_recomputed, iqm, mismatches
+from benchmarks.metrics import (
+    COMPETENCE_MAX_ENDPOINT_ERROR,
+    _short,
+    bootstrap_ci,
+    check_recomputed,
+    competent,
+    iqm,
+    mismatches,
+)
 from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, find_preset
 from benchmarks.safe_io import (
     MAX_JSON_BYTES,
@@ -171,6 +179,19 @@ class Entry:
     def fits(self) -> int:
         """Networks with both fits (a finite savings index)."""
         return int(np.isfinite(np.asarray(self.metrics["per_network"]["savings_index"], np.float64)).sum())
+
+    @property
+    def competence(self) -> tuple[int, int] | None:
+        """(competent networks, networks) by the competence gate; None for a result from before it."""
+        block = self.metrics.get("competence")
+        return None if block is None else (block["competent"], block["networks"])
+
+    @property
+    def with_savings(self) -> int:
+        """Competent networks with both fits whose FF2 rate beats their FF1 rate."""
+        per = self.metrics["per_network"]
+        fitted = np.isfinite(np.asarray(per["savings_index"], np.float64))
+        return int((np.asarray(per["has_savings"], bool) & fitted).sum())
 
     @property
     def retired_preset(self) -> bool:
@@ -342,9 +363,10 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
         problems.append((name, "config/practice_control", f"must be true or false, got {_short(control)}"))
         control = False
     curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, control)
+    gate = _checked_competence(result.get("competence"), networks, name, problems)
     metrics: dict = {}
     if not problems:
-        metrics, mismatched = check_recomputed(result["metrics"], curves)
+        metrics, mismatched = check_recomputed(result["metrics"], curves, competence=gate)
         problems += [
             (name, where, f"reported {_short(got)} but the curves give {_short(want)}")
             for where, got, want in mismatched
@@ -360,6 +382,38 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
     if problems:
         raise SubmissionError(problems)
     return Entry(folder, result, metrics, fingerprint(result), latent, files)
+
+
+def _checked_competence(
+    given: Any, networks: int, name: str, problems: list[tuple[str, str, str]]
+) -> list[bool] | None:
+    """The competence gate's flags, recomputed from the reported endpoint errors (the reaches are not
+    in the file: their errors are taken on trust like the curves, the flags never are); None for a
+    result from before the gate (``competence`` absent or null)."""
+    if given is None:
+        return None
+    where = "competence/per_network"
+    per = given.get("per_network") if isinstance(given, dict) else None
+    errors = per.get("endpoint_error") if isinstance(per, dict) else None
+    if (
+        not isinstance(errors, list)
+        or len(errors) != networks
+        or not all(isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e) for e in errors)
+    ):
+        why = f"must be {networks} finite numbers (m), got {_short(errors)}"
+        problems.append((name, f"{where}/endpoint_error", why))
+        return None
+    flags = [bool(v) for v in competent(np.asarray(errors, np.float64))]
+    if per.get("competent") != flags:
+        problems.append(
+            (
+                name,
+                f"{where}/competent",
+                f"reported {_short(per.get('competent'))} but endpoint errors below "
+                f"{COMPETENCE_MAX_ENDPOINT_ERROR} m give {_short(flags)}",
+            )
+        )
+    return flags
 
 
 def _task_problems(config: dict, name: str) -> list[tuple[str, str, str]]:
@@ -689,7 +743,9 @@ def rows(board_entries: list[Entry]) -> list[dict]:
                 # a retired definition is named: its numbers are not comparable with the current preset's
                 "preset": f"{entry.preset} (retired)" if entry.retired_preset else entry.preset,
                 "networks": entry.result["config"]["networks"],
+                "competent": entry.competence,
                 "fits": entry.fits,
+                "with_savings": entry.with_savings,
                 "measured": entry.measured,
                 "ranked": entry.ranked,
                 **measures,
@@ -745,7 +801,10 @@ RANKING_TEXT = (
     f"CIs overlap share a rank (=). Entries with fewer than {MIN_NETWORKS} networks with a value are listed "
     "unranked. The other measures are columns: batches to half the first error (FF1 minus FF2), the ratio of "
     "the areas under the FF2 and FF1 curves (each over its first error; below 1 is savings) and the fitted "
-    "savings index log(r_FF2 / r_FF1), whose n (fits) shows how many networks have both fits. Entries are "
+    "savings index log(r_FF2 / r_FF1), whose n (fits) shows how many networks have both fits. Only networks that "
+    f"reach count: the competence gate (mean endpoint error of the null-field test reaches before FF1 below "
+    f"{COMPETENCE_MAX_ENDPOINT_ERROR * 100:.0f} cm) leaves the others out of every measure, and the competent "
+    "column shows k of n (not recorded: a result from before the gate). Entries are "
     "ranked among those of the same preset, current presets first. A preset marked (retired) is an earlier "
     "definition of it (quick before 2026-12-02 had no NF1 phase, so part of its savings is practice): its "
     "entries are ranked with each other, below the current preset's."
@@ -755,6 +814,7 @@ COLUMNS = (
     ("name", "entry"),
     ("preset", "preset"),
     ("networks", "n (fits)"),
+    ("competent", "competent"),
     ("early_reduction_difference", "early error reduction FF2 - FF1 (IQM, 95% CI)"),
     ("half_error_difference", "batches to half error FF1 - FF2 (IQM, 95% CI)"),
     ("area_ratio", "area ratio FF2 / FF1 (IQM, 95% CI)"),
@@ -781,8 +841,10 @@ def _cell(row: dict, key: str) -> str:
         return f"{fmt.format(value[0])} [{fmt.format(value[1])}, {fmt.format(value[2])}]"
     if key == "networks":
         return f"{value} ({row['fits']})"
-    if key == "fraction_with_savings":
-        return f"{value * 100:.0f}%" if math.isfinite(value) else "-"
+    if key == "competent":  # the gate: networks that reach, of all (results from before it: not recorded)
+        return "not recorded" if value is None else f"{value[0]} of {value[1]}"
+    if key == "fraction_with_savings":  # a count of the competent fitted networks, never a percentage of one
+        return f"{row['with_savings']} of {row['fits']}" if row["fits"] else "-"
     if isinstance(value, float):
         return f"{value:.3f}" if math.isfinite(value) else "-"
     return str(value)
@@ -792,6 +854,8 @@ def _sort_key(row: dict, key: str) -> str:
     value = row[key][0] if key in INTERVALS else row[key]
     if key == "rank":  # unranked entries sort after every rank (JavaScript's parseFloat reads "Infinity")
         return "Infinity" if value == UNRANKED else str(int(str(value).rstrip("=")))
+    if key == "competent":
+        return "" if value is None else str(value[0] / value[1])
     return "" if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 

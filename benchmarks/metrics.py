@@ -16,12 +16,16 @@ Units: positions and deviations in metres, learning rates per window of ``window
   error e0: the normalised area mean(curve) / e0 (:func:`normalised_area`), the batches until a
   5-batch mean first falls to e0 / 2 (:func:`half_error_batches`, censored at the phase's end) and
   the fraction of e0 removed by the early batches (:func:`early_reduction`).
+* The competence gate: :func:`reach_quality` (endpoint error, path length, time to target of the
+  null-field test reaches before FF1) and :func:`competent` (endpoint error below
+  :data:`COMPETENCE_MAX_ENDPOINT_ERROR`, 5 cm); :func:`savings` leaves the other networks out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -316,11 +320,72 @@ def fit_free(
     return {"early_batches": n_early, "per_network": per_network, "aggregate": aggregate}
 
 
+REACH_RADIUS = 0.02  # m: a reach has arrived once the hand is this close to the target
+COMPETENCE_MAX_ENDPOINT_ERROR = 0.05  # m: half the 10 cm reach; networks ending farther do not reach
+
+
+def reach_quality(hand_position: np.ndarray, target: np.ndarray, dt: float = 0.01) -> dict[str, np.ndarray]:
+    """How well each network reaches, over its test reaches (e.g. the 8 null-field ones before FF1).
+
+    Args:
+        hand_position: (K, R, T, 2) hand after each step of R reaches (m).
+        target: (R, 2) targets (m).
+        dt: time step (s).
+
+    Returns:
+        Per network, (K,) arrays: ``endpoint_error``, the mean distance of the hand to the target
+        after the last step (m); ``path_length``, the mean length of the hand's path from its position
+        after the first step (m); ``arrived``, the fraction of reaches whose hand comes within
+        :data:`REACH_RADIUS` of the target; ``time_to_target``, the mean over those reaches of the
+        first time from the trial's start at which it does (s; NaN when none does).
+    """
+    hand = np.asarray(hand_position, np.float64)
+    distance = np.linalg.norm(hand - np.asarray(target, np.float64)[None, :, None], axis=-1)  # (K, R, T)
+    close = distance < REACH_RADIUS
+    arrived = close.any(-1)  # (K, R)
+    first = (close.argmax(-1) + 1).astype(np.float64) * dt  # the hand after step t (from 0) is at (t + 1) dt
+    with np.errstate(invalid="ignore"):
+        time = np.where(arrived, first, 0.0).sum(-1) / arrived.sum(-1)
+    return {
+        "endpoint_error": distance[..., -1].mean(-1),
+        "path_length": np.linalg.norm(np.diff(hand, axis=2), axis=-1).sum(-1).mean(-1),
+        "arrived": arrived.mean(-1),
+        "time_to_target": np.where(arrived.any(-1), time, np.nan),
+    }
+
+
+def competent(endpoint_error: np.ndarray, max_endpoint_error: float = COMPETENCE_MAX_ENDPOINT_ERROR) -> np.ndarray:
+    """The competence gate: (K,) True for networks whose mean endpoint error on the null-field test
+    reaches before FF1 (:func:`reach_quality`) is below ``max_endpoint_error`` (m, default 5 cm, half
+    the reach). Networks that do not reach are left out of the savings metrics (:func:`savings`):
+    a small lateral deviation of an arm that barely moves is not a skill the field could disturb."""
+    return np.asarray(endpoint_error, np.float64) < max_endpoint_error
+
+
+def gate_curves(
+    curves: Mapping[str, np.ndarray], competence: Sequence[bool]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The curves of the networks that passed the competence gate, and the ``competence`` block of
+    :func:`savings` (``networks``, ``competent``, ``excluded``, ``per_network`` flags).
+
+    Raises:
+        ValueError: unless ``competence`` holds one boolean per network of ``curves``.
+    """
+    rows = {p: np.atleast_2d(np.asarray(c, np.float64)) for p, c in curves.items()}
+    total = rows["FF1"].shape[0] if "FF1" in rows else 0
+    gate = np.asarray(competence)
+    if gate.dtype != bool or gate.shape != (total,):
+        raise ValueError(f"competence must be {total} booleans (one per network), got {_short(list(competence))}")
+    block = {"networks": total, "competent": int(gate.sum()), "excluded": int(total - gate.sum())}
+    return {p: r[gate] for p, r in rows.items()}, {**block, "per_network": [bool(v) for v in gate]}
+
+
 def savings(
     curves: Mapping[str, np.ndarray],
     window: int = WINDOW,
     seed: int = BOOTSTRAP_SEED,
     fits: Mapping[str, list[Mapping[str, Any]]] | None = None,
+    competence: Sequence[bool] | None = None,
 ) -> dict:
     """Savings metrics from learning curves.
 
@@ -332,7 +397,12 @@ def savings(
         seed: for the bootstrap.
         fits: phase -> per-network exponential fits (``amplitude``, ``rate``, ``offset``,
             ``success``, ``reason``) to use instead of fitting, e.g. a submission's own (checked by
-            :func:`check_recomputed`).
+            :func:`check_recomputed`); of the competent networks only when ``competence`` is given.
+        competence: (K,) whether each network passed the competence gate (:func:`competent`).
+            Every metric below is then over the competent networks only (``per_network`` lists
+            them alone, ``aggregate.networks`` counts them), and a ``competence`` block counts
+            them: ``networks`` (K), ``competent``, ``excluded`` and the per-network flags. None:
+            no gate recorded (results from before it), every network counts.
 
     Returns:
         A JSON-ready dict: per network (``rate_FF1``, ``rate_FF2``, ``savings_index``,
@@ -345,6 +415,12 @@ def savings(
     for phase in ("FF1", "FF2"):
         if phase not in curves:
             raise ValueError(f"curves need phase {phase!r}, got {sorted(curves)}")
+    if competence is not None:
+        kept, block = gate_curves(curves, competence)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # no competent network: NaN, not warnings
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = savings(kept, window, seed, fits)
+        return {**result, "competence": block}
     fitted = ("FF1", "FF2", "FFC") if "FFC" in curves else ("FF1", "FF2")
     rows = {p: np.atleast_2d(np.asarray(curves[p], np.float64)) for p in fitted}
     for phase in fitted[1:]:
@@ -471,8 +547,13 @@ def fit_loss(curve: np.ndarray, fit: Mapping[str, float], window: int = WINDOW) 
     return float(np.linalg.norm(y - (fit["amplitude"] * np.exp(-fit["rate"] * x) + fit["offset"])))
 
 
-def check_recomputed(reported: Any, curves: Mapping[str, np.ndarray], window: int = WINDOW) -> tuple[dict, list]:
+def check_recomputed(
+    reported: Any, curves: Mapping[str, np.ndarray], window: int = WINDOW, competence: Sequence[bool] | None = None
+) -> tuple[dict, list]:
     """Recomputes the savings metrics and compares a reported copy with them, metric by metric.
+
+    With ``competence`` (one flag per network, :func:`competent`), over the competent networks only,
+    as :func:`savings` computes them, and the reported ``competence`` block must match too.
 
     Values computed by deterministic arithmetic are compared within :data:`VALUE_RTOL`; each fit by
     its residual (:data:`FIT_LOSS_RTOL`), and the rates, indices and aggregates that follow from the
@@ -485,6 +566,16 @@ def check_recomputed(reported: Any, curves: Mapping[str, np.ndarray], window: in
         The recomputed metrics (what a leaderboard shows) and the mismatches as (field, reported,
         expected) triples, the first per metric.
     """
+    if competence is not None:
+        curves, block = gate_curves(curves, competence)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ours, problems = check_recomputed(reported, curves, window)
+        ours = {**ours, "competence": block}
+        if not problems:
+            got = reported.get("competence") if isinstance(reported, dict) else None
+            problems += mismatches(got, block, "metrics/competence")[:1]
+        return ours, problems
     ours = savings(curves, window)
     problems: list[tuple[str, Any, Any]] = []
     if not isinstance(reported, dict) or not isinstance(reported.get("per_network"), dict):

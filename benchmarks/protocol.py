@@ -29,9 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.interface import Agent, ReachRecord
+from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
-from benchmarks.metrics import lateral_deviation, savings
+from benchmarks.metrics import (
+    COMPETENCE_MAX_ENDPOINT_ERROR,
+    REACH_RADIUS,
+    competent,
+    lateral_deviation,
+    reach_quality,
+    savings,
+)
 from savings_gym.schedule import (
     PAPER_BATCH_SIZE,
     PRACTICE_PHASES,
@@ -42,6 +49,13 @@ from savings_gym.schedule import (
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")
 RESULT_VERSION = 1
+RESULT_UNITS = {
+    "lengths": "m (learning curves, first errors, endpoint errors, path lengths); the CLI, report and board show cm",
+    "times": "s",
+    "field_gain": "N*s/m",
+    "rates": "per window of metrics.window batches",
+}
+"""What a result file's numbers are in, written into every result file."""
 # hand paths kept for the figures: (label, phase, which batch of it)
 SNAPSHOTS = (
     ("NF1 end", "NF1", -1),
@@ -202,6 +216,7 @@ class RunState:
     batch: int = 0
     deviations: dict[str, list[list[float]]] = field(default_factory=lambda: {p: [] for p in PHASES})
     snapshots: dict[str, dict] = field(default_factory=dict)
+    competence: dict[str, Any] | None = None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -239,7 +254,7 @@ def versions() -> dict[str, str]:
 
 
 def run_protocol(
-    make_agent: Callable[[Schedule], Agent],
+    make_agent: Callable[[ProtocolEnvs], Agent],
     preset: Preset,
     out: str | Path,
     config: dict[str, Any],
@@ -247,11 +262,15 @@ def run_protocol(
     progress: bool = True,
     stop_after: int | None = None,
     practice_control: bool = False,
+    env_id: str | None = None,
+    task: Mapping[str, Any] | None = None,
+    command: str | None = None,
 ) -> dict | None:
     """Runs (or resumes) the protocol and writes the result files.
 
     Args:
-        make_agent: builds the agent for a schedule (already pretrained as its config says).
+        make_agent: builds the agent (already pretrained as its config says) from the
+            :class:`~agents.interface.ProtocolEnvs` of its schedule, in which it must train.
         preset: phase lengths.
         out: output folder; a ``checkpoint.pt`` there is resumed if its config matches.
         config: how the agent was made (written to the result and checked on resume).
@@ -259,20 +278,30 @@ def run_protocol(
         progress: show a progress line.
         stop_after: stop (with a checkpoint) once this many batches are done; for tests.
         practice_control: also run the practice control: a second copy of the same learners,
-            built by ``make_agent`` for :meth:`Preset.practice_schedule`, in the null field for
+            built by ``make_agent`` on envs of :meth:`Preset.practice_schedule`, in the null field for
             NF1 + FF1 + NF2 batches (curve ``NFC``) and then in the field for FF2's (``FFC``),
             batch by batch beside the main run. FF2 against FFC is savings net of practice.
+        env_id: the registered id the envs are made of (default: ``config["env_id"]``, else
+            ``ArmCurlField-v0``).
+        task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams` fields).
+        command: the command line that made the run (recorded as ``command`` in the result).
 
     Returns:
         The result dict, or None when stopped early.
 
     Raises:
         ValueError: when the folder holds a checkpoint of a different run.
+        agents.interface.ScheduleMismatchError: when an agent's envs are not where the schedule says
+            before a batch (it trains elsewhere, or its resumed state skips batches).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    env_id = env_id or config.get("env_id", "ArmCurlField-v0")
     schedules = [preset.schedule()] + ([preset.practice_schedule()] if practice_control else [])
-    runs = [(schedule, make_agent(schedule)) for schedule in schedules]
+    runs = []
+    for schedule in schedules:
+        envs = ProtocolEnvs(schedule, env_id, task)
+        runs.append((envs, make_agent(envs)))
     if practice_control:
         _check_independent(runs[0][1], runs[1][1])
     checkpoint = out / "checkpoint.pt"
@@ -286,14 +315,17 @@ def run_protocol(
     started, last_save = time.time(), time.time()
     bar = _progress(total, state.batch, progress)
     while state.batch < total:
-        for i, (schedule, agent) in enumerate(runs):
-            _save_phase_ends(out, schedule, agent)
-            phase = schedule.phase_at(agent.episodes_completed)
+        if state.batch == preset.batches["NF1"] and state.competence is None:
+            state.competence = measure_competence(runs[0][1], runs[0][0].params.dt)
+        for i, (envs, agent) in enumerate(runs):
+            envs.check(state.batch)
+            _save_phase_ends(out, envs.schedule, agent, state.batch)
+            phase = envs.schedule.phase_at(state.batch * PAPER_BATCH_SIZE)
             record = evaluate_then_train(agent, phase.field_gain)
             deviation = lateral_deviation(record.hand_position, record.target[None])
             state.deviations[phase.name].append(deviation.tolist())
             if i == 0:  # the hand-path figures and the progress line follow the main run
-                _keep_snapshot(state, schedule, phase.name, record)
+                _keep_snapshot(state, envs.schedule, phase.name, record)
                 shown = (phase.name, deviation.mean())
         state.batch += 1
         bar(state.batch, *shown)
@@ -303,12 +335,29 @@ def run_protocol(
             last_save = time.time()
         if stopping and state.batch < total:
             return None
-    for schedule, agent in runs:
-        _save_phase_ends(out, schedule, agent)
+    for envs, agent in runs:
+        envs.check(state.batch)
+        _save_phase_ends(out, envs.schedule, agent, state.batch)
     curves = {phase: np.asarray(d).mean(-1).T for phase, d in state.deviations.items() if len(d)}
-    result = make_result(full_config, curves, time.time() - started)
+    result = make_result(full_config, curves, time.time() - started, command=command, competence=state.competence)
     write_result(out, result, state)
     return result
+
+
+def measure_competence(agent: Agent, dt: float = 0.01) -> dict[str, Any]:
+    """The competence gate's measurements: every network's 8 null-field test reaches, taken where
+    the protocol calls it (before FF1's first update), as :func:`benchmarks.metrics.reach_quality`
+    (m, s) and :func:`benchmarks.metrics.competent`. Leaves the agent unchanged (``evaluate``)."""
+    record = agent.evaluate(0.0)
+    quality = reach_quality(record.hand_position, record.target, dt)
+    return {
+        "measured": "the 8 null-field test reaches before FF1's first update",
+        "criterion": {"max_endpoint_error_m": COMPETENCE_MAX_ENDPOINT_ERROR, "reach_radius_m": REACH_RADIUS},
+        "per_network": {
+            **{name: values.tolist() for name, values in quality.items()},
+            "competent": [bool(v) for v in competent(quality["endpoint_error"])],
+        },
+    }
 
 
 def _check_independent(main: Agent, control: Agent) -> None:
@@ -346,7 +395,7 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
         agents[0].load_state_dict(saved["agent"])
         if len(agents) > 1:
             agents[1].load_state_dict(saved["control"])
-        return RunState(saved["batch"], saved["deviations"], saved["snapshots"])
+        return RunState(saved["batch"], saved["deviations"], saved["snapshots"], saved.get("competence"))
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValueError(
             f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
@@ -369,7 +418,7 @@ def evaluate_then_train(agent: Agent, field_gain: float) -> ReachRecord:
 PHASE_ENDS = "phase_ends"
 
 
-def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent) -> None:
+def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent, batches: int) -> None:
     """The learners as each phase ends (a phase of no batches ends where it starts), for analyses
     such as ``savings-gym latent``; written once, atomically, in ``out/phase_ends/<phase>.pt``."""
     for phase in schedule.phases:
@@ -377,7 +426,7 @@ def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent) -> None:
             continue
         end = schedule.start_of(phase.name) + phase.n_episodes
         path = out / PHASE_ENDS / f"{phase.name}.pt"
-        if agent.episodes_completed >= end and not path.exists():
+        if batches * PAPER_BATCH_SIZE >= end and not path.exists():
             atomic_torch_save(agent.state_dict(), path)
 
 
@@ -396,13 +445,21 @@ def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunSt
         "batch": state.batch,
         "deviations": state.deviations,
         "snapshots": state.snapshots,
+        "competence": state.competence,
     }
     if len(agents) > 1:
         saved["control"] = agents[1].state_dict()
     atomic_torch_save(saved, path)
 
 
-def make_result(config: dict, curves: dict[str, np.ndarray], seconds: float, submission: dict | None = None) -> dict:
+def make_result(
+    config: dict,
+    curves: dict[str, np.ndarray],
+    seconds: float,
+    submission: dict | None = None,
+    command: str | None = None,
+    competence: dict[str, Any] | None = None,
+) -> dict:
     """The self-describing result of a run (the leaderboard's submission format, version 1).
 
     Args:
@@ -411,6 +468,9 @@ def make_result(config: dict, curves: dict[str, np.ndarray], seconds: float, sub
         seconds: wall time of this session of the run.
         submission: leaderboard metadata (``name``, ``description``, ``link``, ``code_version``);
             defaults are derived from the config.
+        command: the command line that made the run (of the session that finished it), if known.
+        competence: the competence gate's measurements (:func:`measure_competence`); the metrics
+            are then over the competent networks only. None: not measured.
     """
     name = f"{config['agent']}-{config['hidden']}" if config.get("hidden") else str(config["agent"])
     meta = {"name": name, "description": "", "link": "", "code_version": code_version()} | (submission or {})
@@ -421,8 +481,11 @@ def make_result(config: dict, curves: dict[str, np.ndarray], seconds: float, sub
         "config": config,
         "versions": versions(),
         "seconds_this_session": seconds,
+        "command": command,
+        "units": RESULT_UNITS,
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
-        "metrics": savings(curves),
+        "competence": competence,
+        "metrics": savings(curves, competence=None if competence is None else competence["per_network"]["competent"]),
     }
 
 

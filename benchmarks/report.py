@@ -55,6 +55,14 @@ def _latent_section(entry: Entry) -> str:
     """The preparatory-activity results of ``savings-gym latent``, when the run has them."""
     latent = entry.latent
     if latent is None:
+        from agents.controllers import CELLS
+
+        if entry.result["config"]["agent"] not in CELLS:  # latent reads the BPTT controllers of phase_ends/
+            return (
+                "<h2>Preparatory activity</h2><p>not analysed: <code>savings-gym latent</code> analyses the "
+                f"project's BPTT networks ({', '.join(CELLS)}), whose saved phase ends hold their recurrent "
+                "controllers; this learner's do not</p>"
+            )
         return "<h2>Preparatory activity</h2><p>not analysed: run <code>savings-gym latent</code> on this folder</p>"
     kept = latent["persistence_NF2"]
     line = (

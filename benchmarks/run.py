@@ -25,11 +25,10 @@ import numpy as np
 
 from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, derived_seed, join_pretrained, load_pretrained, pretrain
 from agents.controllers import CELLS
-from agents.interface import Agent, ReachRecord
-from benchmarks.metrics import lateral_deviation
-from benchmarks.protocol import Preset, get_preset, run_protocol
+from agents.interface import Agent, ProtocolEnvs, ReachRecord
+from benchmarks.metrics import lateral_deviation, reach_quality
+from benchmarks.protocol import Preset, evaluate_then_train, get_preset, run_protocol
 from savings_gym.envs import task_params
-from savings_gym.schedule import Schedule
 
 BPTT_AGENTS = tuple(CELLS)
 SB3_PREFIX = "sb3:"
@@ -81,10 +80,16 @@ def check_run_arguments(
         if env_id not in PROTOCOL_ENV_IDS:
             raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS)}, got {env_id!r}")
         sb3_spec(agent, env_id, hyperparams, hidden)
+    elif is_custom_learner(agent):
+        if env_id not in PROTOCOL_ENV_IDS:
+            raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS)}, got {env_id!r}")
+        if hyperparams:
+            raise ValueError("--hyperparams applies to sb3:<Algo> agents; a learner of your own takes its own")
     else:
         if agent not in BPTT_AGENTS:
             raise ValueError(
-                f"--agent must be one of {list(BPTT_AGENTS)} or sb3:<Algo> (e.g. sb3:RecurrentPPO), got {agent!r}"
+                f"--agent must be one of {list(BPTT_AGENTS)}, sb3:<Algo> (e.g. sb3:RecurrentPPO) or a learner of "
+                f"your own, path/to/file.py:Class or package.module:Class, got {agent!r}"
             )
         if env_id != "ArmCurlField-v0":
             raise ValueError(f"--env {env_id!r}: BPTT agents run in ArmCurlField-v0 only (other envs: sb3:<Algo>)")
@@ -108,19 +113,88 @@ def check_run_arguments(
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def weights_provenance(source: str | Path | None, out: str | Path) -> dict[str, str | None]:
-    """Where a run's starting weights came from, portably: the file's path relative to the
-    project (``agents/pretrained/gru128.pt``), else to the run folder (``<run>/pretrained.pt``),
-    else as given; and the SHA-256 of its bytes, which says whether two runs started alike."""
-    if source is None:
-        return {"pretrained_from": None, "pretrained_sha256": None}
+def portable_path(source: str | Path, out: str | Path) -> str:
+    """A path as a result file records it: relative to the project (``agents/pretrained/gru128.pt``),
+    else to the run folder (``<run>/pretrained.pt``), else as given."""
     path = Path(source).resolve()
-    shown = str(source)
     for base, prefix in ((PROJECT_ROOT, ""), (Path(out).resolve(), "<run>/")):
         if path.is_relative_to(base):
-            shown = prefix + path.relative_to(base).as_posix()
-            break
-    return {"pretrained_from": shown, "pretrained_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            return prefix + path.relative_to(base).as_posix()
+    return str(source)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def weights_provenance(source: str | Path | None, out: str | Path) -> dict[str, str | None]:
+    """Where a run's starting weights came from, portably (:func:`portable_path`), and the SHA-256 of
+    the file's bytes, which says whether two runs started alike."""
+    if source is None:
+        return {"pretrained_from": None, "pretrained_sha256": None}
+    return {"pretrained_from": portable_path(source, out), "pretrained_sha256": file_sha256(source)}
+
+
+def is_custom_learner(agent: str) -> bool:
+    """Whether ``--agent`` names a learner class of one's own (``path/to/file.py:Class`` or ``module:Class``)."""
+    return ":" in agent and not agent.startswith(SB3_PREFIX)
+
+
+def load_learner(agent: str, out: str | Path = ".") -> tuple[type, dict[str, str]]:
+    """The class ``--agent`` names, ``path/to/file.py:Class`` (imported from the file) or
+    ``package.module:Class`` (imported as a module), and what the result records of it: the module
+    (file path relative to the project where it lies inside it, else as given, or the module name),
+    the class name and the SHA-256 of the module's source file.
+
+    Raises:
+        ValueError: naming ``--agent`` and what is wrong (no such file or module, no such class,
+            an import that failed).
+    """
+    import importlib
+    import importlib.util
+    import inspect
+    import sys
+
+    target, _, name = agent.rpartition(":")
+    if not target or not name.isidentifier():
+        raise ValueError(f"--agent {agent!r}: expected path/to/file.py:Class or package.module:Class")
+    try:
+        if target.endswith(".py") or "/" in target or "\\" in target:
+            path = Path(target)
+            if not path.is_file():
+                raise ValueError(f"--agent {agent!r}: no such file {target!r}")
+            spec = importlib.util.spec_from_file_location(f"savings_gym_learner_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # as an import would: dataclasses and pickling look it up
+            spec.loader.exec_module(module)
+            shown = portable_path(path, out)
+        else:
+            module = importlib.import_module(target)
+            path, shown = Path(inspect.getfile(module)), target
+    except ValueError:
+        raise
+    except Exception as error:  # anything the learner's module raises while importing
+        raise ValueError(f"--agent {agent!r}: importing {target!r} failed ({type(error).__name__}: {error})") from error
+    cls = getattr(module, name, None)
+    if not inspect.isclass(cls):
+        raise ValueError(f"--agent {agent!r}: {target!r} has no class {name!r}")
+    return cls, {"module": shown, "class": name, "source_sha256": file_sha256(path)}
+
+
+def custom_agent_factory(
+    agent: str, hidden: int | None, networks: int, out: Path, seed: int, device: str
+) -> tuple[Callable[[ProtocolEnvs], Agent], dict[str, Any]]:
+    """A function envs -> the learner class ``--agent`` names, built as
+    ``Class(envs, num_networks=networks, seed=seed, device=device[, hidden=hidden])``; and the
+    ``learner`` block of the config (:func:`load_learner`)."""
+    cls, learner = load_learner(agent, out)
+    extra = {} if hidden is None else {"hidden": hidden}
+
+    def make(envs: ProtocolEnvs) -> Agent:
+        return cls(envs, num_networks=networks, seed=seed, device=device, **extra)
+
+    return make, {"learner": learner}
 
 
 def bptt_agent_factory(
@@ -131,9 +205,9 @@ def bptt_agent_factory(
     out: Path,
     seed: int,
     device: str,
-    task: Mapping[str, Any] | None = None,
 ):
-    """A function schedule -> BPTTAgent starting from pretrained networks.
+    """A function envs -> BPTTAgent starting from pretrained networks (``envs``: the
+    :class:`~agents.interface.ProtocolEnvs` the protocol builds, which carry ``task``).
 
     Shipped pretrained networks are used when the preset allows and a file with enough networks of
     that kind exists; otherwise the networks are pretrained first (``preset.pretrain_batches``,
@@ -161,11 +235,11 @@ def bptt_agent_factory(
         source = Path(args.out)
     _, meta = load_pretrained(source, networks=range(networks))
 
-    def make(schedule: Schedule) -> BPTTAgent:
+    def make(envs: ProtocolEnvs) -> BPTTAgent:
         # fresh weights for every agent: the practice control must not train the main run's networks
         controllers, _ = load_pretrained(source, networks=range(networks))
         controllers.freeze_input_and_output()
-        return BPTTAgent(controllers, schedule, optimizer="sgd", lr=preset.lr, seed=seed, device=device, task=task)
+        return BPTTAgent(controllers, envs, optimizer="sgd", lr=preset.lr, seed=seed, device=device)
 
     return make, {**weights_provenance(source, out), "pretrained_meta": meta}
 
@@ -187,7 +261,7 @@ def competence(
     Returns:
         (K,) booleans, and the figures per learner (cm) with their means.
     """
-    error = np.linalg.norm(record.hand_position[:, :, -1] - record.target[None], axis=-1).mean(-1)
+    error = reach_quality(record.hand_position, record.target)["endpoint_error"]
     deviation = np.abs(lateral_deviation(record.hand_position, record.target[None])).mean(-1)
     met = (error < max_endpoint_error) & (deviation < max_deviation)
     figures = {
@@ -210,9 +284,9 @@ def sb3_agent_factory(
     device: str,
     tensorboard: Path | None = None,
     check_every: int = 50,
-    task: Mapping[str, Any] | None = None,
-) -> tuple[Callable[[Schedule], Agent], dict[str, Any]]:
-    """A function schedule -> :class:`agents.sb3_agent.SB3Agent` starting from pretrained weights.
+) -> tuple[Callable[[ProtocolEnvs], Agent], dict[str, Any]]:
+    """A function envs -> :class:`agents.sb3_agent.SB3Agent` starting from pretrained weights
+    (``envs``: the :class:`~agents.interface.ProtocolEnvs` the protocol builds).
 
     Shipped weights are used when the preset allows and a file fits the spec's networks with enough
     learners; otherwise the learners are pretrained in the null field (``out/pretrained.pt``,
@@ -254,17 +328,8 @@ def sb3_agent_factory(
         pretrain(spec, args, source, competent=competence)
     blob = load_pretrained(source) if source is not None else None
 
-    def make(schedule: Schedule) -> SB3Agent:
-        return SB3Agent(
-            spec,
-            schedule,
-            networks,
-            seed=seed,
-            device=device,
-            pretrained=blob,
-            tensorboard_log=tensorboard,
-            env_kwargs=dict(task or {}),
-        )
+    def make(envs: ProtocolEnvs) -> SB3Agent:
+        return SB3Agent(spec, envs, networks, seed=seed, device=device, pretrained=blob, tensorboard_log=tensorboard)
 
     return make, {**weights_provenance(source, out), "pretrained_meta": (blob or {}).get("meta", {})}
 
@@ -291,35 +356,40 @@ class TensorBoardScalars:
 
     Args:
         agent: any :class:`agents.interface.Agent`.
-        schedule: its schedule.
+        envs: the :class:`~agents.interface.ProtocolEnvs` it trains in.
         folder: one subfolder ``learner_<k>`` per learner (where SB3 agents write their own scalars).
     """
 
-    def __init__(self, agent: Agent, schedule: Schedule, folder: Path):
+    def __init__(self, agent: Agent, envs: ProtocolEnvs, folder: Path):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.agent, self.schedule = agent, schedule
+        self.agent, self.envs = agent, envs
         self.num_networks = agent.num_networks
         self.writers = [SummaryWriter(str(folder / f"learner_{k}")) for k in range(agent.num_networks)]
-
-    @property
-    def episodes_completed(self) -> int:
-        return self.agent.episodes_completed
 
     def train(self, episodes: int) -> None:
         self.agent.train(episodes)
 
     def evaluate(self, field_gain: float) -> ReachRecord:
-        record = self.agent.evaluate(field_gain)
-        step = self.agent.episodes_completed
-        phase = self.schedule.phase_at(step)
+        return self.agent.evaluate(field_gain)
+
+    def evaluate_then_train(self, field_gain: float) -> ReachRecord:
+        """The protocol's step (:func:`benchmarks.protocol.evaluate_then_train`), its test reaches logged;
+        other evaluations (the competence gate's) are not points of the learning curve and are not logged."""
+        step = self.envs.episodes_completed
+        record = evaluate_then_train(self.agent, field_gain)
+        self._log(record, step)
+        return record
+
+    def _log(self, record: ReachRecord, step: int) -> None:
+        schedule = self.envs.schedule
+        phase = schedule.phase_at(step)
         deviation = lateral_deviation(record.hand_position, record.target[None]).mean(-1)
         for writer, value in zip(self.writers, deviation, strict=True):
             writer.add_scalar("eval/lateral_deviation_cm", float(value) * 100, step)
             writer.add_scalar("schedule/field_gain", phase.field_gain, step)
-            writer.add_scalar("schedule/phase", self.schedule.names.index(phase.name), step)
+            writer.add_scalar("schedule/phase", schedule.names.index(phase.name), step)
             writer.flush()
-        return record
 
     def state_dict(self) -> dict[str, Any]:
         return self.agent.state_dict()
@@ -328,8 +398,8 @@ class TensorBoardScalars:
         self.agent.load_state_dict(state)
 
 
-def _logged(make: Callable[[Schedule], Agent], folder: Path) -> Callable[[Schedule], Agent]:
-    return lambda schedule: TensorBoardScalars(make(schedule), schedule, folder)
+def _logged(make: Callable[[ProtocolEnvs], Agent], folder: Path) -> Callable[[ProtocolEnvs], Agent]:
+    return lambda envs: TensorBoardScalars(make(envs), envs, folder)
 
 
 def run(
@@ -349,11 +419,13 @@ def run(
     phases: Mapping[str, int] | None = None,
     lr: float | None = None,
     practice_control: bool = False,
+    command: str | None = None,
 ) -> dict:
     """Runs the protocol for a learner and returns the result dict (also written to ``out``).
 
     Args:
-        agent: ``gru``, ``lstm``, ``rnn`` (BPTT) or ``sb3:<Algo>``.
+        agent: ``gru``, ``lstm``, ``rnn`` (BPTT), ``sb3:<Algo>``, or a learner of your own,
+            ``path/to/file.py:Class`` or ``package.module:Class`` (:func:`custom_agent_factory`).
         hidden: recurrent units (BPTT: default 128; SB3: the LSTM of a recurrent policy, default
             from the hyperparameters).
         networks: independent learners.
@@ -368,6 +440,7 @@ def run(
             renamed, e.g. ``quick:NF1=240``, and its results are not for the board).
         lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``).
         practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
+        command: the command line that made the run, recorded in the result (``savings-gym run ...``).
     """
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
     preset_obj = preset_obj.with_changes(phases, lr)
@@ -380,12 +453,16 @@ def run(
     board = tensorboard_folder(tensorboard)
     if agent.startswith(SB3_PREFIX):
         spec = sb3_spec(agent, env_id, hyperparams, hidden)
-        make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board, task=task)
+        make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board)
         hidden = spec.hidden
         details = {"sb3": spec.as_config()}
+    elif is_custom_learner(agent):
+        make, details = custom_agent_factory(agent, hidden, networks, out, seed, device)
+        agent = f"{details['learner']['module']}:{details['learner']['class']}"
+        provenance = weights_provenance(None, out)
     else:
         hidden = DEFAULT_HIDDEN if hidden is None else hidden
-        make, provenance = bptt_agent_factory(agent, hidden, networks, preset_obj, out, seed, device, task)
+        make, provenance = bptt_agent_factory(agent, hidden, networks, preset_obj, out, seed, device)
         details = {}
     config = {
         "agent": agent,
@@ -408,9 +485,12 @@ def run(
         preset_obj,
         out,
         config,
+        env_id=env_id,
+        task=task,
         progress=progress,
         checkpoint_seconds=checkpoint_seconds,
         practice_control=practice_control,
+        command=command,
     )
 
 
@@ -521,14 +601,17 @@ def summary_table(result: dict) -> str:
             return "-"
         return f"{fmt.format(d['estimate'] * scale)} [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
 
+    def count(fraction: float, n: int) -> str:  # "k of n" (never a percentage of one network)
+        return f"{round(fraction * n)} of {n}" if n and math.isfinite(fraction) else "0 of 0"
+
     def measures(fit_free: dict, index: dict, fraction: float, n_fits: int) -> list[str]:
         agg = fit_free["aggregate"]
         early, half, area = (agg[k] for k in ("early_reduction_difference", "half_error_difference", "area_ratio"))
         return [
-            f"{ci(early)} ({early['fraction_with_savings'] * 100:.0f}% > 0)",
+            f"{ci(early)} ({count(early['fraction_with_savings'], early['networks'])} > 0)",
             f"{ci(half, fmt='{:+.1f}')}",
             f"{ci(area, fmt='{:.3f}')}",
-            f"{ci(index)} ({n_fits} fits, {fraction * 100:.0f}% > 0)",
+            f"{ci(index)} ({count(fraction, n_fits)} fits > 0)",
         ]
 
     labels = [
@@ -553,7 +636,17 @@ def summary_table(result: dict) -> str:
             columns.append((title, measures(block, index, index["fraction_above_zero"], index["networks"])))
     width = max(map(len, labels))
     cell = max(len(v) for _, values in columns for v in values)
-    lines = [
+    lines = []
+    gate = result.get("competence")
+    if gate is not None:
+        quality = gate["per_network"]
+        lines.append(
+            f"competence gate: {sum(quality['competent'])} of {len(quality['competent'])} networks reach (mean "
+            f"endpoint error < {gate['criterion']['max_endpoint_error_m'] * 100:.0f} cm on the null-field test reaches "
+            f"before FF1; per network {', '.join(f'{e * 100:.1f}' for e in quality['endpoint_error'])} cm); "
+            "the others are left out of every measure below"
+        )
+    lines += [
         f"savings over {m['networks']} networks, mean and 95% bootstrap CI (positive or below 1: the later faster):",
         ("  " + " " * width + "  " + "  ".join(title.ljust(cell) for title, _ in columns)).rstrip(),
     ]
@@ -566,7 +659,8 @@ def summary_table(result: dict) -> str:
     )
     if control:
         first += f", FFC {ci(control['aggregate']['first_error_FFC'], 100, cm)}"
-    lines.append(first + f"; smaller in FF2 than FF1 for {m['fraction_smaller_first_error'] * 100:.0f}%")
+    smaller = count(m["fraction_smaller_first_error"], m["networks"])
+    lines.append(first + f"; smaller in FF2 than FF1 for {smaller}")
     lines.append(
         f"  paired t-test on log rates FF2 vs FF1: t = {m['rate_ttest']['t']:.2f}, p = {m['rate_ttest']['p']:.3g}; "
         f"sign-flip test on the median p = {m['rate_ttest']['sign_flip_p']:.3g}"

@@ -652,13 +652,14 @@ def group_savings(results: list[dict]) -> dict[str, Any]:
     """Savings of a group of cells, their networks pooled (each network is an independent learner).
 
     Returns:
-        ``networks``, ``networks_with_fit``; the mean savings index log(r_FF2 / r_FF1), the
-        fraction of networks with r_FF2 > r_FF1 (among those with both fits), the first-batch
-        errors of FF1 and FF2 (cm) and the fraction of networks with a smaller FF2 one, each with
-        a 95% bootstrap CI over networks (:func:`benchmarks.metrics.bootstrap_ci`); and
-        ``pretrained_endpoint_error_cm``, the mean endpoint error of the networks on the 8 test
-        reaches when pretraining ended (None where no cell recorded it), because savings means
-        little in networks that never learned to reach.
+        ``networks`` (all); ``competent``, those past the competence gate, over which everything
+        else is computed (:func:`benchmarks.metrics.savings`); ``networks_with_fit``; the mean
+        savings index log(r_FF2 / r_FF1), the fraction of networks with r_FF2 > r_FF1 (among
+        those with both fits), the first-batch errors of FF1 and FF2 (cm) and the fraction of
+        networks with a smaller FF2 one, each with a 95% bootstrap CI over networks
+        (:func:`benchmarks.metrics.bootstrap_ci`); and ``pretrained_endpoint_error_cm``, the mean
+        endpoint error of the networks on the 8 test reaches when pretraining ended (None where
+        no cell recorded it), because savings means little in networks that never learned to reach.
     """
 
     def pooled(key: str) -> np.ndarray:
@@ -676,8 +677,13 @@ def group_savings(results: list[dict]) -> dict[str, Any]:
     pretrained_error = (
         100 * sum(error * n for error, n in competence) / sum(n for _, n in competence) if competence else None
     )
+    total = sum(
+        r["metrics"].get("competence", {}).get("networks", len(r["metrics"]["per_network"]["savings_index"]))
+        for r in results
+    )
     return {
-        "networks": int(len(index)),
+        "networks": int(total),
+        "competent": int(len(index)),
         "networks_with_fit": int(valid.sum()),
         "savings_index": _interval(index),
         "fraction_with_savings": _interval(pooled("has_savings")[valid]),
@@ -791,7 +797,7 @@ SUMMARY_COLUMNS = (
     "agent",
     "hidden",
     "k (N*s/m)",
-    "networks (fits)",
+    "networks (competent, fits)",
     "savings index",
     "with savings",
     "first error FF1 (cm)",
@@ -810,7 +816,7 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
                 g["agent"],
                 str(g["hidden"]),
                 f"{g['field_gain']:g}",
-                f"{g['networks']} ({g['networks_with_fit']})",
+                f"{g['networks']} ({g.get('competent', g['networks'])}, {g['networks_with_fit']})",
                 format_ci(g["savings_index"], "{:+.2f}"),
                 format_ci(g["fraction_with_savings"], "{:.2f}"),
                 format_ci(g["first_error_FF1_cm"], "{:.2f}"),

@@ -63,7 +63,8 @@ class DifferentiableArmEnv(_Configured):
             (:mod:`savings_gym.arm_grad`); False records its every operation (the reference, ~3x slower).
 
     Seeding, options (``mode="test"`` for the 8 test reaches, ``trials`` overrides) and the
-    experimenter's attributes (``phase``, ``field_gains``, ``episodes_completed``) are those of
+    experimenter's attributes (``phase``, ``field_gain(s)``, ``episodes_completed``, ``get_state`` /
+    ``set_state``) are those of
     :class:`~savings_gym.envs.ArmCurlFieldVectorEnv`.
     """
 
@@ -93,6 +94,11 @@ class DifferentiableArmEnv(_Configured):
         self.num_envs = self._world.num_envs
         self.device = self.xp.device
         self.differentiable = differentiable
+
+    @property
+    def unwrapped(self) -> DifferentiableArmEnv:
+        """The env itself (as Gymnasium's ``unwrapped``), so code can read any front-end the same way."""
+        return self
 
     def _grad_mode(self) -> contextlib.AbstractContextManager:
         # a differentiable env leaves the caller's grad mode alone (torch.no_grad around it works)

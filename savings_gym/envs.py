@@ -100,13 +100,58 @@ class _Configured:
 
     @property
     def field_gains(self) -> np.ndarray:
-        """Curl gain k (N*s/m) of each arm's current episode, (num_envs,)."""
+        """Curl gain k (N*s/m) of each arm's current episode, (num_envs,); between training episodes
+        (after one has run its trial, before the next reset), of the next one, as :attr:`phase`."""
         return self._world.field_gains
+
+    @property
+    def field_gain(self) -> float:
+        """Curl gain k (N*s/m) of the current episode (test episodes: the one asked for); between
+        training episodes, of the next one, as :attr:`phase`.
+
+        Raises:
+            ValueError: when the arms' episodes differ in gain (a phase boundary falls inside the
+                batch): read :attr:`field_gains` then.
+        """
+        gains = self._world.field_gains
+        if (gains != gains[0]).any():
+            raise ValueError(
+                f"the arms' current episodes differ in field gain ({sorted(set(gains.tolist()))}): a phase "
+                "boundary falls inside this batch; read field_gains (one per arm)"
+            )
+        return float(gains[0])
+
+    def get_state(self) -> dict[str, Any]:
+        """The schedule counter and the training random streams (one per arm), for checkpoints.
+
+        Save it between batches; :meth:`set_state` on an env built with the same arguments, then
+        ``reset()`` (without a seed), continues exactly as the saved env would have. Saved while a
+        training episode is in progress, it replays that episode from its start. Test episodes
+        draw from their own generators and need no state. Plain values only (ints, dicts of ints):
+        ``torch.save`` and ``json.dumps`` take it as it is.
+
+        Returns:
+            ``{"episodes_completed": int, "rngs": [bit-generator state per arm] or None}``.
+        """
+        return self._world.get_state()
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`get_state`; the next ``reset()`` (no seed) draws what the saved env's would have.
+
+        Raises:
+            ValueError: naming what does not fit (keys, counter, number of arms).
+        """
+        self._world.set_state(state)
 
     @property
     def episodes_completed(self) -> int:
         """Training episodes run to the end since the schedule started (per world)."""
         return self._world.episodes_completed
+
+    @property
+    def num_worlds(self) -> int:
+        """Independent groups of arms, each with its own schedule counter (1 for a single env)."""
+        return self._world.num_worlds
 
     @property
     def episode_mode(self) -> str | None:
@@ -212,7 +257,10 @@ class ArmCurlFieldEnv(_Configured, gym.Env[np.ndarray, np.ndarray]):
     FF1 (k=8, 25,608), NF2 (k=0, 80,008), FF2 (k=8, 25,608), the paper's batches x 8; after the
     last phase its field stays on. The agent cannot see k; the experimenter reads
     ``env.unwrapped.phase`` (the schedule's current phase name), ``env.unwrapped.field_gain`` (k of
-    the current episode) and ``env.unwrapped.episodes_completed``.
+    the current episode) and ``env.unwrapped.episodes_completed``. Once a training episode has run
+    its 100 steps the schedule has moved on: until the next reset, ``phase`` and ``field_gain``
+    both describe the next episode. ``get_state()`` / ``set_state()`` save and restore the
+    schedule counter and the training random streams (checkpoints).
 
     ## Test reaches (evaluation mode)
     ``reset(options={"mode": "test", "target": i, "field_gain": k})`` plays test reach ``i``
@@ -267,10 +315,10 @@ class ArmCurlFieldEnv(_Configured, gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self._path: list[np.ndarray] = []
 
-    @property
-    def field_gain(self) -> float:
-        """Curl gain k (N*s/m) acting in the current episode (test episodes: the one asked for)."""
-        return float(self._world.field_gains[0])
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        if self._world._rngs is not None:  # the env's np_random is its arm's generator
+            self._np_random = self._world._rngs[0]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -382,7 +430,8 @@ class ArmCurlFieldVectorEnv(_Configured, VectorEnv):
         device: torch device for ``backend="torch"``.
 
     The experimenter's view: ``phase`` (the schedule's current phase), ``field_gains`` (k of each
-    arm's current episode), ``episodes_completed`` (per world), ``state``.
+    arm's current episode), ``field_gain`` (the same, as one number when all arms agree),
+    ``episodes_completed`` (per world), ``state``; ``get_state()`` / ``set_state()`` for checkpoints.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}

@@ -234,8 +234,9 @@ class World:
         self.episodes_completed = 0
         self.mode: str | None = None
         self.state: TaskState | None = None
-        self.field_gains = np.zeros(self.num_envs, np.float32)
+        self._episode_gains = np.zeros(self.num_envs, np.float32)
         self._rngs: list[np.random.Generator] | None = None
+        self._before_draw: list[dict] | None = None  # the generators before the current training draw
         self._noise_rngs: list[np.random.Generator] = []
         self._noise: Array | None = None
 
@@ -249,8 +250,27 @@ class World:
 
     @property
     def phase(self) -> str:
-        """Name of the schedule's current phase (what the next training episode is played in)."""
+        """Name of the schedule's current phase: that of the training episode in progress or, between
+        episodes, of the next one (the same episodes :attr:`field_gains` describes)."""
         return self.schedule.phase_at(self.episodes_completed).name
+
+    @property
+    def between_episodes(self) -> bool:
+        """True before the first reset, after :meth:`set_state`, and once a training episode has run
+        its trial (until the next reset): the schedule has moved on to the next episodes."""
+        return self.state is None or (self.mode == "train" and self.state.step >= self.params.trial_steps)
+
+    @property
+    def field_gains(self) -> np.ndarray:
+        """(num_envs,) curl gain k (N*s/m) of each arm's current episode (test episodes: the gain asked
+        for); between training episodes, of each arm's next one, so that it agrees with :attr:`phase`."""
+        if self.between_episodes:
+            return self.schedule.field_gains_at(self.episodes_completed + self._slots()).astype(np.float32)
+        return self._episode_gains
+
+    def _slots(self) -> np.ndarray:
+        """Each arm's place among its world's current episodes."""
+        return np.tile(np.arange(self.envs_per_world), self.num_worlds)
 
     def reset(self, options: Mapping[str, Any] | None = None) -> tuple[Array, dict[str, Array]]:
         """Starts a new episode in every arm (see :func:`parse_reset_options` for ``options``)."""
@@ -259,8 +279,8 @@ class World:
         opts = parse_reset_options(options, self.num_envs, self.params)
         steps = self.params.trial_steps + 1
         if opts.mode == "train":
-            slots = np.tile(np.arange(self.envs_per_world), self.num_worlds)
-            gains = self.schedule.field_gains_at(self.episodes_completed + slots)
+            gains = self.schedule.field_gains_at(self.episodes_completed + self._slots())
+            self._before_draw = [rng.bit_generator.state for rng in self._rngs]
             uniforms = np.empty((self.num_envs, UNIFORMS_PER_TRIAL))
             for i, rng in enumerate(self._rngs):
                 uniforms[i] = rng.random(UNIFORMS_PER_TRIAL)
@@ -273,7 +293,7 @@ class World:
             self._noise_rngs = [np.random.default_rng(opts.eval_seed + i) for i in range(self.num_envs)]
         self._noise = self.xp.asarray(self._draw_noise(steps))
         self.mode = opts.mode
-        self.field_gains = trials.field_gain
+        self._episode_gains = trials.field_gain
         self.state, obs, info = self.task.reset(trials, self._noise[:, 0])
         return obs, info
 
@@ -318,14 +338,32 @@ class World:
             self.episodes_completed += self.envs_per_world
 
     def get_state(self) -> dict[str, Any]:
-        """The schedule counter and every arm's generator state, for checkpoints (between episodes)."""
-        return {
-            "episodes_completed": self.episodes_completed,
-            "rngs": None if self._rngs is None else [g.bit_generator.state for g in self._rngs],
-        }
+        """The schedule counter and every arm's generator state, for checkpoints: ``{"episodes_completed":
+        int, "rngs": [one bit-generator state per arm] or None before the first seeding}``.
+
+        Between training episodes (see :attr:`between_episodes`) the generators are those the next reset
+        draws from. While a training episode is in progress they are those from before its draw, so
+        that :meth:`set_state` and a reset replay that episode from its start (its steps are not saved).
+        """
+        rngs = None if self._rngs is None else [g.bit_generator.state for g in self._rngs]
+        if self.mode == "train" and not self.between_episodes:
+            rngs = self._before_draw
+        return {"episodes_completed": self.episodes_completed, "rngs": rngs}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restores :meth:`get_state`; the next reset continues exactly where the saved run would have."""
+        """Restores :meth:`get_state`; the next reset continues exactly where the saved run would have.
+
+        Raises:
+            ValueError: for a state that is not one from :meth:`get_state` of a world of this size.
+        """
+        if not isinstance(state, Mapping) or set(state) != {"episodes_completed", "rngs"}:
+            raise ValueError(
+                "state must be a dict from get_state() with keys 'episodes_completed' and 'rngs', got "
+                f"{sorted(state) if isinstance(state, Mapping) else type(state).__name__}"
+            )
+        completed = state["episodes_completed"]
+        if isinstance(completed, bool) or not isinstance(completed, int | np.integer) or completed < 0:
+            raise ValueError(f"state['episodes_completed'] must be a non-negative int, got {completed!r}")
         if state["rngs"] is not None:
             if len(state["rngs"]) != self.num_envs:
                 raise ValueError(
@@ -334,8 +372,9 @@ class World:
             self._rngs = [np.random.Generator(np.random.PCG64()) for _ in state["rngs"]]
             for generator, saved in zip(self._rngs, state["rngs"], strict=True):
                 generator.bit_generator.state = saved
-        self.episodes_completed = int(state["episodes_completed"])
+        self.episodes_completed = int(completed)
         self.state = None
+        self.mode = None
 
     @property
     def episode_steps(self) -> int:

@@ -39,3 +39,28 @@ def run_episode(env, n_steps: int = 100, options=None, seed=0, policy=wandering_
         rewards.append(reward)
         loads.append(np.asarray(env.unwrapped.state.load)[0].copy())
     return np.array(observations), infos, np.array(rewards), np.array(loads)
+
+
+def kill_and_resume(command, folder, env=None, cwd=None, settle: float = 2.0):
+    """Runs ``command(out)`` once to the end (``folder/whole``) and once killed (SIGKILL) ``settle`` s
+    after its first checkpoint, then resumed by the same command (``folder/killed``); returns both
+    result.json files as dicts."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    subprocess.run(command(folder / "whole"), check=True, env=env, cwd=cwd, capture_output=True)
+    victim = subprocess.Popen(
+        command(folder / "killed"), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoint = folder / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(settle)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (folder / "killed" / "result.json").exists(), "the run ended before it was killed"
+    subprocess.run(command(folder / "killed"), check=True, env=env, cwd=cwd, capture_output=True)
+    return [json.loads((folder / name / "result.json").read_text()) for name in ("whole", "killed")]

@@ -327,8 +327,9 @@ def test_cli_validate_add_render_and_report(tmp_path, good, capsys):
     assert main(["leaderboard", "validate", str(good), "--board", str(board)]) == 0
     assert main(["leaderboard", "add", str(good), "--board", str(board)]) == 0
     assert main(["leaderboard", "render", "--board", str(board), "--out", str(tmp_path / "site")]) == 0
-    assert "ok: gru-test, 6 networks, 6 measured by early_reduction_difference, 6 with both fits: ranked" in (
-        capsys.readouterr().out
+    assert (
+        "ok: gru-test, 6 networks (competence not recorded), 6 measured by early_reduction_difference, "
+        "6 with both fits: ranked" in (capsys.readouterr().out)
     )
     few = _write(tmp_path / "few", _result("few-fits", unmeasured=2))
     assert main(["leaderboard", "validate", str(few)]) == 0

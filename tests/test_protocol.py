@@ -2,26 +2,25 @@
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import jsonschema
 import numpy as np
 import pytest
+from helpers import kill_and_resume
 
 from benchmarks import leaderboard
 from benchmarks.cli import main
 from benchmarks.protocol import Preset, run_protocol
 from benchmarks.run import bptt_agent_factory, run
 
-TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, pretrain_batches=2, use_shipped_pretrained=False)
+# the shipped GRU-16 networks 0 and 1 reach (endpoint errors 2.2 and 2.9 cm): the competence gate keeps them
+TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, use_shipped_pretrained=True)
 
 
 def _run(out, stop_after=None):
-    make, provenance = bptt_agent_factory("gru", 8, 2, TINY, out, seed=1, device="cpu")
-    config = {"agent": "gru", "hidden": 8, "networks": 2, "seed": 1}
+    make, provenance = bptt_agent_factory("gru", 16, 2, TINY, out, seed=1, device="cpu")
+    config = {"agent": "gru", "hidden": 16, "networks": 2, "seed": 1}
     return run_protocol(make, TINY, out, config, progress=False, stop_after=stop_after)
 
 
@@ -32,6 +31,7 @@ def test_run_writes_a_self_describing_result(tmp_path):
     assert set(on_disk["learning_curves"]) == {"NF1", "FF1", "NF2", "FF2"}
     assert np.asarray(on_disk["learning_curves"]["FF1"]).shape == (2, 3)
     assert "motornet" in on_disk["versions"] and result["metrics"]["aggregate"]["networks"] == 2
+    assert result["competence"]["per_network"]["competent"] == [True, True]  # both reach: every metric has both
     with np.load(tmp_path / "curves.npz") as curves:
         assert curves["FF2"].shape == (2, 3, 8) and np.isfinite(curves["FF2"]).all()
     for figure in ("learning_curves.png", "hand_paths.png", "savings_index.png"):
@@ -41,7 +41,7 @@ def test_run_writes_a_self_describing_result(tmp_path):
 
 
 def test_a_bptt_run_writes_a_leaderboard_submission(tmp_path):
-    run("gru", 8, 2, TINY, tmp_path, seed=1, progress=False)
+    run("gru", 16, 2, TINY, tmp_path, seed=1, progress=False)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
     assert len(on_disk["config"]["seeds"]) == 2 and len(set(on_disk["config"]["seeds"])) == 2
@@ -60,9 +60,9 @@ def test_a_stopped_run_resumes_to_the_same_curves(tmp_path):
 
 def test_resume_refuses_another_runs_checkpoint(tmp_path):
     _run(tmp_path, stop_after=2)
-    make, _ = bptt_agent_factory("gru", 8, 2, TINY, tmp_path, seed=1, device="cpu")
+    make, _ = bptt_agent_factory("gru", 16, 2, TINY, tmp_path, seed=1, device="cpu")
     with pytest.raises(ValueError, match="another run"):
-        run_protocol(make, TINY, tmp_path, {"agent": "gru", "hidden": 8, "networks": 2, "seed": 2}, progress=False)
+        run_protocol(make, TINY, tmp_path, {"agent": "gru", "hidden": 16, "networks": 2, "seed": 2}, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -110,22 +110,7 @@ def test_a_killed_run_resumed_with_the_same_command_ends_identically(tmp_path):
             "0",
         ]
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(command(tmp_path / "whole"), check=True, env=env, capture_output=True)
-    victim = subprocess.Popen(
-        command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    checkpoint = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(3)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert not (tmp_path / "killed" / "result.json").exists()
-    subprocess.run(command(tmp_path / "killed"), check=True, env=env, capture_output=True)
-    whole = json.loads((tmp_path / "whole" / "result.json").read_text())
-    killed = json.loads((tmp_path / "killed" / "result.json").read_text())
+    whole, killed = kill_and_resume(command, tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"}, settle=3)
     assert killed["learning_curves"] == whole["learning_curves"]
 
 
@@ -152,8 +137,8 @@ def test_result_files_name_their_starting_weights_portably_with_a_hash(tmp_path)
 
 
 def test_the_practice_control_trains_copies_of_the_same_networks_without_touching_the_main_run(tmp_path):
-    plain = run("gru", 8, 2, TINY, tmp_path / "plain", seed=1, progress=False)
-    both = run("gru", 8, 2, TINY, tmp_path / "control", seed=1, progress=False, practice_control=True)
+    plain = run("gru", 16, 2, TINY, tmp_path / "plain", seed=1, progress=False)
+    both = run("gru", 16, 2, TINY, tmp_path / "control", seed=1, progress=False, practice_control=True)
     curves = {phase: np.asarray(c) for phase, c in both["learning_curves"].items()}
     assert curves["NFC"].shape == (2, 5) and curves["FFC"].shape == (2, 3)  # NF1 + FF1 + NF2, then FF2's length
     # the main run is the run without the control, batch for batch: the control trains its own copies
@@ -179,8 +164,8 @@ def test_the_practice_control_trains_copies_of_the_same_networks_without_touchin
 
 def test_a_stopped_run_with_the_practice_control_resumes_to_the_same_curves(tmp_path):
     def go(out, stop_after=None):
-        make, _ = bptt_agent_factory("gru", 8, 2, TINY, out, seed=1, device="cpu")
-        config = {"agent": "gru", "hidden": 8, "networks": 2, "seed": 1}
+        make, _ = bptt_agent_factory("gru", 16, 2, TINY, out, seed=1, device="cpu")
+        config = {"agent": "gru", "hidden": 16, "networks": 2, "seed": 1}
         return run_protocol(make, TINY, out, config, progress=False, stop_after=stop_after, practice_control=True)
 
     whole = go(tmp_path / "whole")
@@ -194,17 +179,17 @@ def test_a_practice_control_sharing_the_main_runs_weights_is_refused(tmp_path):
     shared = torch.zeros(3)
 
     class Learner:  # a custom learner whose make_agent hands out the same weights twice
-        num_networks, episodes_completed = 1, 0
+        num_networks = 1
 
         def state_dict(self):
             return {"weights": shared}
 
     with pytest.raises(ValueError, match="share weights"):
-        run_protocol(lambda schedule: Learner(), TINY, tmp_path, {"agent": "x"}, progress=False, practice_control=True)
+        run_protocol(lambda envs: Learner(), TINY, tmp_path, {"agent": "x"}, progress=False, practice_control=True)
 
 
 def test_phase_lengths_and_task_constants_from_the_command_line(tmp_path):
-    result = run("gru", 8, 2, TINY, tmp_path, seed=1, progress=False, phases={"NF1": 2}, task={"test_go_time": 0.44})
+    result = run("gru", 16, 2, TINY, tmp_path, seed=1, progress=False, phases={"NF1": 2}, task={"test_go_time": 0.44})
     assert result["config"]["preset"]["name"] == "tiny:NF1=2" and result["config"]["preset"]["batches"]["NF1"] == 2
     assert np.asarray(result["learning_curves"]["NF1"]).shape == (2, 2)
     assert result["config"]["task"]["test_go_time"] == 0.44
@@ -239,6 +224,93 @@ def test_bad_protocol_options_fail_before_any_work(argv, message, capsys, tmp_pa
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+class StillLearner:
+    """Two learners that never move, in a vector env of 16 arms: where the env comes from is the test."""
+
+    num_networks = 2
+
+    def __init__(self, envs, where="given", restores=True):
+        import gymnasium as gym
+
+        self.envs, self.restores = envs, restores
+        if where == "given":
+            self.env = envs.vector(16, num_worlds=2)
+        else:  # builds its own env in the null field throughout (and, for "both", ignores the one it asked for)
+            self.env = gym.make_vec("ArmCurlField-v0", num_envs=16, num_worlds=2, schedule=[("NF", 0.0, None)])
+            if where == "both":
+                envs.vector(16, num_worlds=2)
+        self.env.reset(seed=0)
+        self.fresh = True
+
+    def train(self, episodes):
+        if not self.fresh:  # each batch starts new episodes (rather than the autoreset's empty step)
+            self.env.reset()
+        self.fresh = False
+        for _ in range(100):
+            self.env.step(np.zeros((16, 6), np.float32))
+
+    def evaluate(self, field_gain):
+        from agents.interface import run_test_reaches
+
+        return run_test_reaches(lambda obs, t: np.zeros((len(obs), 6), np.float32), 2, field_gain)
+
+    def state_dict(self):
+        return {"env": self.env.unwrapped.get_state()}
+
+    def load_state_dict(self, state):
+        if self.restores:
+            self.env.unwrapped.set_state(state["env"])
+        self.fresh = False
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("own", "built no env from the ProtocolEnvs"),
+        ("both", "before batch 2: env 0 .* has completed 0 training episodes per world, the schedule says 8"),
+    ],
+)
+def test_a_learner_that_does_not_train_in_the_envs_it_is_given_is_refused(tmp_path, where, message):
+    from agents.interface import ScheduleMismatchError
+
+    with pytest.raises(ScheduleMismatchError, match=message):
+        run_protocol(lambda envs: StillLearner(envs, where), TINY, tmp_path, {"agent": "still"}, progress=False)
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_a_resume_that_skips_batches_is_refused(tmp_path):
+    from agents.interface import ScheduleMismatchError
+
+    def go(restores, stop_after=3):
+        make = lambda envs: StillLearner(envs, restores=restores)  # noqa: E731
+        return run_protocol(make, TINY, tmp_path, {"agent": "still"}, progress=False, stop_after=stop_after)
+
+    assert go(restores=True) is None
+    # a learner whose checkpoint forgets its env: the env restarts at episode 0, the run is at batch 3
+    with pytest.raises(ScheduleMismatchError, match="before batch 4: .* completed 0 .* schedule says 24"):
+        go(restores=False)
+    assert np.asarray(go(restores=True, stop_after=None)["learning_curves"]["FF2"]).shape == (2, 3)  # restored: on
+
+
+def test_each_learner_gets_envs_on_its_own_schedule_and_the_protocol_decides_what_they_are(tmp_path):
+    seen = []
+
+    def make(envs):
+        seen.append(envs)
+        return StillLearner(envs)
+
+    run_protocol(
+        make, TINY, tmp_path, {"agent": "still"}, progress=False, practice_control=True, task={"test_go_time": 0.2}
+    )
+    main_run, control = seen
+    assert main_run.schedule == TINY.schedule() and control.schedule == TINY.practice_schedule()
+    assert control.built[0].unwrapped.schedule.names == ("NFC", "FFC")
+    assert [env.unwrapped.episodes_completed for env in (*main_run.built, *control.built)] == [64, 64]
+    assert main_run.built[0].unwrapped.params.test_go_time == 0.2 and main_run.env_id == "ArmCurlField-v0"
+    with pytest.raises(ValueError, match="the protocol sets the schedule, env id and task constants"):
+        main_run.vector(8, phase_episodes={"FF1": 0})
 
 
 def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, monkeypatch):

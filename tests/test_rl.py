@@ -67,7 +67,9 @@ def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks,
     curves = result["learning_curves"]
     on_disk = json.loads((tmp_path / "result.json").read_text())
     jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
-    assert on_disk["metrics"] == json.loads(json.dumps(savings({p: np.asarray(c) for p, c in curves.items()})))
+    gate = on_disk["competence"]["per_network"]["competent"]  # the metrics are over the networks that reach
+    recomputed = savings({p: np.asarray(c) for p, c in curves.items()}, competence=gate)
+    assert on_disk["metrics"] == json.loads(json.dumps(recomputed))
     config = on_disk["config"]
     assert config["env_id"] == "ArmCurlField-v0" and config["sb3"]["algo"] == algo and len(config["seeds"]) == networks
     assert config["pretrained_from"] == "<run>/pretrained.pt"  # pretrained for the preset's 1 batch
@@ -235,7 +237,7 @@ def test_tensorboard_scalars_or_a_clean_skip(tmp_path):
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.warns(UserWarning, match="tensorboard is not installed"):
             result = run("sb3:PPO", None, 1, SCRATCH, tmp_path / "run", **kwargs)
-        assert not board.exists() and result["metrics"]["aggregate"]["networks"] == 1
+        assert not board.exists() and result["metrics"]["competence"]["networks"] == 1
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
@@ -480,3 +482,12 @@ def test_shipped_rl_weights_fit_the_shipped_hyperparameters(algo, env_id):
     blob = load_pretrained(shipped_pretrained(spec))
     assert fits(blob, spec, 5), f"{shipped_pretrained(spec)} no longer fits {algo} on {env_id}: re-run its pretraining"
     assert blob["meta"]["imitate"] == "agents/pretrained/gru128.pt" and len(blob["policies"]) == 5
+
+
+def test_an_algorithm_without_shipped_hyperparameters_says_so():
+    with pytest.warns(UserWarning, match=r"sb3:A2C has no shipped hyperparameters \(no a2c.yml"):
+        make_spec("A2C")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        make_spec("A2C", hyperparams={"n_steps": 100})  # chosen: no notice
+        make_spec("PPO")  # shipped: no notice
