@@ -211,13 +211,14 @@ class CompiledBPTT:
 
     def _weights(self) -> Weights:
         c = self.controllers
-        # w_ih and w_out as transposes of contiguous copies: the matmuls read them transposed
+        # w_ih as the transpose of a contiguous copy (the matmuls read it transposed); w_out as
+        # it is: with 6 output columns, MKL reads the (K, 6, H) original transposed 2x faster
         return Weights(
             c.transposed("w_ih").transpose(1, 2),
             c.b_ih.detach(),
             c.transposed("w_hh"),
             c.b_hh.detach(),
-            c.transposed("w_out").transpose(1, 2),
+            c.w_out.detach(),
             c.b_out.detach(),
         )
 
