@@ -8,6 +8,7 @@ alike. Everything outside that file (the task, the controllers, the agent) is th
 ``REV`` must be a commit whose ``CompiledBPTT`` has this one's interface.
 
     python -m benchmarks.engine_ab 72e84c5 --networks 40 --threads 1 --repeats 7
+    python -m benchmarks.engine_ab 72e84c5 --ours 83d2085   # two commits, neither checked out
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def _timed(agent: BPTTAgent) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def compare(rev: str, networks: int = 40, repeats: int = 7) -> dict[str, float]:
-    """Seconds per network-batch of ``rev``'s compiled engine and of this checkout's, on the CPU.
+def compare(rev: str, networks: int = 40, repeats: int = 7, ours_rev: str | None = None) -> dict[str, float]:
+    """Seconds per network-batch of ``rev``'s compiled engine and of this checkout's (or of
+    ``ours_rev``'s), on the CPU.
 
     Returns:
         ``base_s`` and ``ours_s`` (best wall time of ``repeats``, after two warm-up batches each),
@@ -68,6 +70,8 @@ def compare(rev: str, networks: int = 40, repeats: int = 7) -> dict[str, float]:
     """
     base, ours = bench_agent(networks, "cpu"), bench_agent(networks, "cpu")
     base._compiled = load_engine(rev).CompiledBPTT(base.controllers, base.env.task)
+    if ours_rev is not None:
+        ours._compiled = load_engine(ours_rev).CompiledBPTT(ours.controllers, ours.env.task)
     for agent in (base, ours, base, ours):  # compiling, then one warm batch each
         network_batch(agent)
     base_times, our_times = [], []
@@ -87,14 +91,16 @@ def compare(rev: str, networks: int = 40, repeats: int = 7) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rev", help="the commit whose agents/bptt_compiled.py is the baseline")
+    parser.add_argument("--ours", default=None, help="time this commit's engine instead of the checkout's")
     parser.add_argument("--networks", type=int, default=40, help="K networks (default 40)")
     parser.add_argument("--repeats", type=int, default=7, help="alternating rounds (default 7)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    r = compare(args.rev, args.networks, args.repeats)
+    r = compare(args.rev, args.networks, args.repeats, args.ours)
+    ours = "this checkout" if args.ours is None else args.ours
     print(
-        f"K={args.networks}, {args.threads} thread(s): {args.rev} {r['base_s']:.3f} s/batch, this checkout "
+        f"K={args.networks}, {args.threads} thread(s): {args.rev} {r['base_s']:.3f} s/batch, {ours} "
         f"{r['ours_s']:.3f} s/batch: {r['speedup']:.2f}x (median of rounds {r['median_speedup']:.2f}x; "
         f"CPU time {r['cpu_speedup']:.2f}x)"
     )
