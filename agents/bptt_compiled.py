@@ -16,8 +16,8 @@ autograd graph), and the backward is one compiled vector-Jacobian product per st
   per-step backward where they belong;
 * the hidden states and the recurrent gates' gradients are written, each step, into work arrays
   kept from batch to batch, which the loss and the deferred weight gradient read in place: no
-  concatenation of cold memory after the loop, and no fresh pages (a new 50 MB array each batch
-  cost ~20,000 page faults, a sixth of the batch's time).
+  concatenation of cold memory after the loop, and no fresh pages (arrays made anew each batch,
+  a 50 MB concatenation among them, cost 20,000-40,000 page faults per K=40 batch).
 
 The step is the same code as the eager path: :meth:`savings_gym.task.ReachTask.step` for the arm
 and task, :func:`agents.controllers.gru_gates` and friends for the network, so the two paths
@@ -398,9 +398,9 @@ class CompiledBPTT:
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
         """A work array kept from batch to batch: allocating one anew each batch costs page faults."""
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape:
-            buffer = self._buffers[name] = torch.empty(shape, device=self.controllers.w_hh.device)
+        like, buffer = self.controllers.w_hh, self._buffers.get(name)
+        if buffer is None or (buffer.shape, buffer.dtype, buffer.device) != (shape, like.dtype, like.device):
+            buffer = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buffer
 
     def _start(self, env: DifferentiableArmEnv, obs: Tensor) -> tuple[Tensor, Tensor, TaskState]:
