@@ -123,41 +123,10 @@ def _cat_rows(a: Any, b: Any) -> Any:
 
 
 def _step_vjp(
-    task: ReachTask,
-    weights: Weights,
-    w_hh: Tensor,
-    primals: tuple,
-    noise: Tensor,
-    loss_grads: tuple,
-    cotangents: tuple,
-    weight_grads: bool,
-    rows: int,
+    task: ReachTask, weights: Weights, primals: tuple, noise: Tensor, cotangents: tuple, weight_grads: bool
 ) -> tuple:
-    """One step of the backward through time, for the training rows.
-
-    Args:
-        task, weights: as the forward step had them; ``w_hh`` (K, 3H, H) the recurrent weights.
-        primals: the step's inputs as :func:`_joint_forward` took them (h, obs and state of all
-            rows) with the training rows' recurrent gate pre-activations: (h, gates_h, obs, state).
-        noise: the training rows' noise of the step.
-        loss_grads: the loss's gradients with respect to the step's hand state, muscle force and
-            hidden state (K*B, 4), (K*B, 6), (K, B, H).
-        cotangents: the gradients of the step's outputs (h, obs, state) from the steps after it.
-        weight_grads: also return the gradients of the input and readout weights (first).
-        rows: B, the training reaches per network.
-
-    Returns:
-        The gradients of the step's inputs (h, gates_h, obs, state), h's including its path
-        through the recurrent matmul.
-    """
-    h, gates_h, obs, state = primals
-    split = h.shape[0] * rows
-    primals = (h[:, :rows], gates_h, obs[:split], _rows(state, 0, split))
-    g_h, g_obs, g_state = cotangents
-    g_hand, g_force, g_hidden = loss_grads
-    arm = g_state.arm
-    g_state = g_state._replace(arm=arm._replace(hand=arm.hand + g_hand, force=arm.force + g_force))
-    cotangents = (g_h + g_hidden, g_obs, g_state)
+    """Gradients of one step's inputs (h, gates_h, obs, state), and first of the input and
+    readout weights when ``weight_grads``, from the cotangents of its outputs (h, obs, state)."""
     if weight_grads:
 
         def step(w_ih, b_ih, w_out, b_out, *inputs):  # noqa: ANN001, ANN202
@@ -167,9 +136,7 @@ def _step_vjp(
         _, vjp = torch.func.vjp(step, weights.w_ih, weights.b_ih, weights.w_out, weights.b_out, *primals)
     else:
         _, vjp = torch.func.vjp(lambda *inputs: _network_step(task, weights, *inputs, noise)[:3], *primals)
-    grads = vjp(cotangents)
-    g_h, g_gates = grads[-4:-2]
-    return (*grads[:-4], torch.baddbmm(g_h, g_gates, w_hh), *grads[-3:])
+    return vjp(cotangents)
 
 
 def _loss_grad(
@@ -363,18 +330,18 @@ class CompiledBPTT:
             g_obs = torch.zeros_like(obs[:split])
             g_state = _zeros_like(_rows(state, 0, split))
             tape = self._buffer("gates", (k, steps, b, gates[0].shape[-1]))  # recurrent gates' gradients
-            summed, w_hh = None, c.w_hh.detach()
+            summed = None
             for t in reversed(range(steps)):
+                arm = g_state.arm
+                g_state = g_state._replace(arm=arm._replace(hand=arm.hand + g_hand[t], force=arm.force + g_force[t]))
+                h_prev, obs_prev, state_prev = inputs[t]
                 grads = self._vjp(
                     self.task,
                     weights,
-                    w_hh,
-                    (*inputs[t][:1], gates[t], *inputs[t][1:]),
+                    (h_prev[:, :b], gates[t], obs_prev[:split], _rows(state_prev, 0, split)),
                     noise_train[:, t + 1],
-                    (g_hand[t], g_force[t], g_hidden[:, t + 1]),
-                    (g_h, g_obs, g_state),
+                    (g_h + g_hidden[:, t + 1], g_obs, g_state),
                     weight_grads,
-                    b,
                 )
                 if weight_grads:
                     step_sums, grads = grads[:4], grads[4:]
@@ -382,6 +349,7 @@ class CompiledBPTT:
                         step_sums if summed is None else tuple(a + s for a, s in zip(summed, step_sums, strict=True))
                     )
                 g_h, g_gates, g_obs, g_state = grads
+                g_h = torch.baddbmm(g_h, g_gates, c.w_hh.detach())
                 tape[:, t].copy_(g_gates)
             c.add_recurrent_grad(hidden[:, :steps].reshape(k, steps * b, -1), tape.view(k, steps * b, -1))
             accumulate_grad(c.h0, g_h.sum(1))
