@@ -6,12 +6,18 @@ replays each of them. Here each step is one compiled function of the step's inpu
 autograd graph), and the backward is one compiled vector-Jacobian product per step
 (``torch.func.vjp`` of the same function, fused by ``torch.compile``). Around them:
 
-* the test reaches ride along in the same forward pass (their rows share the recurrent matmul,
-  whose cost is reading the K networks' weights) but not in the backward;
+* the test reaches ride along in the same forward pass, as rows of the same batch (joined once
+  per episode): one step call runs the matmuls, the gates, the arm and the task once over both
+  (:func:`_joint_forward`); the backward takes the training rows' views;
 * the recurrent weights' gradient is deferred: one (K, 3H, T*B) x (K, T*B, H) matmul after the
   backward instead of one per step, as :meth:`RecurrentControllers.deferred_weight_grad` does;
-* the loss is the paper's (:func:`agents.bptt.paper_loss`), differentiated by autograd over the
-  recorded trajectory, and its gradients enter the per-step backward where they belong.
+* the loss is the paper's (:func:`agents.bptt.paper_loss`), it and its gradient with respect to
+  the recorded trajectory one compiled call (``torch.func.grad``), and its gradients enter the
+  per-step backward where they belong;
+* the hidden states and the recurrent gates' gradients are written, each step, into work arrays
+  kept from batch to batch, which the loss and the deferred weight gradient read in place: no
+  concatenation of cold memory after the loop, and no fresh pages (arrays made anew each batch,
+  a 50 MB concatenation among them, cost 20,000-40,000 page faults per K=40 batch).
 
 The step is the same code as the eager path: :meth:`savings_gym.task.ReachTask.step` for the arm
 and task, :func:`agents.controllers.gru_gates` and friends for the network, so the two paths
@@ -64,19 +70,56 @@ def _network_step(
     return h_new, new_obs, new_state, info["desired_position"]
 
 
-def _paired_forward(
-    task: ReachTask, weights: Weights, train: tuple, test: tuple | None
-) -> tuple[Tensor, tuple, tuple | None]:
-    """The training rows and (optionally) the test rows, sharing one recurrent matmul.
+def _joint_forward(
+    task: ReachTask, weights: Weights, h: Tensor, obs: Tensor, state: TaskState, noise: Tensor, rows: int
+) -> tuple[Tensor, Tensor, Tensor, TaskState, Tensor]:
+    """One step of the training reaches and the test reaches together, as one batch.
 
-    ``train``/``test``: (h, obs, state, noise) each. Returns the training rows' recurrent gate
-    pre-activations (the backward's input) and :func:`_network_step`'s outputs for both."""
-    h = train[0] if test is None else torch.cat([train[0], test[0]], dim=1)
+    Each network's hidden states ``h`` (K, B + B_test, H) hold its B training rows first; the
+    arms' rows (``obs``, ``state``, ``noise``) hold all K*B training rows first, then the K*B_test
+    test rows. ``rows`` is B. The arm, task and gate arithmetic then runs once over both, and the
+    recurrent matmul reads the weights once for both.
+
+    Returns the training rows' recurrent gate pre-activations (the backward's input), the new
+    hidden state, observation and task state of all rows, and the training rows' desired hand
+    position.
+    """
+    k, both, _ = h.shape
+    split = k * rows
     gates_h = torch.baddbmm(weights.b_hh[:, None, :], h, weights.w_hh_t)
-    rows = train[0].shape[1]
-    new_train = _network_step(task, weights, train[0], gates_h[:, :rows], *train[1:])
-    new_test = None if test is None else _network_step(task, weights, test[0], gates_h[:, rows:], *test[1:])
-    return gates_h[:, :rows], new_train, new_test
+    if both == rows:  # no test reaches
+        obs_k = obs.view(k, rows, -1)
+    else:
+        obs_k = torch.cat([obs[:split].view(k, rows, -1), obs[split:].view(k, both - rows, -1)], dim=1)
+    h_new = gru_gates(input_gates(weights.w_ih, weights.b_ih, obs_k), gates_h, h)[0]
+    action = readout(weights.w_out, weights.b_out, h_new)
+    if both == rows:
+        action = action.reshape(split, -1)
+    else:
+        action = torch.cat([action[:, :rows].reshape(split, -1), action[:, rows:].reshape(-1, action.shape[-1])])
+    new_state, new_obs, _, info = task.step(state, action, noise)
+    return gates_h[:, :rows], h_new, new_obs, new_state, info["desired_position"][:split]
+
+
+def _rows(state: TaskState, start: int, stop: int | None) -> TaskState:
+    """The arms' rows ``start:stop`` of a task state (views)."""
+    fields = zip(state._fields, state, strict=True)
+    return TaskState(*(x if name == "step" else _slice(x, start, stop) for name, x in fields))
+
+
+def _slice(tree: Any, start: int, stop: int | None) -> Any:
+    if isinstance(tree, Tensor):
+        return tree[start:stop]
+    items = [_slice(x, start, stop) for x in tree]
+    return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+
+
+def _cat_rows(a: Any, b: Any) -> Any:
+    """Two (nested) tuples of tensors joined row by row (0-d tensors, the step, from ``a``)."""
+    if isinstance(a, Tensor):
+        return a if a.dim() == 0 else torch.cat([a, b])
+    items = [_cat_rows(x, y) for x, y in zip(a, b, strict=True)]
+    return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)
 
 
 def _step_vjp(
@@ -96,10 +139,50 @@ def _step_vjp(
     return vjp(cotangents)
 
 
+def _loss_grad(
+    loss_fn: Any, sizes: tuple[int, int], hand: Tensor, force: Tensor, hidden: Tensor, desired: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The (K,) losses of a recorded trajectory and their sum's gradients with respect to it.
+
+    Args:
+        loss_fn: maps the (K, B, T, .) trajectory dict (see :func:`agents.bptt.paper_loss`) to (K,).
+        sizes: K networks and B reaches each.
+        hand, force, desired: (T, K*B, .) stacks of the steps' hand states, muscle forces and
+            desired hand positions.
+        hidden: (K, T+1, B, H), the hidden state entering each step and the last one (slot t+1
+            holds step t's output).
+
+    Returns:
+        The losses, and the gradients of their sum with respect to ``hand``, ``force`` and
+        ``hidden``, each shaped like it (slot 0 of ``hidden``'s is zero).
+    """
+    k, b = sizes
+
+    def network_major(x: Tensor) -> Tensor:  # (T, K*B, .) -> (K, B, T, .)
+        return x.view(x.shape[0], k, b, -1).permute(1, 2, 0, 3)
+
+    def total(hand: Tensor, force: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        hand = network_major(hand)
+        losses = loss_fn(
+            {
+                "hand_position": hand[..., 0:2],
+                "hand_velocity": hand[..., 2:4],
+                "desired_position": network_major(desired),
+                "muscle_force": network_major(force),
+                "hidden": hidden[:, 1:].transpose(1, 2),
+            }
+        )
+        return losses.sum(), losses
+
+    grads, losses = torch.func.grad(total, argnums=(0, 1, 2), has_aux=True)(hand, force, hidden)
+    return (losses, *grads)
+
+
 # Compiled once per process, and specialised by torch on the task object and on shapes: agents
 # share the task object of their parameters (below), so a new agent does not recompile.
-_COMPILED_FORWARD = torch.compile(_paired_forward, dynamic=None)
+_COMPILED_FORWARD = torch.compile(_joint_forward, dynamic=None)
 _COMPILED_VJP = torch.compile(_step_vjp, dynamic=None)
+_COMPILED_LOSS_GRAD = torch.compile(_loss_grad, dynamic=None)
 
 
 @functools.lru_cache(maxsize=16)
@@ -158,19 +241,22 @@ class CompiledBPTT:
         self.controllers = controllers
         device = controllers.w_hh.device
         self.task = _traceable_task(task.params, task.cued, str(device))
-        self._forward, self._vjp = (_COMPILED_FORWARD, _COMPILED_VJP) if compile else (_paired_forward, _step_vjp)
+        self._forward, self._vjp = (_COMPILED_FORWARD, _COMPILED_VJP) if compile else (_joint_forward, _step_vjp)
         self._first_step = torch.zeros((), device=device)  # the step count as data (see _network_step)
         self._dynamics = (self.task.cued, _dynamics(self.task.params))
+        self._loss_grad = _COMPILED_LOSS_GRAD if compile else _loss_grad
+        self._buffers: dict[str, Tensor] = {}
 
     def _weights(self) -> Weights:
         c = self.controllers
-        # w_ih and w_out as transposes of contiguous copies: the matmuls read them transposed
+        # w_ih as the transpose of a contiguous copy (the matmuls read it transposed); w_out as
+        # it is: with 6 output columns, MKL reads the (K, 6, H) original transposed 2x faster
         return Weights(
             c.transposed("w_ih").transpose(1, 2),
             c.b_ih.detach(),
             c.transposed("w_hh"),
             c.b_hh.detach(),
-            c.transposed("w_out").transpose(1, 2),
+            c.w_out.detach(),
             c.b_out.detach(),
         )
 
@@ -200,61 +286,61 @@ class CompiledBPTT:
         c, k = self.controllers, self.controllers.num_networks
         weights = self._weights()
         with torch.no_grad():
-            train = self._start(train_env, train_obs)
-            test = None if test_env is None else self._start(test_env, test_obs)
-            noise_train = train_env.episode_noise
-            noise_test = None if test_env is None else test_env.episode_noise
+            h, obs, state = self._start(train_env, train_obs)
+            b, split = h.shape[1], k * h.shape[1]  # training reaches per network, training rows
+            noise_train = noise = train_env.episode_noise
+            if test_env is not None:  # the test rows ride along, after the training rows
+                h_test, obs_test, state_test = self._start(test_env, test_obs)
+                h, obs = torch.cat([h, h_test], dim=1), torch.cat([obs, obs_test])
+                state = _joint_start(_cat_rows(state, state_test))
+                noise = torch.cat([noise_train, test_env.episode_noise])
             steps = train_env.params.trial_steps
-            inputs, gates, outputs, desired, test_outputs = [], [], [], [], []
+            # h entering each step and the last h, filled while each step's h is in cache: the
+            # loss reads slots 1.., the recurrent weights' gradient slots ..T-1, neither copies it
+            hidden = self._buffer("hidden", (k, steps + 1, b, c.hidden_size))
+            inputs, gates, outputs, desired, test_hand, test_hidden = [], [], [], [], [], []
             for t in range(steps):
-                inputs.append(train)
-                gates_h, (*train, train_desired), test = self._forward(
-                    self.task,
-                    weights,
-                    (*train, noise_train[:, t + 1]),
-                    None if test is None else (*test, noise_test[:, t + 1]),
+                hidden[:, t].copy_(h[:, :b])
+                inputs.append((h, obs, state))
+                gates_h, h, obs, state, train_desired = self._forward(
+                    self.task, weights, h, obs, state, noise[:, t + 1], b
                 )
                 gates.append(gates_h)
-                outputs.append(train)
+                outputs.append(state)
                 desired.append(train_desired)
-                if test is not None:
-                    test = test[:3]
-                    test_outputs.append(test)
+                if test_env is not None:
+                    test_hand.append(state.arm.hand[split:, 0:2])
+                    test_hidden.append(h[:, b:])
+            hidden[:, steps].copy_(h[:, :b])
 
-        # the loss over the recorded trajectory, by autograd; its gradients per step
-        b = inputs[0][0].shape[1]
-        # (K, B, T, .) stacks: the loss reduces over reaches and steps, fastest on contiguous memory
-        hand = torch.stack([o[2].arm.hand.view(k, b, -1) for o in outputs], dim=2).requires_grad_()
-        force = torch.stack([o[2].arm.force.view(k, b, -1) for o in outputs], dim=2).requires_grad_()
-        hidden = torch.stack([o[0] for o in outputs], dim=2).requires_grad_()
-        trajectory = {
-            "hand_position": hand[..., 0:2],
-            "hand_velocity": hand[..., 2:4],
-            "desired_position": torch.stack([d.view(k, b, -1) for d in desired], dim=2),
-            "muscle_force": force,
-            "hidden": hidden,
-        }
-        losses = loss_fn(trajectory)
-        g_hand, g_force, g_hidden = torch.autograd.grad(losses.sum(), [hand, force, hidden])
+            # the loss over the recorded trajectory and its gradients, (T, K*B, .) and (K, T+1, B, H)
+            losses, g_hand, g_force, g_hidden = self._loss_grad(
+                loss_fn,
+                (k, b),
+                torch.stack([o.arm.hand[:split] for o in outputs]),
+                torch.stack([o.arm.force[:split] for o in outputs]),
+                hidden,
+                torch.stack(desired),
+            )
 
         # backward through time, one compiled vector-Jacobian product per step
         weight_grads = any(getattr(c, n).requires_grad for n in ("w_ih", "b_ih", "w_out", "b_out"))
         with torch.no_grad():
-            g_h = torch.zeros_like(outputs[-1][0])
-            g_obs = torch.zeros_like(outputs[-1][1])
-            g_state = _zeros_like(outputs[-1][2])
-            tape_h, tape_g, summed = [], [], None
+            g_h = torch.zeros_like(hidden[:, 0])
+            g_obs = torch.zeros_like(obs[:split])
+            g_state = _zeros_like(_rows(state, 0, split))
+            tape = self._buffer("gates", (k, steps, b, gates[0].shape[-1]))  # recurrent gates' gradients
+            summed = None
             for t in reversed(range(steps)):
                 arm = g_state.arm
-                loss_hand, loss_force = g_hand[:, :, t].reshape(k * b, -1), g_force[:, :, t].reshape(k * b, -1)
-                g_state = g_state._replace(arm=arm._replace(hand=arm.hand + loss_hand, force=arm.force + loss_force))
+                g_state = g_state._replace(arm=arm._replace(hand=arm.hand + g_hand[t], force=arm.force + g_force[t]))
                 h_prev, obs_prev, state_prev = inputs[t]
                 grads = self._vjp(
                     self.task,
                     weights,
-                    (h_prev, gates[t], obs_prev, state_prev),
+                    (h_prev[:, :b], gates[t], obs_prev[:split], _rows(state_prev, 0, split)),
                     noise_train[:, t + 1],
-                    (g_h + g_hidden[:, :, t], g_obs, g_state),
+                    (g_h + g_hidden[:, t + 1], g_obs, g_state),
                     weight_grads,
                 )
                 if weight_grads:
@@ -264,22 +350,26 @@ class CompiledBPTT:
                     )
                 g_h, g_gates, g_obs, g_state = grads
                 g_h = torch.baddbmm(g_h, g_gates, c.w_hh.detach())
-                tape_h.append(h_prev)
-                tape_g.append(g_gates)
-            c.add_recurrent_grad(torch.cat(tape_h, dim=1), torch.cat(tape_g, dim=1))
+                tape[:, t].copy_(g_gates)
+            c.add_recurrent_grad(hidden[:, :steps].reshape(k, steps * b, -1), tape.view(k, steps * b, -1))
             accumulate_grad(c.h0, g_h.sum(1))
             if summed is not None:
                 for name, value in zip(("w_ih", "b_ih", "w_out", "b_out"), summed, strict=True):
                     accumulate_grad(getattr(c, name), value)
 
-        train_env.advance(outputs[-1][2]._replace(step=steps))
+        train_env.advance(_rows(state, 0, split)._replace(step=steps))
         if test_env is None:
-            return Trajectory(losses.detach(), None, None)
-        test_env.advance(test_outputs[-1][2]._replace(step=steps))
-        bt = test_outputs[0][0].shape[1]
-        test_hand = torch.stack([o[2].arm.hand[:, 0:2] for o in test_outputs]).view(steps, k, bt, 2)
-        test_hidden = torch.stack([o[0] for o in test_outputs])
-        return Trajectory(losses.detach(), test_hand.permute(1, 2, 0, 3), test_hidden.permute(1, 2, 0, 3))
+            return Trajectory(losses, None, None)
+        test_env.advance(_rows(state, split, None)._replace(step=steps))
+        hand = torch.stack(test_hand).view(steps, k, -1, 2)
+        return Trajectory(losses, hand.permute(1, 2, 0, 3), torch.stack(test_hidden).permute(1, 2, 0, 3))
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
+        """A work array kept from batch to batch: allocating one anew each batch costs page faults."""
+        like, buffer = self.controllers.w_hh, self._buffers.get(name)
+        if buffer is None or (buffer.shape, buffer.dtype, buffer.device) != (shape, like.dtype, like.device):
+            buffer = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buffer
 
     def _start(self, env: DifferentiableArmEnv, obs: Tensor) -> tuple[Tensor, Tensor, TaskState]:
         """(h, obs, state) at the start of the episode ``env`` was just reset to."""
@@ -297,6 +387,16 @@ class CompiledBPTT:
             velocity_2=state.arm.hand.clone()[:, 2:4],  # a view of a hand state, as after a step
         )
         return h, obs, state
+
+
+def _joint_start(state: TaskState) -> TaskState:
+    """A start state of training and test rows joined, laid out as :meth:`ReachTask.step` leaves
+    its states (the compiled step is specialised on strides and on which inputs are the same
+    tensor): the muscle force of one step ago is the arm's force tensor itself, and both
+    velocities are views of 4-wide hand states, the last one's of the arm's (at a reset all
+    three hold the hand's velocity)."""
+    hand = state.arm.hand
+    return state._replace(velocity_1=hand[:, 2:4], velocity_2=hand.clone()[:, 2:4], force_1=state.arm.force)
 
 
 def _zeros_like(tree: Any) -> Any:

@@ -148,7 +148,15 @@ def _bench_rl(args: argparse.Namespace) -> int:
 def _bench_bptt(args: argparse.Namespace) -> int:
     from benchmarks import bptt_throughput
 
-    print(bptt_throughput.report(bptt_throughput.run(device=args.device, quick=args.quick, levers=args.levers)))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    networks = tuple(args.networks) if args.networks else (1, 8, 40)
+    rows = bptt_throughput.run(
+        device=args.device, quick=args.quick, networks=networks, levers=args.levers, repeats=args.repeats
+    )
+    print(bptt_throughput.report(rows))
     return 0
 
 
@@ -388,8 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bptt.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
     bptt.add_argument(
-        "--levers", action="store_true", help="time each speed-up in turn at K=40 (benchmarks/RESULTS.md)"
+        "--levers", action="store_true", help="time each speed-up in turn at the largest K (benchmarks/RESULTS.md)"
     )
+    bptt.add_argument(
+        "--networks", type=_integer(1), nargs="+", default=None, help="the K values to time (default: 1 8 40)"
+    )
+    bptt.add_argument("--threads", type=_integer(0), default=0, help="torch CPU threads (0: torch's default)")
+    bptt.add_argument("--repeats", type=_integer(1), default=3, help="alternating rounds; each rate is the best")
     bptt.set_defaults(handler=_bench_bptt)
     gpu = which.add_parser("gpu", help="on a CUDA machine: the GPU tests and BPTT timings at K=40..1000, one summary")
     gpu.add_argument(

@@ -18,6 +18,23 @@ def test_bench_bptt_prints_ratios_and_the_extrapolation(capsys):
     assert "baseline nb/s" in out and "today nb/s" in out and "paper protocol" in out
 
 
+def test_engine_ab_loads_a_commits_engine_and_refuses_an_unknown_commit():
+    from benchmarks.engine_ab import load_engine
+
+    module = load_engine("HEAD")  # the file as committed, as a module of its own
+    assert module.__name__ == "_bptt_compiled_HEAD" and module.CompiledBPTT.__module__ == module.__name__
+    with pytest.raises(ValueError, match="cannot read agents/bptt_compiled.py at 'no-such-commit'"):
+        load_engine("no-such-commit")
+
+
+@pytest.mark.parametrize("bad", [["--networks", "0"], ["--networks"], ["--threads", "-1"], ["--repeats", "0"]])
+def test_bench_bptt_refuses_bad_sizes_in_one_line(bad, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "bptt", *bad])
+    assert exit_.value.code == 2
+    assert f"error: {bad[0]} " in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_bench_rl_prints_both_sides_and_the_ratio(capsys):
     import torch
 
