@@ -176,6 +176,20 @@ def paper_hours(rate: float) -> float:
     return PAPER_NETWORKS * PAPER_BATCHES_PER_NETWORK / rate / 3600
 
 
+def faithful_batches_per_network() -> int:
+    """Batches per network of the ``faithful`` preset run as its README says: pretraining, the four
+    phases, and the practice control (as many batches again)."""
+    from benchmarks.protocol import PRESETS
+
+    faithful = PRESETS["faithful"]
+    return faithful.pretrain_batches + 2 * faithful.total_batches
+
+
+def faithful_hours(rate: float) -> float:
+    """Wall time (h) of the faithful run (40 networks, :func:`faithful_batches_per_network`) at ``rate``."""
+    return PAPER_NETWORKS * faithful_batches_per_network() / rate / 3600
+
+
 def report(rows: list[Row]) -> str:
     levers = len({r.label for r in rows}) > 1
     head = "lever" if levers else "K networks"
@@ -199,6 +213,11 @@ def report(rows: list[Row]) -> str:
     if widest.today_rate is not None:
         line += f", {paper_hours(widest.today_rate):.1f} h with today's path"
     lines.append(line + f", {paper_hours(widest.baseline_rate):.0f} h with the sequential baseline on this machine")
+    lines.append(
+        f"faithful preset ({PAPER_NETWORKS} networks x {faithful_batches_per_network():,} batches: pretraining, "
+        f"the phases and the practice control): {faithful_hours(widest.ours_rate):.1f} h with ours at "
+        f"K={widest.networks}"
+    )
     lines.append(
         "(network-batch: the 8 test reaches + one update on 8 reaches of 100 steps; 'today': the reference engine, "
         "the path before issue 17; targets at K=40: >= 80x the baseline, goal >= 105x; '1st batch' includes compiling)"

@@ -16,6 +16,7 @@ def test_bench_bptt_prints_ratios_and_the_extrapolation(capsys):
     assert main(["bench", "bptt", "--quick"]) == 0
     out = capsys.readouterr().out
     assert "baseline nb/s" in out and "today nb/s" in out and "paper protocol" in out
+    assert "faithful preset (40 networks x 9,560 batches" in out
 
 
 def test_engine_ab_loads_a_commits_engine_and_refuses_an_unknown_commit():
