@@ -213,6 +213,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
             if gate is None
             else f"{gate[0]} of {gate[1]} networks reach (the others are left out)"
         )
+        if entry.reach is not None:
+            counted += f", the reach of {entry.reach[0]} of {entry.reach[1]} held through the run"
         print(
             f"ok: {entry.name}, {counted}, {entry.measured} measured by "
             f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "

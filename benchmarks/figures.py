@@ -5,7 +5,10 @@
   orientation as the metrics);
 * ``hand_paths.png``: the 8 test reaches at NF1 end, FF1 start and end, NF2 end, FF2 start
   (first network);
-* ``savings_index.png``: the savings index of every network, with the mean and its 95% CI.
+* ``savings_index.png``: the savings index of every network, with the mean and its 95% CI;
+* ``reach_quality.png``: the test reaches' endpoint error and hand path length at every curve
+  point, phase after phase (mean and range across networks), against the collapse criterion
+  (:func:`benchmarks.metrics.reach_held`), for runs that record them.
 """
 
 from __future__ import annotations
@@ -93,19 +96,54 @@ def savings_index_figure(result: dict):
     index = np.asarray(result["metrics"]["per_network"]["savings_index"], np.float64)
     ci = result["metrics"]["aggregate"]["savings_index"]
     gate = result["metrics"].get("competence")
-    networks = np.flatnonzero(gate["per_network"]) if gate else np.arange(len(index))  # their run indices
+    kept = np.ones(len(gate["per_network"]) if gate else len(index), bool)
+    for block in (gate, result["metrics"].get("reach")):
+        if block:
+            kept &= np.asarray(block["per_network"], bool)
+    networks = np.flatnonzero(kept)  # their run indices
     fig = _figure(5, 3.5)
     ax = fig.add_subplot()
     colours = ["tab:green" if v > 0 else "tab:gray" for v in index]
     ax.bar(np.arange(len(index)), np.nan_to_num(index), color=colours, tick_label=[str(n) for n in networks])
-    if gate and gate["excluded"]:
-        ax.set_title(f"{gate['excluded']} of {gate['networks']} networks do not reach: not shown")
+    if len(networks) < len(kept):
+        ax.set_title(f"{len(kept) - len(networks)} of {len(kept)} networks do not reach or lost their reach: not shown")
     ax.axhline(0, color="k", lw=0.8)
     ax.axhspan(ci["low"], ci["high"], color="tab:orange", alpha=0.2, label="mean, 95% CI")
     ax.axhline(ci["estimate"], color="tab:orange")
     ax.set_xlabel("network")
     ax.set_ylabel("savings index log(r_FF2 / r_FF1)")
     ax.legend()
+    return fig
+
+
+def reach_quality_figure(result: dict):
+    """Endpoint error and hand path length of the test reaches at every curve point of the main
+    run, phases end to end: mean across networks, the range shaded, the collapse criterion dashed.
+    None for a run that did not record them."""
+    reach = result.get("reach_curves")
+    if not reach:
+        return None
+    criterion = result["reach_held"]["criterion"]
+    fig = _figure(8, 4.5)
+    axes = fig.subplots(2, 1, sharex=True)
+    start = 0
+    for phase in [p for p in ("NF1", "FF1", "NF2", "FF2") if p in reach]:
+        for ax, key in zip(axes, ("endpoint_error", "path_length"), strict=True):
+            rows = np.asarray(reach[phase][key]) * 100  # cm
+            x = start + np.arange(rows.shape[1])
+            ax.plot(x, rows.mean(0), color="tab:red" if phase.startswith("FF") else "tab:blue", lw=1)
+            ax.fill_between(x, rows.min(0), rows.max(0), color="0.8", lw=0)
+        axes[0].text(start, 0.98, phase, transform=axes[0].get_xaxis_transform(), va="top", fontsize=8)
+        start += np.asarray(reach[phase]["endpoint_error"]).shape[1]
+        for ax in axes:
+            ax.axvline(start, color="0.6", lw=0.5)
+    axes[0].axhline(criterion["max_endpoint_error_floor_m"] * 100, color="k", ls="--", lw=0.8)
+    axes[1].axhline(criterion["min_path_fraction"] * criterion["reach_distance_m"] * 100, color="k", ls="--", lw=0.8)
+    axes[0].set_ylabel("endpoint error (cm)")
+    axes[1].set_ylabel("hand path (cm)")
+    axes[1].set_xlabel("batch")
+    held = result["reach_held"]["per_network"]["held"]
+    fig.suptitle(f"reach quality of the test reaches: the reach held in {sum(held)} of {len(held)} networks")
     return fig
 
 
@@ -117,6 +155,7 @@ def write_figures(folder: Path, result: dict, snapshots: dict) -> None:
         "learning_curves.png": learning_curves_figure(result),
         "hand_paths.png": hand_paths_figure(snapshots),
         "savings_index.png": savings_index_figure(result),
+        "reach_quality.png": reach_quality_figure(result),
     }
     for name, fig in figures.items():
         if fig is not None:

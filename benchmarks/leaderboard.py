@@ -44,6 +44,8 @@ import numpy as np
 
 import savings_gym
 from benchmarks.metrics import (
+    COLLAPSE_MIN_ENDPOINT_ERROR,
+    COLLAPSE_MIN_PATH_FRACTION,
     COMPETENCE_MAX_ENDPOINT_ERROR,
     _short,
     bootstrap_ci,
@@ -51,6 +53,7 @@ from benchmarks.metrics import (
     competent,
     iqm,
     mismatches,
+    reach_held,
 )
 from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, find_preset
 from benchmarks.safe_io import (
@@ -124,6 +127,19 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
             "properties": {phase: _number_matrix for phase in (*PHASES, *PRACTICE_PHASES)},
             "additionalProperties": False,
         },
+        "reach_curves": {
+            "type": "object",
+            "properties": {
+                phase: {
+                    "type": "object",
+                    "required": ["endpoint_error", "path_length"],
+                    "properties": {"endpoint_error": _number_matrix, "path_length": _number_matrix},
+                    "additionalProperties": False,
+                }
+                for phase in (*PHASES, *PRACTICE_PHASES)
+            },
+            "additionalProperties": False,
+        },
         "metrics": {"type": "object", "required": ["window", "per_network", "aggregate"]},
     },
 }
@@ -185,6 +201,13 @@ class Entry:
         """(competent networks, networks) by the competence gate; None for a result from before it."""
         block = self.metrics.get("competence")
         return None if block is None else (block["competent"], block["networks"])
+
+    @property
+    def reach(self) -> tuple[int, int] | None:
+        """(networks whose reach held, networks) (:func:`benchmarks.metrics.reach_held`); None for a
+        result from before reach quality was recorded."""
+        block = self.metrics.get("reach")
+        return None if block is None else (block["held"], block["networks"])
 
     @property
     def with_savings(self) -> int:
@@ -364,9 +387,10 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
         control = False
     curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, control)
     gate = _checked_competence(result.get("competence"), networks, name, problems)
+    held = _checked_reach(result, curves, networks, name, problems)
     metrics: dict = {}
     if not problems:
-        metrics, mismatched = check_recomputed(result["metrics"], curves, competence=gate)
+        metrics, mismatched = check_recomputed(result["metrics"], curves, competence=gate, reach=held)
         problems += [
             (name, where, f"reported {_short(got)} but the curves give {_short(want)}")
             for where, got, want in mismatched
@@ -414,6 +438,51 @@ def _checked_competence(
             )
         )
     return flags
+
+
+def _checked_reach(
+    result: dict, curves: dict[str, np.ndarray], networks: int, name: str, problems: list[tuple[str, str, str]]
+) -> list[bool] | None:
+    """Whether each network's reach held (:func:`benchmarks.metrics.reach_held`), recomputed from the
+    file's reach curves (taken on trust like the learning curves; the flags never are) at the env
+    id's default reach distance (the board takes no ``--task`` runs); None for a result from before
+    reach quality was recorded (``reach_curves`` absent), or with problems appended."""
+    given = result.get("reach_curves")
+    if given is None:
+        return None
+    if set(given) != set(curves):
+        problems.append((name, "reach_curves", f"phases {sorted(given)} differ from the curves' {sorted(curves)}"))
+        return None
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for phase, rows in given.items():
+        arrays[phase] = {}
+        for key, values in rows.items():
+            where = f"reach_curves/{phase}/{key}"
+            try:
+                array = np.asarray(values, np.float64)
+            except (OverflowError, ValueError):
+                problems.append((name, where, f"must be {networks} curves of equal length"))
+                return None
+            if array.shape != curves[phase].shape:
+                problems.append((name, where, f"shape {array.shape}, the learning curves' is {curves[phase].shape}"))
+                return None
+            if not (np.isfinite(array) & (array >= 0)).all():
+                problems.append((name, where, "must hold finite distances >= 0 (m)"))
+                return None
+            arrays[phase][key] = array
+    competence = result.get("competence")
+    if not isinstance(competence, dict) or any(where.startswith("competence") for _, where, _ in problems):
+        problems.append((name, "reach_curves", "need the competence gate's endpoint errors (competence/per_network)"))
+        return None
+    errors = competence["per_network"]["endpoint_error"]  # checked by _checked_competence
+    distance = task_params(result["config"]["env_id"]).reach_distance
+    held = [bool(v) for v in reach_held(arrays, np.asarray(errors, np.float64), distance)["held"]]
+    block = result.get("reach_held")
+    reported = block.get("per_network", {}).get("held") if isinstance(block, dict) else None
+    if reported != held:
+        why = f"reported {_short(reported)} but the curves give {_short(held)}"
+        problems.append((name, "reach_held/per_network/held", why))
+    return held
 
 
 def _task_problems(config: dict, name: str) -> list[tuple[str, str, str]]:
@@ -744,6 +813,7 @@ def rows(board_entries: list[Entry]) -> list[dict]:
                 "preset": f"{entry.preset} (retired)" if entry.retired_preset else entry.preset,
                 "networks": entry.result["config"]["networks"],
                 "competent": entry.competence,
+                "reach_held": entry.reach,
                 "fits": entry.fits,
                 "with_savings": entry.with_savings,
                 "measured": entry.measured,
@@ -804,7 +874,11 @@ RANKING_TEXT = (
     "savings index log(r_FF2 / r_FF1), whose n (fits) shows how many networks have both fits. Only networks that "
     f"reach count: the competence gate (mean endpoint error of the null-field test reaches before FF1 below "
     f"{COMPETENCE_MAX_ENDPOINT_ERROR * 100:.0f} cm) leaves the others out of every measure, and the competent "
-    "column shows k of n (not recorded: a result from before the gate). Entries are "
+    "column shows k of n (not recorded: a result from before the gate). A learning curve can also fall because "
+    "the learner stopped reaching: networks whose test-reach endpoint error, averaged over 10 batches, exceeds "
+    f"the larger of twice their null-field error and {COLLAPSE_MIN_ENDPOINT_ERROR * 100:.0f} cm, or whose hand "
+    f"travels less than {COLLAPSE_MIN_PATH_FRACTION:.0%} of the reach, in any phase are left out too (reach held: "
+    "k of n). Entries are "
     "ranked among those of the same preset, current presets first. A preset marked (retired) is an earlier "
     "definition of it (quick before 2026-12-02 had no NF1 phase, so part of its savings is practice): its "
     "entries are ranked with each other, below the current preset's."
@@ -815,6 +889,7 @@ COLUMNS = (
     ("preset", "preset"),
     ("networks", "n (fits)"),
     ("competent", "competent"),
+    ("reach_held", "reach held"),
     ("early_reduction_difference", "early error reduction FF2 - FF1 (IQM, 95% CI)"),
     ("half_error_difference", "batches to half error FF1 - FF2 (IQM, 95% CI)"),
     ("area_ratio", "area ratio FF2 / FF1 (IQM, 95% CI)"),
@@ -841,7 +916,7 @@ def _cell(row: dict, key: str) -> str:
         return f"{fmt.format(value[0])} [{fmt.format(value[1])}, {fmt.format(value[2])}]"
     if key == "networks":
         return f"{value} ({row['fits']})"
-    if key == "competent":  # the gate: networks that reach, of all (results from before it: not recorded)
+    if key in ("competent", "reach_held"):  # a gate's k of n (results from before it: not recorded)
         return "not recorded" if value is None else f"{value[0]} of {value[1]}"
     if key == "fraction_with_savings":  # a count of the competent fitted networks, never a percentage of one
         return f"{row['with_savings']} of {row['fits']}" if row["fits"] else "-"
@@ -854,7 +929,7 @@ def _sort_key(row: dict, key: str) -> str:
     value = row[key][0] if key in INTERVALS else row[key]
     if key == "rank":  # unranked entries sort after every rank (JavaScript's parseFloat reads "Infinity")
         return "Infinity" if value == UNRANKED else str(int(str(value).rstrip("=")))
-    if key == "competent":
+    if key in ("competent", "reach_held"):
         return "" if value is None else str(value[0] / value[1])
     return "" if isinstance(value, float) and not math.isfinite(value) else str(value)
 

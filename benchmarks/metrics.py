@@ -362,6 +362,84 @@ def competent(endpoint_error: np.ndarray, max_endpoint_error: float = COMPETENCE
     return np.asarray(endpoint_error, np.float64) < max_endpoint_error
 
 
+COLLAPSE_ENDPOINT_FACTOR = 2.0  # x the network's own null-field endpoint error before FF1 ...
+COLLAPSE_MIN_ENDPOINT_ERROR = COMPETENCE_MAX_ENDPOINT_ERROR  # ... and never below half the reach (m)
+COLLAPSE_MIN_PATH_FRACTION = 0.7  # of the reach distance: a hand that travels less has stopped reaching
+COLLAPSE_WINDOW = 10  # batches averaged before a reach counts as collapsed (one bad batch is noise)
+REACH_DIGITS = 6  # reach curves are stored to the micrometre; the flags are computed from the stored values
+
+
+def reach_held(
+    reach_curves: Mapping[str, Mapping[str, np.ndarray]],
+    baseline_endpoint_error: np.ndarray,
+    reach_distance: float,
+    window: int = COLLAPSE_WINDOW,
+) -> dict[str, Any]:
+    """Whether each network's reach held through every phase of its run: a learning curve can fall
+    because the learner learnt the field or because it stopped reaching (a hand that stays at the
+    start deviates from no line), and only the first is adaptation.
+
+    A network's reach collapsed when, in any ``window`` consecutive batches of any phase (all of a
+    shorter phase), its mean test-reach endpoint error under that phase's field exceeds
+    max(:data:`COLLAPSE_ENDPOINT_FACTOR` x its null-field endpoint error before FF1,
+    :data:`COLLAPSE_MIN_ENDPOINT_ERROR`), or its mean hand path is shorter than
+    :data:`COLLAPSE_MIN_PATH_FRACTION` x ``reach_distance``. (A competent GRU's endpoint error in
+    a fresh field is 2-3 cm; a learner that trades its reach for a small deviation ends 10 cm or
+    more away, or barely moves.)
+
+    Args:
+        reach_curves: phase -> ``{"endpoint_error": (K, batches), "path_length": (K, batches)}`` (m),
+            per network and batch the mean over the test reaches (:func:`reach_quality`).
+        baseline_endpoint_error: (K,) null-field endpoint error before FF1 (the competence gate's, m).
+        reach_distance: start-to-target distance of the test reaches (m).
+        window: batches averaged.
+
+    Returns:
+        ``held`` ((K,) bool) and ``collapsed_in`` (per network the phases where its reach collapsed).
+
+    Raises:
+        ValueError: for curves of other shapes than (K, batches), a baseline of other than K
+            finite values, or a distance or window that is not positive.
+    """
+    baseline = np.asarray(baseline_endpoint_error, np.float64)
+    if baseline.ndim != 1 or not np.isfinite(baseline).all():
+        raise ValueError(f"baseline_endpoint_error must be K finite numbers, got {_short(baseline.tolist())}")
+    if not (isinstance(reach_distance, int | float) and 0 < reach_distance < math.inf):
+        raise ValueError(f"reach_distance must be a positive number (m), got {reach_distance!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    limit = np.maximum(COLLAPSE_ENDPOINT_FACTOR * baseline, COLLAPSE_MIN_ENDPOINT_ERROR)
+    collapsed_in: list[list[str]] = [[] for _ in baseline]
+    for phase, quality in reach_curves.items():
+        rows = {}
+        for key in ("endpoint_error", "path_length"):
+            rows[key] = np.asarray(quality.get(key) if isinstance(quality, Mapping) else None, np.float64)
+            if rows[key].ndim != 2 or rows[key].shape[0] != baseline.size:
+                raise ValueError(
+                    f"reach_curves[{phase!r}][{key!r}] must be ({baseline.size}, batches), got shape {rows[key].shape}"
+                )
+        if rows["endpoint_error"].shape[1] == 0:
+            continue
+        width = min(window, rows["endpoint_error"].shape[1])
+        smooth = {k: _moving_mean(v, width) for k, v in rows.items()}
+        with np.errstate(invalid="ignore"):
+            bad = (
+                (smooth["endpoint_error"] > limit[:, None]).any(1)
+                | (smooth["path_length"] < COLLAPSE_MIN_PATH_FRACTION * reach_distance).any(1)
+                | ~np.isfinite(smooth["endpoint_error"]).all(1)  # an arm that diverged does not reach
+                | ~np.isfinite(smooth["path_length"]).all(1)
+            )
+        for k in np.flatnonzero(bad):
+            collapsed_in[k].append(phase)
+    return {"held": np.array([not phases for phases in collapsed_in]), "collapsed_in": collapsed_in}
+
+
+def _moving_mean(rows: np.ndarray, width: int) -> np.ndarray:
+    """Means of every ``width`` consecutive points along the last axis (NaN-propagating)."""
+    cumulative = np.concatenate([np.zeros((rows.shape[0], 1)), np.cumsum(rows, axis=1)], axis=1)
+    return (cumulative[:, width:] - cumulative[:, :-width]) / width
+
+
 def gate_curves(
     curves: Mapping[str, np.ndarray], competence: Sequence[bool]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -380,12 +458,41 @@ def gate_curves(
     return {p: r[gate] for p, r in rows.items()}, {**block, "per_network": [bool(v) for v in gate]}
 
 
+def _gated(
+    curves: Mapping[str, np.ndarray], competence: Sequence[bool] | None, reach: Sequence[bool] | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The curves of the networks that pass both gates (a gate not given passes all) and the
+    ``competence`` and ``reach`` blocks of the gates given."""
+    total = np.atleast_2d(np.asarray(curves["FF1"])).shape[0] if "FF1" in curves else 0
+    keep = np.ones(total, bool)
+    blocks: dict[str, Any] = {}
+    for name, flags, passed, failed in (
+        ("competence", competence, "competent", "excluded"),
+        ("reach", reach, "held", "collapsed"),
+    ):
+        if flags is None:
+            continue
+        gate = np.asarray(flags)
+        if gate.dtype != bool or gate.shape != (total,):
+            raise ValueError(f"{name} must be {total} booleans (one per network), got {_short(list(flags))}")
+        blocks[name] = {
+            "networks": total,
+            passed: int(gate.sum()),
+            failed: int(total - gate.sum()),
+            "per_network": [bool(v) for v in gate],
+        }
+        keep &= gate
+    kept, _ = gate_curves(curves, [bool(v) for v in keep])
+    return kept, blocks
+
+
 def savings(
     curves: Mapping[str, np.ndarray],
     window: int = WINDOW,
     seed: int = BOOTSTRAP_SEED,
     fits: Mapping[str, list[Mapping[str, Any]]] | None = None,
     competence: Sequence[bool] | None = None,
+    reach: Sequence[bool] | None = None,
 ) -> dict:
     """Savings metrics from learning curves.
 
@@ -403,6 +510,9 @@ def savings(
             them alone, ``aggregate.networks`` counts them), and a ``competence`` block counts
             them: ``networks`` (K), ``competent``, ``excluded`` and the per-network flags. None:
             no gate recorded (results from before it), every network counts.
+        reach: (K,) whether each network's reach held through its run (:func:`reach_held`); the
+            metrics are then also only over those networks, and a ``reach`` block counts them
+            (``networks``, ``held``, ``collapsed``, ``per_network``). None: not recorded.
 
     Returns:
         A JSON-ready dict: per network (``rate_FF1``, ``rate_FF2``, ``savings_index``,
@@ -415,12 +525,12 @@ def savings(
     for phase in ("FF1", "FF2"):
         if phase not in curves:
             raise ValueError(f"curves need phase {phase!r}, got {sorted(curves)}")
-    if competence is not None:
-        kept, block = gate_curves(curves, competence)
+    if competence is not None or reach is not None:
+        kept, blocks = _gated(curves, competence, reach)
         with warnings.catch_warnings(), np.errstate(all="ignore"):  # no competent network: NaN, not warnings
             warnings.simplefilter("ignore", RuntimeWarning)
             result = savings(kept, window, seed, fits)
-        return {**result, "competence": block}
+        return {**result, **blocks}
     fitted = ("FF1", "FF2", "FFC") if "FFC" in curves else ("FF1", "FF2")
     rows = {p: np.atleast_2d(np.asarray(curves[p], np.float64)) for p in fitted}
     for phase in fitted[1:]:
@@ -548,12 +658,17 @@ def fit_loss(curve: np.ndarray, fit: Mapping[str, float], window: int = WINDOW) 
 
 
 def check_recomputed(
-    reported: Any, curves: Mapping[str, np.ndarray], window: int = WINDOW, competence: Sequence[bool] | None = None
+    reported: Any,
+    curves: Mapping[str, np.ndarray],
+    window: int = WINDOW,
+    competence: Sequence[bool] | None = None,
+    reach: Sequence[bool] | None = None,
 ) -> tuple[dict, list]:
     """Recomputes the savings metrics and compares a reported copy with them, metric by metric.
 
-    With ``competence`` (one flag per network, :func:`competent`), over the competent networks only,
-    as :func:`savings` computes them, and the reported ``competence`` block must match too.
+    With ``competence`` (one flag per network, :func:`competent`) and/or ``reach`` (:func:`reach_held`),
+    over the networks that pass both only, as :func:`savings` computes them, and the reported
+    ``competence`` / ``reach`` blocks must match too.
 
     Values computed by deterministic arithmetic are compared within :data:`VALUE_RTOL`; each fit by
     its residual (:data:`FIT_LOSS_RTOL`), and the rates, indices and aggregates that follow from the
@@ -566,15 +681,16 @@ def check_recomputed(
         The recomputed metrics (what a leaderboard shows) and the mismatches as (field, reported,
         expected) triples, the first per metric.
     """
-    if competence is not None:
-        curves, block = gate_curves(curves, competence)
+    if competence is not None or reach is not None:
+        curves, blocks = _gated(curves, competence, reach)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             ours, problems = check_recomputed(reported, curves, window)
-        ours = {**ours, "competence": block}
-        if not problems:
-            got = reported.get("competence") if isinstance(reported, dict) else None
-            problems += mismatches(got, block, "metrics/competence")[:1]
+        ours = {**ours, **blocks}
+        for name, block in blocks.items():
+            if not problems:
+                got = reported.get(name) if isinstance(reported, dict) else None
+                problems += mismatches(got, block, f"metrics/{name}")[:1]
         return ours, problems
     ours = savings(curves, window)
     problems: list[tuple[str, Any, Any]] = []

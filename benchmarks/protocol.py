@@ -6,7 +6,10 @@ only talks to agents through :class:`agents.interface.Agent`, checkpoints every 
 writes its results atomically:
 
 * ``result.json``: config, package versions, seeds, the learning curves per phase and network,
-  and the savings metrics (:func:`benchmarks.metrics.savings`);
+  the reach quality of every curve point (``reach_curves``: endpoint error and hand path length of
+  the same test reaches, so that a curve that falls because the learner stopped reaching is seen:
+  :func:`benchmarks.metrics.reach_held`) and the savings metrics (:func:`benchmarks.metrics.savings`,
+  over the networks that pass the competence gate and whose reach held);
 * ``curves.npz``: the deviation of every test reach (phase -> (K, batches, 8));
 * ``figures/``: learning curves, hand paths, savings index per network (:mod:`benchmarks.figures`);
 * ``phase_ends/<phase>.pt``: the learners' state at the end of each phase (for ``savings-gym latent``).
@@ -32,10 +35,16 @@ import torch
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
 from benchmarks.metrics import (
+    COLLAPSE_ENDPOINT_FACTOR,
+    COLLAPSE_MIN_ENDPOINT_ERROR,
+    COLLAPSE_MIN_PATH_FRACTION,
+    COLLAPSE_WINDOW,
     COMPETENCE_MAX_ENDPOINT_ERROR,
+    REACH_DIGITS,
     REACH_RADIUS,
     competent,
     lateral_deviation,
+    reach_held,
     reach_quality,
     savings,
 )
@@ -217,6 +226,12 @@ class RunState:
     deviations: dict[str, list[list[float]]] = field(default_factory=lambda: {p: [] for p in PHASES})
     snapshots: dict[str, dict] = field(default_factory=dict)
     competence: dict[str, Any] | None = None
+    # phase -> {"endpoint_error": [...], "path_length": [...]}, per batch the (K,) means over the
+    # test reaches (m); None in a checkpoint from before reach quality was recorded
+    reach: dict[str, dict[str, list[list[float]]]] | None = field(default_factory=dict)
+
+
+REACH_KEYS = ("endpoint_error", "path_length")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -324,6 +339,11 @@ def run_protocol(
             record = evaluate_then_train(agent, phase.field_gain)
             deviation = lateral_deviation(record.hand_position, record.target[None])
             state.deviations[phase.name].append(deviation.tolist())
+            if state.reach is not None:
+                quality = reach_quality(record.hand_position, record.target, envs.params.dt)
+                row = state.reach.setdefault(phase.name, {key: [] for key in REACH_KEYS})
+                for key in REACH_KEYS:
+                    row[key].append(np.round(quality[key], REACH_DIGITS).tolist())
             if i == 0:  # the hand-path figures and the progress line follow the main run
                 _keep_snapshot(state, envs.schedule, phase.name, record)
                 shown = (phase.name, deviation.mean())
@@ -339,7 +359,20 @@ def run_protocol(
         envs.check(state.batch)
         _save_phase_ends(out, envs.schedule, agent, state.batch)
     curves = {phase: np.asarray(d).mean(-1).T for phase, d in state.deviations.items() if len(d)}
-    result = make_result(full_config, curves, time.time() - started, command=command, competence=state.competence)
+    reach = None
+    if state.reach is not None:
+        reach = {
+            phase: {key: np.asarray(rows[key]).T for key in REACH_KEYS} for phase, rows in state.reach.items() if rows
+        }
+    result = make_result(
+        full_config,
+        curves,
+        time.time() - started,
+        command=command,
+        competence=state.competence,
+        reach_curves=reach,
+        reach_distance=runs[0][0].params.reach_distance,
+    )
     write_result(out, result, state)
     return result
 
@@ -395,7 +428,9 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
         agents[0].load_state_dict(saved["agent"])
         if len(agents) > 1:
             agents[1].load_state_dict(saved["control"])
-        return RunState(saved["batch"], saved["deviations"], saved["snapshots"], saved.get("competence"))
+        # a checkpoint from before reach quality was recorded resumes without it (None), not with a part
+        reach = saved.get("reach") if "reach" in saved or saved["batch"] == 0 else None
+        return RunState(saved["batch"], saved["deviations"], saved["snapshots"], saved.get("competence"), reach)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValueError(
             f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
@@ -446,6 +481,7 @@ def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunSt
         "deviations": state.deviations,
         "snapshots": state.snapshots,
         "competence": state.competence,
+        "reach": state.reach,
     }
     if len(agents) > 1:
         saved["control"] = agents[1].state_dict()
@@ -459,6 +495,8 @@ def make_result(
     submission: dict | None = None,
     command: str | None = None,
     competence: dict[str, Any] | None = None,
+    reach_curves: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    reach_distance: float | None = None,
 ) -> dict:
     """The self-describing result of a run (the leaderboard's submission format, version 1).
 
@@ -471,10 +509,14 @@ def make_result(
         command: the command line that made the run (of the session that finished it), if known.
         competence: the competence gate's measurements (:func:`measure_competence`); the metrics
             are then over the competent networks only. None: not measured.
+        reach_curves: phase -> ``{"endpoint_error", "path_length"}`` -> (K, batches) (m), the reach
+            quality of every curve point; with ``competence`` and ``reach_distance``, the metrics
+            are also only over the networks whose reach held (:func:`benchmarks.metrics.reach_held`).
+        reach_distance: the test reaches' start-to-target distance (m).
     """
     name = f"{config['agent']}-{config['hidden']}" if config.get("hidden") else str(config["agent"])
     meta = {"name": name, "description": "", "link": "", "code_version": code_version()} | (submission or {})
-    return {
+    result = {
         "format": "savings-gym-result",
         "version": RESULT_VERSION,
         "submission": meta,
@@ -485,7 +527,33 @@ def make_result(
         "units": RESULT_UNITS,
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
         "competence": competence,
-        "metrics": savings(curves, competence=None if competence is None else competence["per_network"]["competent"]),
+    }
+    held = None
+    if reach_curves is not None and competence is not None and reach_distance is not None:
+        stored = {
+            phase: {key: np.round(np.asarray(rows[key], np.float64), REACH_DIGITS) for key in REACH_KEYS}
+            for phase, rows in reach_curves.items()
+        }
+        verdict = reach_held(stored, competence["per_network"]["endpoint_error"], reach_distance)
+        held = [bool(v) for v in verdict["held"]]
+        result["reach_curves"] = {p: {k: v.tolist() for k, v in rows.items()} for p, rows in stored.items()}
+        result["reach_held"] = {
+            "criterion": reach_criterion(reach_distance),
+            "per_network": {"held": held, "collapsed_in": verdict["collapsed_in"]},
+        }
+    gate = None if competence is None else competence["per_network"]["competent"]
+    result["metrics"] = savings(curves, competence=gate, reach=held)
+    return result
+
+
+def reach_criterion(reach_distance: float) -> dict[str, float]:
+    """The numbers of :func:`benchmarks.metrics.reach_held`'s criterion, as a result file records them."""
+    return {
+        "window_batches": COLLAPSE_WINDOW,
+        "max_endpoint_error_factor": COLLAPSE_ENDPOINT_FACTOR,
+        "max_endpoint_error_floor_m": COLLAPSE_MIN_ENDPOINT_ERROR,
+        "min_path_fraction": COLLAPSE_MIN_PATH_FRACTION,
+        "reach_distance_m": float(reach_distance),
     }
 
 
