@@ -99,6 +99,10 @@ ZOO_NAMES = {
 
 # rl-zoo3 keys the adapter understands beside the algorithm's own arguments
 ZOO_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs", "noise_type", "noise_std")
+# the adapter's own keys: exploration_std sets a Gaussian policy's action std after pretrained weights
+# are loaded (a shipped learner imitated with a wide std explores too much to adapt at 64 reaches per
+# update: issue 19), without changing which pretrained files fit the spec
+ADAPTER_KEYS = ("exploration_std",)
 # rl-zoo3 keys that would change the env or the training loop the protocol owns
 ZOO_UNSUPPORTED = (
     "env_wrapper",
@@ -281,6 +285,8 @@ class SB3Spec:
         algo_kwargs: the other constructor arguments.
         noise: off-policy action noise ``{"type": ..., "std": ...}`` or None.
         sources: where the values came from, in order of precedence (lowest first).
+        exploration_std: the action standard deviation a Gaussian on-policy policy starts from,
+            set after any pretrained weights are loaded (they keep their own otherwise); None: keep.
     """
 
     algo: str
@@ -292,6 +298,7 @@ class SB3Spec:
     algo_kwargs: dict[str, Any]
     noise: dict[str, Any] | None = None
     sources: tuple[str, ...] = ()
+    exploration_std: float | None = None
 
     @property
     def algo_class(self) -> type[BaseAlgorithm]:
@@ -448,9 +455,9 @@ def make_spec(
         owned = sorted(set(keys) & set(ADAPTER_OWNED) - {"action_noise"})
         if owned:
             raise ValueError(f"{where}: {owned} are set by the adapter; remove them")
-        unknown = sorted(set(keys) - constructor - set(ZOO_KEYS))
+        unknown = sorted(set(keys) - constructor - set(ZOO_KEYS) - set(ADAPTER_KEYS))
         if unknown:
-            valid = sorted(constructor | set(ZOO_KEYS))
+            valid = sorted(constructor | set(ZOO_KEYS) | set(ADAPTER_KEYS))
             raise ValueError(f"{where}: unknown key(s) {unknown} for sb3:{algo}; valid keys are {valid}")
     values: dict[str, Any] = {}
     for _, layer in layers:
@@ -487,12 +494,38 @@ def make_spec(
         raise ValueError(f"hyperparams policy_kwargs activation_fn={activation!r}: use one of {list(_ACTIVATIONS)}")
     normalize = _parse_normalize(values.pop("normalize", False), values.get("gamma"))
     noise = _parse_noise(algo_class, values.pop("noise_type", None), values.pop("noise_std", None))
+    exploration_std = values.pop("exploration_std", None)
     _check_rollout_fits_a_batch(algo_class, values, n_envs)
     spec = SB3Spec(
-        algo, env_id, policy, n_envs, normalize, policy_kwargs, values, noise, tuple(where for where, _ in layers)
+        algo,
+        env_id,
+        policy,
+        n_envs,
+        normalize,
+        policy_kwargs,
+        values,
+        noise,
+        tuple(where for where, _ in layers),
+        _parse_exploration_std(exploration_std, algo_class, policy, values),
     )
     _check_action_space(spec)
     return spec
+
+
+def _parse_exploration_std(std: Any, algo: type[BaseAlgorithm], policy: str, values: Mapping[str, Any]) -> float | None:
+    if std is None:
+        return None
+    if isinstance(std, bool) or not isinstance(std, int | float) or not 0 < std < math.inf:
+        raise ValueError(f"hyperparams exploration_std={std!r}: must be a positive number (the action std)")
+    policy_class = algo.policy_aliases.get(policy, policy)
+    gaussian = isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy)
+    if not gaussian or values.get("use_sde"):
+        raise ValueError(
+            f"hyperparams exploration_std: sb3:{algo.__name__} with {policy} has no state-independent action std "
+            "to set (on-policy Gaussian policies without use_sde have one: PPO, A2C, TRPO, RecurrentPPO); off-policy "
+            "algorithms explore by noise_type / noise_std"
+        )
+    return float(std)
 
 
 def _parse_normalize(normalize: Any, gamma: float | None) -> dict[str, Any] | None:
@@ -721,6 +754,9 @@ class SB3Agent:
             model.set_logger(Logger(folder=None, output_formats=[]))
         if pretrained is not None:
             _load_weights(model, normalizer, pretrained["policies"][n], pretrained["normalization"][n])
+        if spec.exploration_std is not None:
+            with torch.no_grad():
+                model.policy.log_std.fill_(math.log(spec.exploration_std))
         # start the episodes now (SB3 would at the first learn), so a checkpoint before any training holds them
         model._last_obs = model.env.reset()
         model._last_episode_starts = np.ones(self.spec.n_envs, dtype=bool)

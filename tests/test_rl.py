@@ -491,3 +491,28 @@ def test_an_algorithm_without_shipped_hyperparameters_says_so():
         warnings.simplefilter("error", UserWarning)
         make_spec("A2C", hyperparams={"n_steps": 100})  # chosen: no notice
         make_spec("PPO")  # shipped: no notice
+
+
+def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
+    """Issue 19: a shipped learner's exploration is settable without changing which files fit it."""
+    spec = make_spec("RecurrentPPO", hyperparams={"exploration_std": 0.01})
+    blob = load_pretrained(ROOT / "agents" / "pretrained" / "recurrentppo.pt")
+    assert fits(blob, spec, 5)  # the std is not part of what a pretrained file must match
+    agent = SB3Agent(spec, paper_schedule(), 2, pretrained=blob)
+    for learner, weights in zip(agent.learners, blob["policies"][:2], strict=True):
+        torch.testing.assert_close(learner.model.policy.log_std.exp(), torch.full((6,), 0.01))
+        assert not torch.allclose(weights["log_std"].exp(), torch.full((6,), 0.01))  # the file's own differs
+        torch.testing.assert_close(
+            learner.model.policy.state_dict()["lstm_actor.weight_hh_l0"], weights["lstm_actor.weight_hh_l0"]
+        )
+    assert spec.as_config()["exploration_std"] == 0.01
+    assert make_spec("RecurrentPPO").exploration_std is None  # unset: the file's own std is kept
+    for bad, message in (
+        ({"exploration_std": 0}, "exploration_std=0: must be a positive number"),
+        ({"exploration_std": "wide"}, "exploration_std='wide': must be a positive number"),
+        ({"exploration_std": 0.1, "use_sde": True}, "no state-independent action std"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_spec("PPO", hyperparams=bad)
+    with pytest.raises(ValueError, match="sb3:SAC with MlpPolicy has no state-independent action std"):
+        make_spec("SAC", hyperparams={"exploration_std": 0.1})
