@@ -108,14 +108,28 @@ def _rows(state: TaskState, start: int, stop: int | None) -> TaskState:
 
 
 def _slice(tree: Any, start: int, stop: int | None) -> Any:
+    if tree is None:  # an optional field left empty, e.g. TaskState.channel in a batch without channels
+        return None
     if isinstance(tree, Tensor):
         return tree[start:stop]
     items = [_slice(x, start, stop) for x in tree]
     return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
 
 
+def _both_channels(a: TaskState, b: TaskState) -> tuple[TaskState, TaskState]:
+    """Two task states whose channel flags are both tensors or both None (a batch without channel
+    trials gets zeros when joined to one with them)."""
+    if (a.channel is None) == (b.channel is None):
+        return a, b
+    a = a if a.channel is not None else a._replace(channel=torch.zeros_like(a.onset))
+    b = b if b.channel is not None else b._replace(channel=torch.zeros_like(b.onset))
+    return a, b
+
+
 def _cat_rows(a: Any, b: Any) -> Any:
     """Two (nested) tuples of tensors joined row by row (0-d tensors, the step, from ``a``)."""
+    if a is None and b is None:
+        return None
     if isinstance(a, Tensor):
         return a if a.dim() == 0 else torch.cat([a, b])
     items = [_cat_rows(x, y) for x, y in zip(a, b, strict=True)]
@@ -292,7 +306,7 @@ class CompiledBPTT:
             if test_env is not None:  # the test rows ride along, after the training rows
                 h_test, obs_test, state_test = self._start(test_env, test_obs)
                 h, obs = torch.cat([h, h_test], dim=1), torch.cat([obs, obs_test])
-                state = _joint_start(_cat_rows(state, state_test))
+                state = _joint_start(_cat_rows(*_both_channels(state, state_test)))
                 noise = torch.cat([noise_train, test_env.episode_noise])
             steps = train_env.params.trial_steps
             # h entering each step and the last h, filled while each step's h is in cache: the

@@ -16,6 +16,9 @@ Units: positions and deviations in metres, learning rates per window of ``window
   error e0: the normalised area mean(curve) / e0 (:func:`normalised_area`), the batches until a
   5-batch mean first falls to e0 / 2 (:func:`half_error_batches`, censored at the phase's end) and
   the fraction of e0 removed by the early batches (:func:`early_reduction`).
+* Error-clamp (channel) trials: :func:`field_cancelling_force`, the lateral force that would
+  cancel the field, and :func:`adaptation_index`, the per-trial regression slope of the force the
+  arm pushes into the channel onto it (1: fully adapted, 0: naive, negative: adapted the other way).
 * The competence gate: :func:`reach_quality` (endpoint error, path length, time to target of the
   null-field test reaches before FF1) and :func:`competent` (endpoint error below
   :data:`COMPETENCE_MAX_ENDPOINT_ERROR`, 5 cm); :func:`savings` leaves the other networks out.
@@ -318,6 +321,54 @@ def fit_free(
             "tests": _paired_tests(first[valid], second[valid], seed),
         }
     return {"early_batches": n_early, "per_network": per_network, "aggregate": aggregate}
+
+
+def field_cancelling_force(
+    hand_velocity: np.ndarray, start: np.ndarray, target: np.ndarray, field_gain: float
+) -> np.ndarray:
+    """The lateral force (N) a fully adapted arm would push into the channel: the component along the
+    channel's normal n (the start-target direction u turned 90 degrees counter-clockwise) of minus
+    the curl field's force, -(k R v) . n = k (v . u), i.e. k times the hand's speed along the line.
+
+    Args:
+        hand_velocity: (..., T, 2) hand velocity (m/s) of each trial.
+        start, target: (..., 2) each trial's line ends (m), broadcastable to the trials.
+        field_gain: k of the field to compare with (N*s/m), e.g. field A's.
+
+    Returns:
+        (..., T) force (N), positive along n.
+    """
+    direction = np.asarray(target, np.float64) - np.asarray(start, np.float64)
+    unit = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
+    return float(field_gain) * np.sum(np.asarray(hand_velocity, np.float64) * unit[..., None, :], axis=-1)
+
+
+def adaptation_index(lateral_force: np.ndarray, ideal_force: np.ndarray) -> np.ndarray:
+    """The field's measure of adaptation on error-clamp trials (Smith et al. 2006; Joiner & Smith
+    2008): per trial, the slope b of the least-squares line ``lateral_force ~ a + b * ideal_force``
+    over the trial's time steps, b = cov(ideal, measured) / var(ideal). 1: the arm pushes exactly
+    the force that would cancel the field; 0: no compensation; negative: compensation for the
+    opposite field. The intercept takes up a constant push, which is not field-specific.
+
+    Args:
+        lateral_force: (..., T) force the arm pushes into the channel (N), e.g. the env's ``channel_force``.
+        ideal_force: (..., T) :func:`field_cancelling_force` of the same trials (N).
+
+    Returns:
+        (...,) the index (dimensionless); NaN for a trial whose ideal force does not vary (no movement).
+
+    Raises:
+        ValueError: for arrays of different shapes.
+    """
+    measured, ideal = np.asarray(lateral_force, np.float64), np.asarray(ideal_force, np.float64)
+    if measured.shape != ideal.shape:
+        raise ValueError(
+            f"lateral_force and ideal_force must have the same shape (..., T), got {measured.shape} and {ideal.shape}"
+        )
+    centred = ideal - ideal.mean(-1, keepdims=True)
+    variance = np.sum(centred * centred, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(variance > 0, np.sum(centred * measured, axis=-1) / variance, np.nan)
 
 
 REACH_RADIUS = 0.02  # m: a reach has arrived once the hand is this close to the target

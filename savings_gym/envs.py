@@ -121,6 +121,21 @@ class _Configured:
             )
         return float(gains[0])
 
+    @property
+    def channel_trials(self) -> np.ndarray:
+        """Whether each arm's current episode is an error-clamp (channel) trial, (num_envs,) bool;
+        between training episodes, of the next one, as :attr:`field_gains`. Never observed."""
+        return self._world.channel_trials
+
+    @property
+    def channel_force(self) -> np.ndarray:
+        """Lateral force (N) each arm pushes into the error-clamp channel at the current step,
+        (num_envs,): K d + D v_perp along the start-target line's normal (d the hand's distance from
+        the line, v_perp its lateral velocity; K, D the ``channel_stiffness`` and ``channel_damping``
+        task parameters); 0 where there is no channel or it does not act yet. The experimenter's
+        measurement, as a force transducer in the handle; never in observations or info."""
+        return self._world.channel_force
+
     def get_state(self) -> dict[str, Any]:
         """The schedule counter and the training random streams (one per arm), for checkpoints.
 
