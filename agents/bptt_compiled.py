@@ -141,16 +141,30 @@ def _step_vjp(
 ) -> tuple:
     """Gradients of one step's inputs (h, gates_h, obs, state), and first of the input and
     readout weights when ``weight_grads``, from the cotangents of its outputs (h, obs, state)."""
+    h, gates_h, obs, state = primals
+    # torch.func transforms take tensors only: a state without channel trials (channel None) goes
+    # through them as the tuple of its other fields
+    plain = state.channel is None
+
+    def pack(s: TaskState) -> tuple:
+        return tuple(s[:-1]) if plain else tuple(s)
+
+    def step(new_weights: Weights, h: Tensor, gates_h: Tensor, obs: Tensor, fields: tuple) -> tuple:
+        h, obs, new_state = _network_step(task, new_weights, h, gates_h, obs, TaskState(*fields), noise)[:3]
+        return h, obs, pack(new_state)
+
+    inputs = (h, gates_h, obs, pack(state))
     if weight_grads:
 
-        def step(w_ih, b_ih, w_out, b_out, *inputs):  # noqa: ANN001, ANN202
-            new_weights = weights._replace(w_ih=w_ih, b_ih=b_ih, w_out=w_out, b_out=b_out)
-            return _network_step(task, new_weights, *inputs, noise)[:3]
+        def with_weights(w_ih, b_ih, w_out, b_out, *inputs):  # noqa: ANN001, ANN202
+            return step(weights._replace(w_ih=w_ih, b_ih=b_ih, w_out=w_out, b_out=b_out), *inputs)
 
-        _, vjp = torch.func.vjp(step, weights.w_ih, weights.b_ih, weights.w_out, weights.b_out, *primals)
+        _, vjp = torch.func.vjp(with_weights, weights.w_ih, weights.b_ih, weights.w_out, weights.b_out, *inputs)
     else:
-        _, vjp = torch.func.vjp(lambda *inputs: _network_step(task, weights, *inputs, noise)[:3], *primals)
-    return vjp(cotangents)
+        _, vjp = torch.func.vjp(lambda *inputs: step(weights, *inputs), *inputs)
+    g_h, g_obs, g_state = cotangents
+    grads = vjp((g_h, g_obs, pack(g_state)))
+    return (*grads[:-1], TaskState(*grads[-1]))
 
 
 def _loss_grad(
@@ -414,7 +428,9 @@ def _joint_start(state: TaskState) -> TaskState:
 
 
 def _zeros_like(tree: Any) -> Any:
-    """Zeros shaped like a (nested) tuple of tensors, e.g. a :class:`TaskState`."""
+    """Zeros shaped like a (nested) tuple of tensors, e.g. a :class:`TaskState` (None stays None)."""
+    if tree is None:
+        return None
     if isinstance(tree, Tensor):
         return torch.zeros_like(tree)
     items = [_zeros_like(x) for x in tree]

@@ -303,7 +303,12 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden", type=int, default=None, help="recurrent units (BPTT: default 128; SB3: the LSTM's, from the yaml)"
     )
-    parser.add_argument("--env", default="ArmCurlField-v0", help="ArmCurlField-v0 or ArmCurlFieldCued-v0 (SB3 only)")
+    parser.add_argument(
+        "--env",
+        default="ArmCurlField-v0",
+        help="ArmCurlField-v0, ArmCurlFieldCued-v0 (SB3 only), or a paradigm: ArmCurlFieldSpontaneousRecovery-v0, "
+        "ArmCurlFieldInterference-v0, ArmCurlFieldGradual-v0",
+    )
     parser.add_argument(
         "--hyperparams",
         nargs="+",
@@ -318,11 +323,13 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _phase_batches(text: str) -> tuple[str, int]:
     """An argparse type: ``PHASE=BATCHES`` (e.g. ``NF1=240``)."""
-    from benchmarks.protocol import PHASES
+    from benchmarks.protocol import PARADIGM_PHASES, PHASES
 
     phase, sep, count = text.partition("=")
-    if not sep or phase not in PHASES or not count.isdigit():
-        raise argparse.ArgumentTypeError(f"expected PHASE=BATCHES with PHASE one of {list(PHASES)}, got {text!r}")
+    if not sep or phase not in PHASES + PARADIGM_PHASES or not count.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected PHASE=BATCHES with PHASE one of {list(PHASES + PARADIGM_PHASES)}, got {text!r}"
+        )
     return phase, int(count)
 
 

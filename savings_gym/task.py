@@ -339,6 +339,32 @@ class TaskState(NamedTuple):
     channel: Array | None = None
 
 
+def channel_normal(start: Array, target: Array, xp: Backend = NUMPY) -> Array:
+    """(B, 2) unit normal of the start-target line: its direction rotated 90 degrees
+    counter-clockwise (the channel's lateral axis)."""
+    direction = target - start
+    length = xp.sum(direction * direction, axis=1)[:, None] ** 0.5
+    return xp.stack([-direction[:, 1], direction[:, 0]], axis=1) / length
+
+
+def channel_force(hand: Array, start: Array, target: Array, stiffness: Any, damping: Any, xp: Backend = NUMPY) -> Array:
+    """The error-clamp channel's force on the hand (N), (B, 2): -(K d + D v_perp) n, with n the unit
+    normal of the start-target line (:func:`channel_normal`), d = (x - start) . n the hand's distance
+    from the line (m) and v_perp = v . n its lateral velocity (m/s). The arm pushes into the channel
+    with the opposite force, K d + D v_perp along n: what a force transducer in the handle reads.
+
+    Args:
+        hand: (B, 4) hand position (m) and velocity (m/s).
+        start, target: (B, 2) the line's ends (m).
+        stiffness, damping: K (N/m) and D (N*s/m).
+        xp: the arrays' backend.
+    """
+    normal = channel_normal(start, target, xp)
+    d = xp.sum((hand[:, 0:2] - start) * normal, axis=1)
+    v = xp.sum(hand[:, 2:4] * normal, axis=1)
+    return -(stiffness * d + damping * v)[:, None] * normal
+
+
 class ReachTask:
     """The task's dynamics on one backend: pure :meth:`reset` and :meth:`step` over :class:`TaskState`.
 
@@ -450,27 +476,13 @@ class ReachTask:
         return new, self._observe(new, cue), -cost, info
 
     def channel_force(self, hand: Array, start: Array, target: Array) -> Array:
-        """The error-clamp channel's force on the hand (N), (B, 2): -(K d + D v_perp) n, with n the
-        unit normal of the start-target line, d = (x - start) . n the hand's distance from the line
-        (m) and v_perp = v . n its lateral velocity (m/s); K, D the task's ``channel_stiffness`` and
-        ``channel_damping``. The arm pushes into the channel with the opposite of it.
-
-        Args:
-            hand: (B, 4) hand position (m) and velocity (m/s).
-            start, target: (B, 2) the line's ends (m).
-        """
-        normal = self.channel_normal(start, target)
-        d = self.xp.sum((hand[:, 0:2] - start) * normal, axis=1)
-        v = self.xp.sum(hand[:, 2:4] * normal, axis=1)
-        return -(self._channel_k * d + self._channel_d * v)[:, None] * normal
+        """The error-clamp channel's force on the hand (N), (B, 2): :func:`channel_force` with the
+        task's ``channel_stiffness`` and ``channel_damping``."""
+        return channel_force(hand, start, target, self._channel_k, self._channel_d, self.xp)
 
     def channel_normal(self, start: Array, target: Array) -> Array:
-        """(B, 2) unit normal of the start-target line, its direction rotated 90 degrees
-        counter-clockwise (the lateral axis of the channel)."""
-        xp = self.xp
-        direction = target - start
-        length = xp.sum(direction * direction, axis=1)[:, None] ** 0.5
-        return xp.stack([-direction[:, 1], direction[:, 0]], axis=1) / length
+        """(B, 2) unit normal of the start-target line (:func:`channel_normal`)."""
+        return channel_normal(start, target, self.xp)
 
     def _sense(self, arm: ArmState, noise: Array) -> tuple[Array, Array]:
         vision = arm.hand[:, 0:2] + noise[:, _VISION] * self._std_vision

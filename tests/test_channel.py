@@ -184,3 +184,18 @@ def test_adaptation_index_recovers_known_slopes_on_synthetic_data():
     assert np.isnan(adaptation_index(np.ones(5), np.zeros(5)))
     with pytest.raises(ValueError, match="same shape"):
         adaptation_index(np.ones(5), np.ones(4))
+
+
+def test_the_adaptation_index_of_channel_reaches_reads_the_force_transducer():
+    from benchmarks.metrics import channel_adaptation_index
+
+    # a reach along +y, 8 steps: the arm pushes into the channel with 0.5 x the field-cancelling force
+    t = np.linspace(0, 1, 8)
+    speed = np.sin(np.pi * t)
+    velocity = np.stack([np.zeros(8), speed], axis=-1)[None, None]  # (K=1, R=1, T, 2)
+    ideal = 8.0 * speed  # k v along the line
+    # the channel reads K d + D v_perp along n = (-1, 0): put the push in d, with no lateral velocity
+    d = 0.5 * ideal / 6000.0
+    position = np.stack([-d, 0.01 * t], axis=-1)[None, None]
+    index = channel_adaptation_index(position, velocity, np.zeros(2), np.array([[0.0, 0.1]]), 8.0, 6000.0, 100.0)
+    np.testing.assert_allclose(index, [[0.5]], atol=1e-9)
