@@ -275,9 +275,49 @@ def two_state_report(
     window = slice(first, first + lengths[names.index(relearning)])
     fits = [fit_two_state(curve, f, channel) for curve in joined]
     predicted = np.array([fit.predict(f, channel)[window] for fit in fits])
-    return {
+    report = {
         "model": "two-state (Smith, Ghazizadeh & Shadmehr 2006), fitted per network to every phase",
         "fits": [fit.to_dict() for fit in fits],
         "predicted": predicted.tolist(),
-        "beyond_model": relearning_beyond_model(joined[:, window], predicted, sign),
     }
+    if predicted.shape[1] >= 3 * WINDOW:
+        report["beyond_model"] = relearning_beyond_model(joined[:, window], predicted, sign)
+    else:
+        report["beyond_model"] = None
+        report["beyond_model_reason"] = f"{relearning} has {predicted.shape[1]} batches, fewer than 3 windows to fit"
+    for name in names:  # channel phases: the adaptation the model predicts there (x, in units of A)
+        phase = schedule.phases[schedule.names.index(name)]
+        if phase.kind == "channel":
+            start = sum(lengths[: names.index(name)])
+            where = slice(start, start + lengths[names.index(name)])
+            states = [simulate(fit.params, f, channel)["x"][where] for fit in fits]
+            report.setdefault("predicted_adaptation", {})[name] = np.array(states).tolist()
+    return report
+
+
+def result_report(result: Mapping) -> dict:
+    """:func:`two_state_report` of a result file's run: its learning curves, its hidden schedule (the
+    ``schedule`` its config records, else the paper's at its preset's lengths) and field A's gain.
+    The relearning phase is FF2 (``ArmCurlField-v0``, gradual), else FFB (interference, spontaneous
+    recovery: -A after A, which the model predicts too); oriented as the first field phase's errors.
+
+    Raises:
+        ValueError: for a result with neither phase.
+    """
+    from benchmarks.metrics import orient
+    from savings_gym.schedule import paper_schedule
+
+    config = result["config"]
+    gain = float(config["preset"]["field_gain"])
+    schedule = (
+        Schedule(config["schedule"]) if "schedule" in config else paper_schedule(gain, config["preset"]["batches"])
+    )
+    curves = {
+        name: np.asarray(c, np.float64) for name, c in result["learning_curves"].items() if name in schedule.names
+    }
+    relearning = next((name for name in ("FF2", "FFB") if name in curves), None)
+    if relearning is None:
+        raise ValueError(f"the run has no relearning phase (FF2 or FFB) to compare, its phases are {sorted(curves)}")
+    sign = orient({relearning: curves[relearning]}, (relearning, relearning))
+    report = two_state_report(curves, schedule, gain, relearning, sign)
+    return {"relearning": relearning, **report}

@@ -122,3 +122,25 @@ def test_a_two_state_learner_saves_nothing_beyond_its_own_model():
     curves = {name: networks[:, a:b] for name, a, b in zip(batches, edges[:-1], edges[1:], strict=True)}
     beyond = two_state_report(curves, schedule, 8.0)["beyond_model"]["aggregate"]
     assert abs(beyond["log_rate_ratio"]["estimate"]) < 0.1 and abs(beyond["area_difference"]["estimate"]) < 0.02
+
+
+def test_the_two_state_command_reads_a_run_folder(tmp_path, capsys):
+    import json
+
+    from benchmarks.cli import main
+
+    batches = {"NF1": 20, "FF1": 120, "NF2": 120, "FF2": 120}
+    f, _ = perturbation(paper_schedule(8.0, batches), 380, 8.0)
+    networks = [0.02 * _context_switching_learner(f, 0.03 + 0.01 * k) for k in range(3)]
+    edges = np.cumsum([0, *batches.values()])
+    spans = zip(batches, edges[:-1], edges[1:], strict=True)
+    curves = {name: [n[a:b].tolist() for n in networks] for name, a, b in spans}
+    result = {"config": {"preset": {"field_gain": 8.0, "batches": batches}}, "learning_curves": curves}
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    assert main(["two-state", str(tmp_path)]) == 0
+    assert "FF2 measured against the model's prediction" in capsys.readouterr().out
+    report = json.loads((tmp_path / "two_state.json").read_text())
+    assert report["relearning"] == "FF2" and report["beyond_model"]["aggregate"]["log_rate_ratio"]["low"] > 0
+    with pytest.raises(SystemExit):
+        main(["two-state", str(tmp_path / "missing")])
+    assert "does not exist" in capsys.readouterr().err
