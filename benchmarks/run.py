@@ -104,8 +104,8 @@ def check_run_arguments(
             )
         if env_id not in ("ArmCurlField-v0", *PARADIGM_IDS):
             raise ValueError(
-                f"--env {env_id!r}: BPTT agents run in ArmCurlField-v0 and the paradigms {list(PARADIGM_IDS)} "
-                "(the cued env: sb3:<Algo>)"
+                f"--env {env_id!r}: BPTT agents run in ArmCurlField-v0 only, besides the paradigms "
+                f"{list(PARADIGM_IDS)} (the cued env: sb3:<Algo>)"
             )
         if hyperparams:
             raise ValueError("--hyperparams applies to sb3:<Algo> agents; BPTT agents take --hidden")
