@@ -324,7 +324,9 @@ class ArmCurlFieldEnv(_Configured, gym.Env[np.ndarray, np.ndarray]):
     ``reset(options={"mode": "test", "target": i, "field_gain": k})`` plays test reach ``i``
     (0-7) under gain ``k``: the centre-out start, go time 0.10 s, no catch trial, noise from a
     generator seeded ``options.get("eval_seed", 0)``. It does not advance or disturb the schedule
-    and leaves the training random streams untouched. Training episodes also accept
+    and leaves the training random streams untouched. ``"channel": True`` plays them in the
+    error-clamp channel instead (with ``field_gain`` 0; the lateral force is read from
+    ``env.unwrapped.channel_force``, see ``ArmCurlFieldSpontaneousRecovery-v0``). Training episodes also accept
     ``options={"trials": {"target": i, "go_time": s, "catch": b}}`` to fix what is otherwise drawn.
 
     ## Arguments
