@@ -7,7 +7,9 @@ agent's factory a :class:`ProtocolEnvs`, from which the agent builds the env(s) 
 constants. The protocol then only ever asks it to
 
 * :meth:`Agent.train` for 8 more episodes per learner (one batch; the schedule advances as it trains), and
-* :meth:`Agent.evaluate` on the 8 test reaches under a chosen field, which must not change it.
+* :meth:`Agent.evaluate` on the 8 test reaches under a chosen field, which must not change it (for
+  paradigms with error-clamp trials also ``evaluate(0.0, channel=True)``: the reaches in the channel,
+  with ``hand_velocity`` recorded, e.g. by :func:`run_test_reaches`).
 
 Before every batch the protocol checks that every env the agent built has completed exactly the
 episodes the schedule says (:meth:`ProtocolEnvs.check`): an agent that trains elsewhere, or a
@@ -121,8 +123,9 @@ class ProtocolEnvs:
 
     Args:
         schedule: the hidden schedule (the preset's, or the practice control's).
-        env_id: the registered id the run is in (``ArmCurlField-v0``, ``ArmCurlFieldCued-v0``, or
-            ``ArmReach-v0`` for pretraining).
+        env_id: the registered id the run is in (``ArmCurlField-v0``, ``ArmCurlFieldCued-v0``, a
+            paradigm id such as ``ArmCurlFieldSpontaneousRecovery-v0``, or ``ArmReach-v0`` for
+            pretraining).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams` fields).
         cued: show the field gain in the observation (default: the id's; ``ArmReach-v0`` pretraining
             of a learner for ``ArmCurlFieldCued-v0`` sets it).
