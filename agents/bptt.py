@@ -287,12 +287,13 @@ class BPTTAgent:
         """One update of every network on one batch; returns the (K,) losses."""
         return self._train_batch(None)[0]
 
-    def evaluate_then_train(self, field_gain: float, eval_seed: int = 0) -> ReachRecord:
-        """:meth:`evaluate` under ``field_gain``, then one :meth:`train_batch`, from the same
-        weights: what the protocol does before every update. The ``compiled`` engine plays the
-        test reaches in the training rollout's forward pass (they share its matmuls)."""
-        if self._compiled is None:
-            record = self.evaluate(field_gain, eval_seed)
+    def evaluate_then_train(self, field_gain: float, eval_seed: int = 0, channel: bool = False) -> ReachRecord:
+        """:meth:`evaluate` under ``field_gain`` (in the channel when ``channel``), then one
+        :meth:`train_batch`, from the same weights: what the protocol does before every update. The
+        ``compiled`` engine plays field test reaches in the training rollout's forward pass (they
+        share its matmuls)."""
+        if self._compiled is None or channel:
+            record = self.evaluate(field_gain, eval_seed, channel=channel)
             self.train_batch()
             return record
         return self._train_batch((field_gain, eval_seed))[1]
@@ -350,6 +351,7 @@ class BPTTAgent:
         hidden_offset: np.ndarray | None = None,
         offset_step: int = 16,
         endpoint_force: bool = False,
+        channel: bool = False,
     ) -> ReachRecord:
         """The 8 test reaches of every network under ``field_gain``, outside the schedule.
 
@@ -358,9 +360,10 @@ class BPTTAgent:
             eval_seed: test noise seed.
             hidden_offset: (K, H) added to the hidden state before the update at ``offset_step``.
             endpoint_force: also compute the force the muscles put on the hand at every step.
+            channel: make the reaches in the error-clamp channel (``field_gain`` must then be 0).
         """
         test_env = self._test_env()
-        obs, _ = test_env.reset(options=self._test_options(field_gain, eval_seed))
+        obs, _ = test_env.reset(options=self._test_options(field_gain, eval_seed, channel))
         offset = None
         if hidden_offset is not None:
             offset = torch.as_tensor(hidden_offset, dtype=torch.float32, device=test_env.device)
@@ -370,12 +373,16 @@ class BPTTAgent:
             joint, muscle = trajectory["joint"], trajectory["muscle_force"]
             flat = muscle_endpoint_force(test_env.task.arm, test_env.xp, joint.reshape(-1, 4), muscle.reshape(-1, 6))
             force = flat.reshape(*joint.shape[:3], 2).cpu().numpy()
-        return self._record(test_env, field_gain, trajectory["hand_position"], trajectory["hidden"], force)
+        record = self._record(test_env, field_gain, trajectory["hand_position"], trajectory["hidden"], force)
+        record.hand_velocity = trajectory["hand_velocity"].cpu().numpy()
+        record.channel = channel
+        return record
 
-    def _test_options(self, field_gain: float, eval_seed: int) -> dict:
+    def _test_options(self, field_gain: float, eval_seed: int, channel: bool = False) -> dict:
         # test arm i is seeded eval_seed + i: offset by the first network so network n's test noise
         # does not depend on how many networks are evaluated together
-        return {"mode": "test", "field_gain": field_gain, "eval_seed": eval_seed + self.first_network * N_TEST_TARGETS}
+        seed = eval_seed + self.first_network * N_TEST_TARGETS
+        return {"mode": "test", "field_gain": field_gain, "eval_seed": seed} | ({"channel": True} if channel else {})
 
     @staticmethod
     def _record(

@@ -108,14 +108,28 @@ def _rows(state: TaskState, start: int, stop: int | None) -> TaskState:
 
 
 def _slice(tree: Any, start: int, stop: int | None) -> Any:
+    if tree is None:  # an optional field left empty, e.g. TaskState.channel in a batch without channels
+        return None
     if isinstance(tree, Tensor):
         return tree[start:stop]
     items = [_slice(x, start, stop) for x in tree]
     return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
 
 
+def _both_channels(a: TaskState, b: TaskState) -> tuple[TaskState, TaskState]:
+    """Two task states whose channel flags are both tensors or both None (a batch without channel
+    trials gets zeros when joined to one with them)."""
+    if (a.channel is None) == (b.channel is None):
+        return a, b
+    a = a if a.channel is not None else a._replace(channel=torch.zeros_like(a.onset))
+    b = b if b.channel is not None else b._replace(channel=torch.zeros_like(b.onset))
+    return a, b
+
+
 def _cat_rows(a: Any, b: Any) -> Any:
     """Two (nested) tuples of tensors joined row by row (0-d tensors, the step, from ``a``)."""
+    if a is None and b is None:
+        return None
     if isinstance(a, Tensor):
         return a if a.dim() == 0 else torch.cat([a, b])
     items = [_cat_rows(x, y) for x, y in zip(a, b, strict=True)]
@@ -127,16 +141,30 @@ def _step_vjp(
 ) -> tuple:
     """Gradients of one step's inputs (h, gates_h, obs, state), and first of the input and
     readout weights when ``weight_grads``, from the cotangents of its outputs (h, obs, state)."""
+    h, gates_h, obs, state = primals
+    # torch.func transforms take tensors only: a state without channel trials (channel None) goes
+    # through them as the tuple of its other fields
+    plain = state.channel is None
+
+    def pack(s: TaskState) -> tuple:
+        return tuple(s[:-1]) if plain else tuple(s)
+
+    def step(new_weights: Weights, h: Tensor, gates_h: Tensor, obs: Tensor, fields: tuple) -> tuple:
+        h, obs, new_state = _network_step(task, new_weights, h, gates_h, obs, TaskState(*fields), noise)[:3]
+        return h, obs, pack(new_state)
+
+    inputs = (h, gates_h, obs, pack(state))
     if weight_grads:
 
-        def step(w_ih, b_ih, w_out, b_out, *inputs):  # noqa: ANN001, ANN202
-            new_weights = weights._replace(w_ih=w_ih, b_ih=b_ih, w_out=w_out, b_out=b_out)
-            return _network_step(task, new_weights, *inputs, noise)[:3]
+        def with_weights(w_ih, b_ih, w_out, b_out, *inputs):  # noqa: ANN001, ANN202
+            return step(weights._replace(w_ih=w_ih, b_ih=b_ih, w_out=w_out, b_out=b_out), *inputs)
 
-        _, vjp = torch.func.vjp(step, weights.w_ih, weights.b_ih, weights.w_out, weights.b_out, *primals)
+        _, vjp = torch.func.vjp(with_weights, weights.w_ih, weights.b_ih, weights.w_out, weights.b_out, *inputs)
     else:
-        _, vjp = torch.func.vjp(lambda *inputs: _network_step(task, weights, *inputs, noise)[:3], *primals)
-    return vjp(cotangents)
+        _, vjp = torch.func.vjp(lambda *inputs: step(weights, *inputs), *inputs)
+    g_h, g_obs, g_state = cotangents
+    grads = vjp((g_h, g_obs, pack(g_state)))
+    return (*grads[:-1], TaskState(*grads[-1]))
 
 
 def _loss_grad(
@@ -292,7 +320,7 @@ class CompiledBPTT:
             if test_env is not None:  # the test rows ride along, after the training rows
                 h_test, obs_test, state_test = self._start(test_env, test_obs)
                 h, obs = torch.cat([h, h_test], dim=1), torch.cat([obs, obs_test])
-                state = _joint_start(_cat_rows(state, state_test))
+                state = _joint_start(_cat_rows(*_both_channels(state, state_test)))
                 noise = torch.cat([noise_train, test_env.episode_noise])
             steps = train_env.params.trial_steps
             # h entering each step and the last h, filled while each step's h is in cache: the
@@ -400,7 +428,9 @@ def _joint_start(state: TaskState) -> TaskState:
 
 
 def _zeros_like(tree: Any) -> Any:
-    """Zeros shaped like a (nested) tuple of tensors, e.g. a :class:`TaskState`."""
+    """Zeros shaped like a (nested) tuple of tensors, e.g. a :class:`TaskState` (None stays None)."""
+    if tree is None:
+        return None
     if isinstance(tree, Tensor):
         return torch.zeros_like(tree)
     items = [_zeros_like(x) for x in tree]

@@ -7,7 +7,9 @@ agent's factory a :class:`ProtocolEnvs`, from which the agent builds the env(s) 
 constants. The protocol then only ever asks it to
 
 * :meth:`Agent.train` for 8 more episodes per learner (one batch; the schedule advances as it trains), and
-* :meth:`Agent.evaluate` on the 8 test reaches under a chosen field, which must not change it.
+* :meth:`Agent.evaluate` on the 8 test reaches under a chosen field, which must not change it (for
+  paradigms with error-clamp trials also ``evaluate(0.0, channel=True)``: the reaches in the channel,
+  with ``hand_velocity`` recorded, e.g. by :func:`run_test_reaches`).
 
 Before every batch the protocol checks that every env the agent built has completed exactly the
 episodes the schedule says (:meth:`ProtocolEnvs.check`): an agent that trains elsewhere, or a
@@ -74,6 +76,9 @@ class ReachRecord:
         field_gain: the curl gain tested under (N*s/m).
         hidden: (K, 8, T, H) recurrent state after each step, for agents that have one, else None.
         endpoint_force: (K, 8, T, 2) force the muscles put on the hand (N), where recorded.
+        hand_velocity: (K, 8, T, 2) fingertip velocity after each step (m/s), where recorded (the
+            adaptation index of channel test reaches needs it).
+        channel: whether the reaches were made in the error-clamp channel (no field).
     """
 
     hand_position: np.ndarray
@@ -81,6 +86,8 @@ class ReachRecord:
     field_gain: float
     hidden: np.ndarray | None = None
     endpoint_force: np.ndarray | None = None
+    hand_velocity: np.ndarray | None = None
+    channel: bool = False
 
 
 @runtime_checkable
@@ -116,8 +123,9 @@ class ProtocolEnvs:
 
     Args:
         schedule: the hidden schedule (the preset's, or the practice control's).
-        env_id: the registered id the run is in (``ArmCurlField-v0``, ``ArmCurlFieldCued-v0``, or
-            ``ArmReach-v0`` for pretraining).
+        env_id: the registered id the run is in (``ArmCurlField-v0``, ``ArmCurlFieldCued-v0``, a
+            paradigm id such as ``ArmCurlFieldSpontaneousRecovery-v0``, or ``ArmReach-v0`` for
+            pretraining).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams` fields).
         cued: show the field gain in the observation (default: the id's; ``ArmReach-v0`` pretraining
             of a learner for ``ArmCurlFieldCued-v0`` sets it).
@@ -251,6 +259,7 @@ def run_test_reaches(
     field_gain: float,
     env_id: str = "ArmCurlField-v0",
     eval_seed: int = 0,
+    channel: bool = False,
     **env_kwargs: Any,
 ) -> ReachRecord:
     """Runs the 8 test reaches for K learners through a native vector env of 8K arms.
@@ -261,14 +270,20 @@ def run_test_reaches(
         num_networks: K.
         field_gain: curl gain to test under (N*s/m).
         env_id, eval_seed, env_kwargs: the env the learners live in.
+        channel: make the reaches in the error-clamp channel (then ``field_gain`` must be 0).
     """
     arms = num_networks * N_TEST_TARGETS
     venv = gym.make_vec(env_id, num_envs=arms, vectorization_mode="vector_entry_point", **env_kwargs)
-    obs, _ = venv.reset(seed=0, options={"mode": "test", "field_gain": field_gain, "eval_seed": eval_seed})
-    positions = []
+    options = {"mode": "test", "field_gain": field_gain, "eval_seed": eval_seed} | (
+        {"channel": True} if channel else {}
+    )
+    obs, _ = venv.reset(seed=0, options=options)
+    positions, velocities = [], []
     for t in range(venv.unwrapped.max_episode_steps):
         obs, _, _, _, info = venv.step(policy(obs, t))
         positions.append(info["hand_position"])
+        velocities.append(info["hand_velocity"])
     targets = np.asarray(venv.unwrapped.state.target[:N_TEST_TARGETS])
     hand = np.stack(positions, axis=1).reshape(num_networks, N_TEST_TARGETS, -1, 2)
-    return ReachRecord(hand_position=hand, target=targets, field_gain=float(field_gain))
+    velocity = np.stack(velocities, axis=1).reshape(num_networks, N_TEST_TARGETS, -1, 2)
+    return ReachRecord(hand, targets, float(field_gain), hand_velocity=velocity, channel=channel)

@@ -799,8 +799,9 @@ class SB3Agent:
                 learner.model.logger.dump(step=self.episodes_completed)
 
     @torch.no_grad()
-    def evaluate(self, field_gain: float, eval_seed: int = 0) -> ReachRecord:
-        """The 8 test reaches of every learner under ``field_gain``, by its deterministic policy.
+    def evaluate(self, field_gain: float, eval_seed: int = 0, channel: bool = False) -> ReachRecord:
+        """The 8 test reaches of every learner under ``field_gain`` (in the error-clamp channel when
+        ``channel``), by its deterministic policy.
 
         Leaves the learners unchanged: a separate env, normalisation statistics applied but not
         updated, no random draws. Recurrent learners start each test reach from a zero state; their
@@ -831,6 +832,7 @@ class SB3Agent:
             field_gain,
             env_id=self.env_id,
             eval_seed=eval_seed + self.first_network * N_TEST_TARGETS,
+            channel=channel,
             **self.env_kwargs,
         )
         if self.spec.recurrent:

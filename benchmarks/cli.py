@@ -243,6 +243,40 @@ def _latent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _two_state(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from benchmarks.protocol import atomic_write_json
+    from benchmarks.state_space import result_report
+
+    path = args.run_dir / "result.json"
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: two-state needs a finished run's folder")
+    report = result_report(json.loads(path.read_text()))
+    atomic_write_json(args.run_dir / "two_state.json", report)
+
+    def ci(d: dict) -> str:
+        return f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+    print(f"two-state model fitted per network to every phase ({len(report['fits'])} networks)")
+    if report["beyond_model"] is None:
+        print(f"  no relearning comparison: {report['beyond_model_reason']}")
+    else:
+        beyond = report["beyond_model"]["aggregate"]
+        print(
+            f"  {report['relearning']} measured against the model's prediction (above 0: faster than a linear "
+            f"two-rate memory explains):\n    log(r_measured / r_predicted), fitted: {ci(beyond['log_rate_ratio'])}\n"
+            f"    area / first error, predicted - measured: {ci(beyond['area_difference'])}"
+        )
+    for phase, states in report.get("predicted_adaptation", {}).items():
+        print(
+            f"  {phase}: adaptation the fitted model predicts, mean over networks, first and last batch: "
+            f"{np.mean(states, 0)[0]:+.3f} -> {np.mean(states, 0)[-1]:+.3f}"
+        )
+    print(f"wrote {args.run_dir}/two_state.json")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
@@ -305,7 +339,12 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden", type=int, default=None, help="recurrent units (BPTT: default 128; SB3: the LSTM's, from the yaml)"
     )
-    parser.add_argument("--env", default="ArmCurlField-v0", help="ArmCurlField-v0 or ArmCurlFieldCued-v0 (SB3 only)")
+    parser.add_argument(
+        "--env",
+        default="ArmCurlField-v0",
+        help="ArmCurlField-v0, ArmCurlFieldCued-v0 (SB3 only), or a paradigm: ArmCurlFieldSpontaneousRecovery-v0, "
+        "ArmCurlFieldInterference-v0, ArmCurlFieldGradual-v0",
+    )
     parser.add_argument(
         "--hyperparams",
         nargs="+",
@@ -320,11 +359,13 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _phase_batches(text: str) -> tuple[str, int]:
     """An argparse type: ``PHASE=BATCHES`` (e.g. ``NF1=240``)."""
-    from benchmarks.protocol import PHASES
+    from benchmarks.protocol import PARADIGM_PHASES, PHASES
 
     phase, sep, count = text.partition("=")
-    if not sep or phase not in PHASES or not count.isdigit():
-        raise argparse.ArgumentTypeError(f"expected PHASE=BATCHES with PHASE one of {list(PHASES)}, got {text!r}")
+    if not sep or phase not in PHASES + PARADIGM_PHASES or not count.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected PHASE=BATCHES with PHASE one of {list(PHASES + PARADIGM_PHASES)}, got {text!r}"
+        )
     return phase, int(count)
 
 
@@ -537,6 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="force axes: the paper's pinv of the coefficients (default) or the coefficients themselves",
     )
     latent.set_defaults(handler=_latent)
+
+    two_state = commands.add_parser(
+        "two-state", help="fit the two-state (dual-rate) model to a finished run and compare its relearning"
+    )
+    two_state.add_argument("run_dir", type=Path, help="a run folder holding result.json")
+    two_state.set_defaults(handler=_two_state)
 
     report = commands.add_parser("report", help="one HTML page for a run or a sweep")
     report.add_argument("run_dir", help="a run folder holding result.json, or a sweep folder holding sweep.json")

@@ -127,7 +127,7 @@ def reach_quality_figure(result: dict):
     fig = _figure(8, 4.5)
     axes = fig.subplots(2, 1, sharex=True)
     start = 0
-    for phase in [p for p in ("NF1", "FF1", "NF2", "FF2") if p in reach]:
+    for phase in [p for p in reach if p not in ("NFC", "FFC")]:  # the main run's phases, in order
         for ax, key in zip(axes, ("endpoint_error", "path_length"), strict=True):
             rows = np.asarray(reach[phase][key]) * 100  # cm
             x = start + np.arange(rows.shape[1])
@@ -147,16 +147,72 @@ def reach_quality_figure(result: dict):
     return fig
 
 
+def paradigm_figure(result: dict):
+    """A paradigm run end to end: the mean learning curve through every phase (cm, phases marked),
+    beside it the curve of a two-state model fitted to that mean (:mod:`benchmarks.state_space`, the
+    linear null model, dashed), and below, where the run has channel phases, the mean adaptation
+    index of the channel test reaches."""
+    from savings_gym.schedule import Schedule, paper_schedule
+
+    curves = result["learning_curves"]
+    config = result["config"]
+    schedule = (
+        Schedule(config["schedule"])
+        if "schedule" in config
+        else paper_schedule(config["preset"]["field_gain"], config["preset"]["batches"])
+    )
+    names = [name for name in schedule.names if name in curves]
+    mean = np.concatenate([np.asarray(curves[name], np.float64).mean(0) for name in names])
+    adaptation = result.get("adaptation_index") or {}
+    fig = _figure(8, 6 if adaptation else 4)
+    ax = fig.add_subplot(2 if adaptation else 1, 1, 1)
+    ax.plot(mean * 100, color="tab:blue", lw=1, label=f"mean of {len(np.asarray(curves[names[0]]))} networks")
+    try:
+        from benchmarks.state_space import fit_two_state, perturbation
+
+        f, channel = perturbation(schedule, len(mean), float(config["preset"]["field_gain"]))
+        fit = fit_two_state(mean, f, channel)
+        ax.plot(fit.predict(f, channel) * 100, color="0.3", ls="--", lw=1, label="two-state model fitted to it")
+    except ValueError:  # too short a run to fit: the figure goes without the reference
+        pass
+    edge = 0
+    for name in names:
+        length = np.asarray(curves[name]).shape[1]
+        ax.axvline(edge, color="0.8", lw=0.8)
+        ax.text(edge + length / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom")
+        edge += length
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_ylabel("lateral deviation (cm)")
+    ax.legend(loc="lower right", fontsize=8)
+    if adaptation:
+        ax2 = fig.add_subplot(2, 1, 2)
+        for name, index in adaptation.items():
+            index = np.asarray(index, np.float64)
+            start = sum(np.asarray(curves[n]).shape[1] for n in names[: names.index(name)])
+            ax2.plot(start + np.arange(index.shape[1]), np.nanmean(index, 0), color="tab:purple", label=name)
+        ax2.set_xlim(ax.get_xlim())
+        ax2.axhline(0, color="0.6", lw=0.8)
+        ax2.set_ylabel("adaptation index")
+        ax2.set_xlabel("batch")
+        ax2.legend(fontsize=8)
+    else:
+        ax.set_xlabel("batch")
+    fig.suptitle(config.get("env_id", ""))
+    return fig
+
+
 def write_figures(folder: Path, result: dict, snapshots: dict) -> None:
-    """All figures of a run into ``folder`` (each written atomically)."""
+    """All figures of a run into ``folder`` (each written atomically): the savings figures where the
+    run measured savings, and :func:`paradigm_figure` for a paradigm run."""
     from benchmarks.protocol import atomic_write_bytes
 
-    figures = {
-        "learning_curves.png": learning_curves_figure(result),
-        "hand_paths.png": hand_paths_figure(snapshots),
-        "savings_index.png": savings_index_figure(result),
-        "reach_quality.png": reach_quality_figure(result),
-    }
+    figures = {"hand_paths.png": hand_paths_figure(snapshots)}
+    if result.get("metrics"):
+        figures["learning_curves.png"] = learning_curves_figure(result)
+        figures["savings_index.png"] = savings_index_figure(result)
+    if "paradigm_metrics" in result:
+        figures["paradigm.png"] = paradigm_figure(result)
+    figures["reach_quality.png"] = reach_quality_figure(result)
     for name, fig in figures.items():
         if fig is not None:
             atomic_write_bytes(folder / name, png(fig))

@@ -19,6 +19,7 @@ A killed run resumed with the same command ends with the same curves as an unint
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -42,8 +43,10 @@ from benchmarks.metrics import (
     COMPETENCE_MAX_ENDPOINT_ERROR,
     REACH_DIGITS,
     REACH_RADIUS,
+    channel_adaptation_index,
     competent,
     lateral_deviation,
+    paradigm_metrics,
     reach_held,
     reach_quality,
     savings,
@@ -52,11 +55,18 @@ from savings_gym.schedule import (
     PAPER_BATCH_SIZE,
     PRACTICE_PHASES,
     Schedule,
+    gradual_schedule,
+    interference_schedule,
     paper_schedule,
     practice_control_schedule,
+    spontaneous_recovery_schedule,
 )
+from savings_gym.task import start_hand_position
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")
+PARADIGM_PHASES = ("FFB", "EC")
+"""Phases of the paradigms beyond A-B-A besides :data:`PHASES`: the opposite field -A and the
+error-clamp block (:mod:`savings_gym.schedule`)."""
 RESULT_VERSION = 1
 RESULT_UNITS = {
     "lengths": "m (learning curves, first errors, endpoint errors, path lengths); the CLI, report and board show cm",
@@ -229,9 +239,58 @@ class RunState:
     # phase -> {"endpoint_error": [...], "path_length": [...]}, per batch the (K,) means over the
     # test reaches (m); None in a checkpoint from before reach quality was recorded
     reach: dict[str, dict[str, list[list[float]]]] | None = field(default_factory=dict)
+    adaptation: dict[str, list[list[float]]] = field(default_factory=dict)
+    """phase -> per batch, the (K,) mean adaptation index of the channel test reaches (channel phases)."""
 
 
 REACH_KEYS = ("endpoint_error", "path_length")
+
+
+def protocol_schedule(env_id: str, preset: Preset, batches: Mapping[str, int] | None = None) -> Schedule:
+    """The hidden schedule a protocol run of ``env_id`` lives through, at the preset's lengths.
+
+    ``ArmCurlField-v0`` and ``ArmCurlFieldCued-v0``: the preset's (:meth:`Preset.schedule`). The
+    paradigms take the preset's phases where they share them, and: spontaneous recovery a tenth of
+    FF1 (at least 1 batch) of -A (``FFB``) and NF2's length of channel trials (``EC``);
+    interference FF2's length of -A (``FFB``); gradual the preset's phases with FF1 ramped
+    (:func:`savings_gym.schedule.gradual_schedule`).
+
+    Args:
+        env_id: a registered id with a field.
+        preset: phase lengths and field gain.
+        batches: batch counts of the paradigm's own phases (``FFB``, ``EC``) replacing those.
+
+    Raises:
+        ValueError: for an id the protocol does not run, or a phase the paradigm lacks.
+    """
+    b, k = preset.batches, preset.field_gain
+    extra = dict(batches or {})
+    builders = {
+        "ArmCurlFieldSpontaneousRecovery-v0": lambda: spontaneous_recovery_schedule(
+            k, {"NF1": b["NF1"], "FF1": b["FF1"], "FFB": max(1, b["FF1"] // 10), "EC": b["NF2"]} | extra
+        ),
+        "ArmCurlFieldInterference-v0": lambda: interference_schedule(
+            k, {"NF1": b["NF1"], "FF1": b["FF1"], "FFB": b["FF2"]} | extra
+        ),
+        "ArmCurlFieldGradual-v0": lambda: gradual_schedule(k, {**b, **extra}),
+    }
+    if env_id in ("ArmCurlField-v0", "ArmCurlFieldCued-v0"):
+        if extra:
+            raise ValueError(f"{env_id} has no phase(s) {sorted(extra)}; its phases are {list(PHASES)}")
+        return preset.schedule()
+    if env_id not in builders:
+        raise ValueError(f"the protocol runs {['ArmCurlField-v0', 'ArmCurlFieldCued-v0', *builders]}, got {env_id!r}")
+    return builders[env_id]()
+
+
+def batch_test(schedule: Schedule, batch: int) -> tuple[float, bool]:
+    """What the protocol's test reaches before batch ``batch`` are played under: the curl gain of the
+    batch's first field trial (N*s/m; it ramps in a gradual phase) and, for a batch of channel trials
+    only, the channel (gain 0)."""
+    gains, channels = schedule.trials_at(batch * PAPER_BATCH_SIZE + np.arange(PAPER_BATCH_SIZE))
+    if channels.all():
+        return 0.0, True
+    return float(gains[np.argmax(~channels)]), False
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -280,6 +339,7 @@ def run_protocol(
     env_id: str | None = None,
     task: Mapping[str, Any] | None = None,
     command: str | None = None,
+    schedule: Schedule | None = None,
 ) -> dict | None:
     """Runs (or resumes) the protocol and writes the result files.
 
@@ -300,6 +360,9 @@ def run_protocol(
             ``ArmCurlField-v0``).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams` fields).
         command: the command line that made the run (recorded as ``command`` in the result).
+        schedule: the hidden schedule (default the preset's; a paradigm's from
+            :func:`protocol_schedule`). Before a batch of channel trials the test reaches are made in
+            the channel and their adaptation index is recorded (``adaptation_index`` in the result).
 
     Returns:
         The result dict, or None when stopped early.
@@ -312,7 +375,12 @@ def run_protocol(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env_id = env_id or config.get("env_id", "ArmCurlField-v0")
-    schedules = [preset.schedule()] + ([preset.practice_schedule()] if practice_control else [])
+    main = preset.schedule() if schedule is None else schedule
+    if practice_control and main != preset.schedule():
+        raise ValueError("the practice control is defined for the paper's schedule; run it with ArmCurlField-v0")
+    if main.total_episodes is None or "FF1" not in main.names:
+        raise ValueError(f"the protocol needs a finite schedule with an FF1 phase, got {main!r}")
+    schedules = [main] + ([preset.practice_schedule()] if practice_control else [])
     runs = []
     for schedule in schedules:
         envs = ProtocolEnvs(schedule, env_id, task)
@@ -321,22 +389,23 @@ def run_protocol(
         _check_independent(runs[0][1], runs[1][1])
     checkpoint = out / "checkpoint.pt"
     full_config = {**config, "preset": asdict(preset), "practice_control": practice_control}
-    state = RunState()
+    state = RunState(deviations={name: [] for name in main.names})
     if practice_control:
         state.deviations.update({name: [] for name in PRACTICE_PHASES})
     if checkpoint.exists():
         state = _resume(checkpoint, full_config, [agent for _, agent in runs])
-    total = preset.total_batches
+    total = main.total_episodes // PAPER_BATCH_SIZE
     started, last_save = time.time(), time.time()
     bar = _progress(total, state.batch, progress)
     while state.batch < total:
-        if state.batch == preset.batches["NF1"] and state.competence is None:
+        if state.batch == main.start_of("FF1") // PAPER_BATCH_SIZE and state.competence is None:
             state.competence = measure_competence(runs[0][1], runs[0][0].params.dt)
         for i, (envs, agent) in enumerate(runs):
             envs.check(state.batch)
             _save_phase_ends(out, envs.schedule, agent, state.batch)
             phase = envs.schedule.phase_at(state.batch * PAPER_BATCH_SIZE)
-            record = evaluate_then_train(agent, phase.field_gain)
+            gain, channel = batch_test(envs.schedule, state.batch)
+            record = evaluate_then_train(agent, gain, channel)
             deviation = lateral_deviation(record.hand_position, record.target[None])
             state.deviations[phase.name].append(deviation.tolist())
             if state.reach is not None:
@@ -344,6 +413,9 @@ def run_protocol(
                 row = state.reach.setdefault(phase.name, {key: [] for key in REACH_KEYS})
                 for key in REACH_KEYS:
                     row[key].append(np.round(quality[key], REACH_DIGITS).tolist())
+            if channel:
+                index = _channel_index(record, envs.params, reference_gain=preset.field_gain)
+                state.adaptation.setdefault(phase.name, []).append(index.tolist())
             if i == 0:  # the hand-path figures and the progress line follow the main run
                 _keep_snapshot(state, envs.schedule, phase.name, record)
                 shown = (phase.name, deviation.mean())
@@ -364,6 +436,7 @@ def run_protocol(
         reach = {
             phase: {key: np.asarray(rows[key]).T for key in REACH_KEYS} for phase, rows in state.reach.items() if rows
         }
+    adaptation = {phase: np.asarray(a).T for phase, a in state.adaptation.items() if len(a)}
     result = make_result(
         full_config,
         curves,
@@ -372,6 +445,7 @@ def run_protocol(
         competence=state.competence,
         reach_curves=reach,
         reach_distance=runs[0][0].params.reach_distance,
+        adaptation=adaptation or None,
     )
     write_result(out, result, state)
     return result
@@ -430,7 +504,14 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
             agents[1].load_state_dict(saved["control"])
         # a checkpoint from before reach quality was recorded resumes without it (None), not with a part
         reach = saved.get("reach") if "reach" in saved or saved["batch"] == 0 else None
-        return RunState(saved["batch"], saved["deviations"], saved["snapshots"], saved.get("competence"), reach)
+        return RunState(
+            saved["batch"],
+            saved["deviations"],
+            saved["snapshots"],
+            saved.get("competence"),
+            reach,
+            saved.get("adaptation", {}),
+        )
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValueError(
             f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
@@ -438,16 +519,48 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
         ) from error
 
 
-def evaluate_then_train(agent: Agent, field_gain: float) -> ReachRecord:
-    """One point of the learning curve and one update: the test reaches under ``field_gain``, then
-    a batch of training. An agent that can do both from the same weights in one pass offers
-    ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent` does); others are asked in turn."""
+def evaluate_then_train(agent: Agent, field_gain: float, channel: bool = False) -> ReachRecord:
+    """One point of the learning curve and one update: the test reaches under ``field_gain`` (in the
+    error-clamp channel when ``channel``), then a batch of training. An agent that can do both from
+    the same weights in one pass offers ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent`
+    does); others are asked in turn.
+
+    Raises:
+        ValueError: for ``channel`` with an agent whose ``evaluate`` takes no ``channel`` keyword or
+            whose record has no ``hand_velocity`` (the adaptation index needs both).
+    """
+    if channel and "channel" not in inspect.signature(agent.evaluate).parameters:
+        raise ValueError(
+            f"{type(agent).__name__}.evaluate takes no channel keyword: a paradigm with channel trials "
+            "needs test reaches in the channel (evaluate(0.0, channel=True), e.g. through "
+            "agents.interface.run_test_reaches(..., channel=True))"
+        )
     both = getattr(agent, "evaluate_then_train", None)
-    if both is not None:
-        return both(field_gain)
-    record = agent.evaluate(field_gain)
-    agent.train(PAPER_BATCH_SIZE)
+    if both is not None and (not channel or "channel" in inspect.signature(both).parameters):
+        record = both(field_gain, channel=True) if channel else both(field_gain)
+    else:
+        record = agent.evaluate(field_gain, channel=True) if channel else agent.evaluate(field_gain)
+        agent.train(PAPER_BATCH_SIZE)
+    if channel and record.hand_velocity is None:
+        raise ValueError(f"{type(agent).__name__}.evaluate(channel=True) recorded no hand_velocity")
     return record
+
+
+def _channel_index(record: ReachRecord, params: Any, reference_gain: float) -> np.ndarray:
+    """(K,) mean over the test reaches of their adaptation index against field A (``reference_gain``),
+    from the step the channel acts (go time + go-cue delay, as the field) to the end."""
+    onset = int(math.ceil((params.test_go_time + params.go_cue_delay) / params.dt))
+    index = channel_adaptation_index(
+        record.hand_position,
+        record.hand_velocity,
+        start_hand_position(params),
+        record.target,
+        reference_gain,
+        params.channel_stiffness,
+        params.channel_damping,
+        first_step=onset,
+    )
+    return np.nanmean(index, axis=-1)
 
 
 PHASE_ENDS = "phase_ends"
@@ -482,6 +595,7 @@ def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunSt
         "snapshots": state.snapshots,
         "competence": state.competence,
         "reach": state.reach,
+        "adaptation": state.adaptation,
     }
     if len(agents) > 1:
         saved["control"] = agents[1].state_dict()
@@ -497,6 +611,7 @@ def make_result(
     competence: dict[str, Any] | None = None,
     reach_curves: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     reach_distance: float | None = None,
+    adaptation: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
     """The self-describing result of a run (the leaderboard's submission format, version 1).
 
@@ -513,9 +628,41 @@ def make_result(
             quality of every curve point; with ``competence`` and ``reach_distance``, the metrics
             are also only over the networks whose reach held (:func:`benchmarks.metrics.reach_held`).
         reach_distance: the test reaches' start-to-target distance (m).
+        adaptation: channel phase -> (K, batches) adaptation index of the channel test reaches.
+
+    A run of a paradigm beyond A-B-A (phases other than :data:`PHASES`, or an adaptation index)
+    also gets ``adaptation_index`` and ``paradigm_metrics``
+    (:func:`benchmarks.metrics.paradigm_metrics`); its ``metrics`` (the savings of FF2 against FF1)
+    are empty.
     """
     name = f"{config['agent']}-{config['hidden']}" if config.get("hidden") else str(config["agent"])
     meta = {"name": name, "description": "", "link": "", "code_version": code_version()} | (submission or {})
+    held = reach = None
+    if reach_curves is not None and competence is not None and reach_distance is not None:
+        stored = {
+            phase: {key: np.round(np.asarray(rows[key], np.float64), REACH_DIGITS) for key in REACH_KEYS}
+            for phase, rows in reach_curves.items()
+        }
+        verdict = reach_held(stored, competence["per_network"]["endpoint_error"], reach_distance)
+        held = [bool(v) for v in verdict["held"]]
+        reach = {
+            "reach_curves": {p: {k: v.tolist() for k, v in rows.items()} for p, rows in stored.items()},
+            "reach_held": {
+                "criterion": reach_criterion(reach_distance),
+                "per_network": {"held": held, "collapsed_in": verdict["collapsed_in"]},
+            },
+        }
+    gate = None if competence is None else competence["per_network"]["competent"]
+    included = gate if held is None else [g and h for g, h in zip(gate, held, strict=True)]
+    paradigm = adaptation is not None or bool(set(curves) - set(PHASES) - set(PRACTICE_PHASES))
+    ramped = config.get("env_id") == "ArmCurlFieldGradual-v0"
+    paradigm = paradigm or ramped
+    extra = {}
+    if paradigm:
+        extra = {
+            "adaptation_index": {p: np.asarray(a).tolist() for p, a in (adaptation or {}).items()},
+            "paradigm_metrics": paradigm_metrics(curves, adaptation, competence=included),
+        }
     result = {
         "format": "savings-gym-result",
         "version": RESULT_VERSION,
@@ -527,22 +674,12 @@ def make_result(
         "units": RESULT_UNITS,
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
         "competence": competence,
+        **(reach or {}),
+        **extra,
     }
-    held = None
-    if reach_curves is not None and competence is not None and reach_distance is not None:
-        stored = {
-            phase: {key: np.round(np.asarray(rows[key], np.float64), REACH_DIGITS) for key in REACH_KEYS}
-            for phase, rows in reach_curves.items()
-        }
-        verdict = reach_held(stored, competence["per_network"]["endpoint_error"], reach_distance)
-        held = [bool(v) for v in verdict["held"]]
-        result["reach_curves"] = {p: {k: v.tolist() for k, v in rows.items()} for p, rows in stored.items()}
-        result["reach_held"] = {
-            "criterion": reach_criterion(reach_distance),
-            "per_network": {"held": held, "collapsed_in": verdict["collapsed_in"]},
-        }
-    gate = None if competence is None else competence["per_network"]["competent"]
-    result["metrics"] = savings(curves, competence=gate, reach=held)
+    # a gradual FF1 ramps up from k = 0: no exponential to fit, so no savings of FF2 against it
+    fitted = {"FF1", "FF2"} <= set(curves) and not ramped
+    result["metrics"] = savings(curves, competence=gate, reach=held) if fitted else {}
     return result
 
 

@@ -23,16 +23,27 @@ from typing import Any
 
 import numpy as np
 
+import savings_gym
 from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, derived_seed, join_pretrained, load_pretrained, pretrain
 from agents.controllers import CELLS
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
-from benchmarks.metrics import lateral_deviation, reach_quality
-from benchmarks.protocol import Preset, evaluate_then_train, get_preset, run_protocol
+from benchmarks.metrics import bootstrap_ci, lateral_deviation, paradigm_metrics, reach_quality
+from benchmarks.protocol import (
+    PARADIGM_PHASES,
+    PHASES,
+    Preset,
+    evaluate_then_train,
+    get_preset,
+    protocol_schedule,
+    run_protocol,
+)
 from savings_gym.envs import task_params
 
 BPTT_AGENTS = tuple(CELLS)
 SB3_PREFIX = "sb3:"
 PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
+PARADIGM_IDS = savings_gym.PARADIGM_IDS
+"""The paradigms beyond A-B-A (issue 21): every learner runs them (:func:`benchmarks.protocol.protocol_schedule`)."""
 DEFAULT_HIDDEN = 128
 # competence after pretraining, on the 8 null-field test reaches of the deterministic policy
 MAX_ENDPOINT_ERROR = 0.02  # m, mean distance of the hand to the target at the last step
@@ -77,12 +88,12 @@ def check_run_arguments(
                 f"--agent must be one of {list(BPTT_AGENTS)} or sb3:<Algo> with <Algo> one of {algos} "
                 f"(SB3 agents need the rl extra), got {agent!r}"
             )
-        if env_id not in PROTOCOL_ENV_IDS:
-            raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS)}, got {env_id!r}")
+        if env_id not in PROTOCOL_ENV_IDS + PARADIGM_IDS:
+            raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS + PARADIGM_IDS)}, got {env_id!r}")
         sb3_spec(agent, env_id, hyperparams, hidden)
     elif is_custom_learner(agent):
-        if env_id not in PROTOCOL_ENV_IDS:
-            raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS)}, got {env_id!r}")
+        if env_id not in PROTOCOL_ENV_IDS + PARADIGM_IDS:
+            raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS + PARADIGM_IDS)}, got {env_id!r}")
         if hyperparams:
             raise ValueError("--hyperparams applies to sb3:<Algo> agents; a learner of your own takes its own")
     else:
@@ -91,8 +102,11 @@ def check_run_arguments(
                 f"--agent must be one of {list(BPTT_AGENTS)}, sb3:<Algo> (e.g. sb3:RecurrentPPO) or a learner of "
                 f"your own, path/to/file.py:Class or package.module:Class, got {agent!r}"
             )
-        if env_id != "ArmCurlField-v0":
-            raise ValueError(f"--env {env_id!r}: BPTT agents run in ArmCurlField-v0 only (other envs: sb3:<Algo>)")
+        if env_id not in ("ArmCurlField-v0", *PARADIGM_IDS):
+            raise ValueError(
+                f"--env {env_id!r}: BPTT agents run in ArmCurlField-v0 only, besides the paradigms "
+                f"{list(PARADIGM_IDS)} (the cued env: sb3:<Algo>)"
+            )
         if hyperparams:
             raise ValueError("--hyperparams applies to sb3:<Algo> agents; BPTT agents take --hidden")
     if hidden is not None and hidden < 1:
@@ -437,13 +451,19 @@ def run(
         task: task constants replacing the env id's defaults, e.g. ``{"test_go_time": 0.44}``
             (:class:`savings_gym.task.TaskParams`; all of them are recorded in the result).
         phases: batch counts replacing the preset's, e.g. ``{"NF1": 240}`` (the preset is then
-            renamed, e.g. ``quick:NF1=240``, and its results are not for the board).
+            renamed, e.g. ``quick:NF1=240``, and its results are not for the board); for a paradigm
+            id also its own phases (``FFB``, ``EC``: :func:`benchmarks.protocol.protocol_schedule`).
         lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``).
         practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
     """
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
+    phases = dict(phases or {})
+    own = {name: phases.pop(name) for name in PARADIGM_PHASES if name in phases}
     preset_obj = preset_obj.with_changes(phases, lr)
+    if own and env_id not in PARADIGM_IDS:
+        raise ValueError(f"--phases {sorted(own)}: {env_id} has no such phase; its phases are {list(PHASES)}")
+    schedule = protocol_schedule(env_id, preset_obj, own) if env_id in PARADIGM_IDS else None
     task = dict(task or {})
     try:  # validates the overrides before any work
         task_constants = asdict(task_params(env_id, **task))
@@ -478,6 +498,8 @@ def run(
         **details,
         **provenance,
     }
+    if schedule is not None:  # a paradigm: its hidden schedule, as the envs ran it
+        config["schedule"] = schedule.to_list()
     if board is not None:
         make = _logged(make, board)
     return run_protocol(
@@ -491,6 +513,7 @@ def run(
         checkpoint_seconds=checkpoint_seconds,
         practice_control=practice_control,
         command=command,
+        schedule=schedule,
     )
 
 
@@ -593,6 +616,8 @@ def pretrain_agent(
 def summary_table(result: dict) -> str:
     """The savings table printed at the end of a run: every measure against FF1 and, when the run had
     the practice control, against its field phase FFC (and the practice effect, FFC against FF1)."""
+    if "paradigm_metrics" in result:
+        return paradigm_summary(result)
     metrics = result["metrics"]
     m, p = metrics["aggregate"], metrics["per_network"]
 
@@ -671,6 +696,85 @@ def summary_table(result: dict) -> str:
     ]
     lines.append("  fitted rate per network (per 5-batch window), FF1 -> FF2: " + ", ".join(rates))
     return "\n".join(lines)
+
+
+def paradigm_summary(result: dict) -> str:
+    """The table printed at the end of a paradigm run (:func:`benchmarks.metrics.paradigm_metrics`):
+    means and 95% bootstrap CIs over the competent networks."""
+    metrics = result["paradigm_metrics"]
+
+    def ci(d: dict, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
+        if not math.isfinite(d["estimate"]):
+            return "-"
+        return f"{fmt.format(d['estimate'] * scale)} [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
+
+    lines = [f"{result['config'].get('env_id')}: {metrics['networks']} networks, mean and 95% bootstrap CI"]
+    if "interference" in metrics:
+        block = metrics["interference"]
+        fit_free = block["fit_free"]["aggregate"]
+        lines += [
+            "  interference, FFB (-A) against FF1 (A) (below 0 / above 1: -A learnt slower):",
+            f"    rate index log(r_FFB / r_FF1), fitted: {ci(block['aggregate']['savings_index'])}",
+            f"    area under the curve / first error, FFB / FF1: {ci(fit_free['area_ratio'], fmt='{:.3f}')}",
+            f"    first-batch error (cm): FF1 {ci(block['aggregate']['first_error_FF1'], 100, '{:.2f}')}, "
+            f"FFB {ci(block['aggregate']['first_error_FF2'], 100, '{:.2f}')}",
+        ]
+    if "after_effect" in metrics:
+        lines.append(
+            f"  after-effect, NF2's first window (cm, oriented as FF1): {ci(metrics['after_effect']['aggregate'], 100)}"
+        )
+    if "spontaneous_recovery" in metrics:
+        block = metrics["spontaneous_recovery"]
+        lines.append(f"  adaptation index in {block['phase']} (1: field A fully compensated):")
+        for name in ("start", "peak", "rebound"):
+            lines.append(f"    {name}: {ci(block[name]['aggregate'])}")
+        if "end_of_FFB" in block:
+            lines.append(f"    FFB's last window (cm, oriented as FF1): {ci(block['end_of_FFB']['aggregate'], 100)}")
+    if "relearning" in metrics:
+        block = metrics["relearning"]
+        lines.append(
+            f"  FF2 relearning: rate {ci(block['rate_FF2']['aggregate'], fmt='{:.4f}')} per window, first error "
+            f"{ci(block['first_error_FF2']['aggregate'], 100, '{:.2f}')} cm, area / first error "
+            f"{ci(block['area_FF2']['aggregate'], fmt='{:.3f}')}"
+        )
+    return "\n".join(lines)
+
+
+def gradual_comparison(gradual: dict, abrupt: dict) -> dict:
+    """The gradual paradigm against its abrupt version: :func:`benchmarks.metrics.paradigm_metrics`
+    of both runs' learning curves (result dicts of ``ArmCurlFieldGradual-v0`` and ``ArmCurlField-v0``
+    with the same preset, networks and seed) and, per network, gradual minus abrupt of the
+    after-effect (m, oriented as the field's errors), the FF2 rate and the FF2 area, with bootstrap
+    CIs (the same networks start both runs, so the differences are paired).
+
+    Raises:
+        ValueError: for runs of other ids or of different phase lengths or networks.
+    """
+    ids = (gradual["config"].get("env_id"), abrupt["config"].get("env_id"))
+    if ids != ("ArmCurlFieldGradual-v0", "ArmCurlField-v0"):
+        raise ValueError(f"expected a ArmCurlFieldGradual-v0 run and an ArmCurlField-v0 run, got {ids}")
+    shapes = [{p: np.shape(c) for p, c in r["learning_curves"].items() if p in PHASES} for r in (gradual, abrupt)]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"the runs' phases differ in batches or networks: {shapes[0]} and {shapes[1]}")
+    both = [paradigm_metrics({p: np.asarray(c) for p, c in r["learning_curves"].items()}) for r in (gradual, abrupt)]
+    out: dict[str, Any] = {"gradual": both[0], "abrupt": both[1]}
+    for name, path in (
+        ("after_effect", ("after_effect",)),
+        ("rate_FF2", ("relearning", "rate_FF2")),
+        ("area_FF2", ("relearning", "area_FF2")),
+    ):
+        values = []
+        for metrics in both:
+            for key in path:
+                metrics = metrics.get(key, {})
+            values.append(np.asarray(metrics.get("per_network", []), np.float64))
+        if len(values[0]) and len(values[0]) == len(values[1]):
+            difference = values[0] - values[1]
+            out[f"{name}_difference"] = {
+                "per_network": difference.tolist(),
+                "aggregate": asdict(bootstrap_ci(difference)),
+            }
+    return out
 
 
 def with_preset(preset: Preset, **changes) -> Preset:

@@ -33,7 +33,7 @@ def make_differentiable(env_id: str, num_envs: int, **kwargs: Any) -> Differenti
     """The differentiable version of a registered id.
 
     Args:
-        env_id: one of ``ArmCurlField-v0``, ``ArmCurlFieldCued-v0``, ``ArmReach-v0``.
+        env_id: a registered id (:data:`savings_gym.ENV_IDS`), e.g. ``ArmCurlField-v0``.
         num_envs: arms in the batch.
         **kwargs: as :class:`DifferentiableArmEnv`.
 

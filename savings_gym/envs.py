@@ -1,12 +1,15 @@
 """Gymnasium environments: a muscle-driven arm reaching through a hidden force-field schedule.
 
-Three ids share one task (:mod:`savings_gym.task`) and one engine (:mod:`savings_gym.world`):
+Six ids share one task (:mod:`savings_gym.task`) and one engine (:mod:`savings_gym.world`):
 
 | id | schedule | targets | observation |
 |---|---|---|---|
 | ``ArmCurlField-v0`` | NF1 -> FF1 -> NF2 -> FF2 (the paper's) | 8 centre-out | 17 dims, no field information |
 | ``ArmCurlFieldCued-v0`` | the same | 8 centre-out | 18 dims: the field gain is appended |
 | ``ArmReach-v0`` | null field only | random start and target | 17 dims |
+| ``ArmCurlFieldSpontaneousRecovery-v0`` | NF1 -> FF1 (A) -> FFB (-A, short) -> EC (channels) | centre-out | 17 dims |
+| ``ArmCurlFieldInterference-v0`` | NF1 -> FF1 (A) -> FFB (-A, no washout) | 8 centre-out | 17 dims |
+| ``ArmCurlFieldGradual-v0`` | NF1 -> FF1 (A ramped up, then held) -> NF2 -> FF2 (A, abrupt) | 8 centre-out | 17 dims |
 
 ``gym.make(id)`` gives :class:`ArmCurlFieldEnv` (one arm, NumPy); ``gym.make_vec(id, num_envs=N)``
 gives :class:`ArmCurlFieldVectorEnv`: one batched simulation of N arms, not N copies.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -25,7 +28,16 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from savings_gym.backend import NUMPY, make_backend
-from savings_gym.schedule import Phase, Schedule, as_schedule, null_schedule, paper_schedule
+from savings_gym.schedule import (
+    Phase,
+    Schedule,
+    as_schedule,
+    gradual_schedule,
+    interference_schedule,
+    null_schedule,
+    paper_schedule,
+    spontaneous_recovery_schedule,
+)
 from savings_gym.task import N_MUSCLES, TaskParams, observation_bounds
 from savings_gym.world import World, check_action, generators
 
@@ -33,12 +45,38 @@ ScheduleLike = Schedule | Iterable[Phase | tuple[str, float, int | None]]
 
 CUED = {"cued": True}
 REACH = {"schedule": null_schedule(), "targets": "random"}
-VARIANTS = {"ArmCurlField-v0": {}, "ArmCurlFieldCued-v0": CUED, "ArmReach-v0": REACH}
-"""What each registered id changes from the defaults: the one place an id's defaults are written."""
+SPONTANEOUS_RECOVERY = {"paradigm": spontaneous_recovery_schedule}
+INTERFERENCE = {"paradigm": interference_schedule}
+GRADUAL = {"paradigm": gradual_schedule}
+VARIANTS = {
+    "ArmCurlField-v0": {},
+    "ArmCurlFieldCued-v0": CUED,
+    "ArmReach-v0": REACH,
+    "ArmCurlFieldSpontaneousRecovery-v0": SPONTANEOUS_RECOVERY,
+    "ArmCurlFieldInterference-v0": INTERFERENCE,
+    "ArmCurlFieldGradual-v0": GRADUAL,
+}
+"""What each registered id changes from the defaults: the one place an id's defaults are written.
+``schedule`` is a fixed schedule; ``paradigm`` builds the default one from ``field_gain`` (k of
+field A, N*s/m), as :func:`~savings_gym.schedule.paper_schedule` does for ``ArmCurlField-v0``."""
+_NOT_TASK = ("schedule", "cued", "paradigm")
 
 
 def _variant_params(variant: dict[str, Any], overrides: dict[str, Any]) -> TaskParams:
-    return TaskParams().replace(**({k: v for k, v in variant.items() if k not in ("schedule", "cued")} | overrides))
+    return TaskParams().replace(**({k: v for k, v in variant.items() if k not in _NOT_TASK} | overrides))
+
+
+def default_schedule(env_id: str, field_gain: float | None = None) -> Schedule:
+    """The hidden schedule a registered id runs by default, with field A's gain ``field_gain``
+    (N*s/m; default 8) where the id has a field.
+
+    Raises:
+        ValueError: for an unknown id, or a ``field_gain`` for an id without a field (``ArmReach-v0``).
+    """
+    if env_id not in VARIANTS:
+        raise ValueError(f"env_id must be one of {sorted(VARIANTS)}, got {env_id!r}")
+    variant = VARIANTS[env_id]
+    return build_schedule(variant.get("schedule"), field_gain, None, variant.get("paradigm", paper_schedule))
 
 
 def task_params(env_id: str, **overrides: Any) -> TaskParams:
@@ -67,16 +105,20 @@ def task_overrides(env_id: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_schedule(
-    schedule: ScheduleLike | None, field_gain: float | None, phase_episodes: Mapping[str, int | None] | None
+    schedule: ScheduleLike | None,
+    field_gain: float | None,
+    phase_episodes: Mapping[str, int | None] | None,
+    paradigm: Callable[[float], Schedule] = paper_schedule,
 ) -> Schedule:
-    """The schedule an env runs: ``schedule`` if given, else the paper's with ``field_gain`` (default
-    8 N*s/m), with ``phase_episodes`` replacing the episode counts of named phases.
+    """The schedule an env runs: ``schedule`` if given, else ``paradigm`` (default the paper's) with
+    ``field_gain`` (default 8 N*s/m), with ``phase_episodes`` replacing the episode counts of named
+    phases.
 
     Raises:
         ValueError: for ``field_gain`` with a custom schedule (ambiguous), or any invalid schedule.
     """
     if schedule is None:
-        built = paper_schedule(8.0 if field_gain is None else field_gain)
+        built = paradigm(8.0 if field_gain is None else field_gain)
     else:
         if field_gain is not None:
             raise ValueError(
@@ -120,6 +162,21 @@ class _Configured:
                 "boundary falls inside this batch; read field_gains (one per arm)"
             )
         return float(gains[0])
+
+    @property
+    def channel_trials(self) -> np.ndarray:
+        """Whether each arm's current episode is an error-clamp (channel) trial, (num_envs,) bool;
+        between training episodes, of the next one, as :attr:`field_gains`. Never observed."""
+        return self._world.channel_trials
+
+    @property
+    def channel_force(self) -> np.ndarray:
+        """Lateral force (N) each arm pushes into the error-clamp channel at the current step,
+        (num_envs,): K d + D v_perp along the start-target line's normal (d the hand's distance from
+        the line, v_perp its lateral velocity; K, D the ``channel_stiffness`` and ``channel_damping``
+        task parameters); 0 where there is no channel or it does not act yet. The experimenter's
+        measurement, as a force transducer in the handle; never in observations or info."""
+        return self._world.channel_force
 
     def get_state(self) -> dict[str, Any]:
         """The schedule counter and the training random streams (one per arm), for checkpoints.
@@ -179,7 +236,8 @@ class _Configured:
         if not isinstance(cued, bool):
             raise ValueError(f"cued must be True or False, got {cued!r}")
         self.params = _variant_params(self.variant, task_params)
-        self.schedule = build_schedule(schedule, field_gain, phase_episodes)
+        paradigm = self.variant.get("paradigm", paper_schedule)
+        self.schedule = build_schedule(schedule, field_gain, phase_episodes, paradigm)
         self.cued = cued
         world = World(num_envs, self.schedule, self.params, backend, cued=cued, num_worlds=num_worlds)
         self.single_observation_space = gym.spaces.Box(*observation_bounds(cued), dtype=np.float32)
@@ -266,7 +324,9 @@ class ArmCurlFieldEnv(_Configured, gym.Env[np.ndarray, np.ndarray]):
     ``reset(options={"mode": "test", "target": i, "field_gain": k})`` plays test reach ``i``
     (0-7) under gain ``k``: the centre-out start, go time 0.10 s, no catch trial, noise from a
     generator seeded ``options.get("eval_seed", 0)``. It does not advance or disturb the schedule
-    and leaves the training random streams untouched. Training episodes also accept
+    and leaves the training random streams untouched. ``"channel": True`` plays them in the
+    error-clamp channel instead (with ``field_gain`` 0; the lateral force is read from
+    ``env.unwrapped.channel_force``, see ``ArmCurlFieldSpontaneousRecovery-v0``). Training episodes also accept
     ``options={"trials": {"target": i, "go_time": s, "catch": b}}`` to fix what is otherwise drawn.
 
     ## Arguments
@@ -404,6 +464,109 @@ class ArmReachEnv(ArmCurlFieldEnv):
     variant = REACH
 
 
+class ArmCurlFieldSpontaneousRecoveryEnv(ArmCurlFieldEnv):
+    """``ArmCurlFieldSpontaneousRecovery-v0``: field A, a short opposite field, then error-clamp trials.
+
+    Spontaneous recovery (Smith, Ghazizadeh & Shadmehr 2006): after a long exposure to field A, a
+    short exposure to -A brings the error back to about zero; in the error-clamp block that follows
+    no error drives learning, and a learner with a fast and a slow process shows its adaptation
+    first dipping (the fast process, which learnt -A, decays) and then rebounding towards A (the
+    slow process still holds A). Task, observation (17 dims), action, reward and episode end are
+    those of ``ArmCurlField-v0``.
+
+    ## Force field
+    The hidden schedule (:func:`~savings_gym.schedule.spontaneous_recovery_schedule`), in episodes
+    (batches of 8 reaches x 8):
+
+    | phase | trials | curl gain k (N*s/m) | episodes |
+    |---|---|---|---|
+    | NF1 | null field | 0 | 80,008 (10,001 batches) |
+    | FF1 | field A | +8 (``field_gain``) | 25,608 (3,201) |
+    | FFB | field -A | -8 | 2,560 (320) |
+    | EC | error-clamp channel | none | 8,000 (1,000), then EC goes on |
+
+    On a channel trial a spring-damper (``channel_stiffness`` 6,000 N/m, ``channel_damping``
+    100 N*s/m, see :class:`~savings_gym.task.TaskParams`) holds the hand on the straight start-target
+    line from go time + 70 ms (when the field would act), so a channel trial looks like any other
+    until the arm moves. The agent sees neither k nor the channel; the experimenter reads ``phase``,
+    ``field_gain(s)``, ``channel_trials`` and ``channel_force`` (the lateral force the arm pushes into
+    the channel at the current step, N). FFB's length is a fixed choice (a tenth of FF1): a hidden
+    schedule cannot end when the error is back to zero, so tune it with ``phase_episodes``.
+
+    ## Arguments
+    As ``ArmCurlField-v0``; ``field_gain`` is k of field A (FFB gets -k); ``phase_episodes`` takes
+    ``NF1``, ``FF1``, ``FFB``, ``EC``. Interleaved channel trials in NF1-FFB:
+    ``schedule=spontaneous_recovery_schedule(channel_every=8)``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    variant = SPONTANEOUS_RECOVERY
+
+
+class ArmCurlFieldInterferenceEnv(ArmCurlFieldEnv):
+    """``ArmCurlFieldInterference-v0``: field A, then the opposite field -A with no washout between.
+
+    Anterograde interference: having learnt A, a learner may learn -A more slowly than a naive one
+    learns a field, the memory of A opposing the new one. Task, observation (17 dims), action,
+    reward and episode end are those of ``ArmCurlField-v0``.
+
+    ## Force field
+    The hidden schedule (:func:`~savings_gym.schedule.interference_schedule`), in episodes:
+
+    | phase | trials | curl gain k (N*s/m) | episodes |
+    |---|---|---|---|
+    | NF1 | null field | 0 | 80,008 (10,001 batches) |
+    | FF1 | field A | +8 (``field_gain``) | 25,608 (3,201) |
+    | FFB | field -A | -8 | 25,608 (3,201), then FFB goes on |
+
+    Hidden as in ``ArmCurlField-v0``: the experimenter reads ``phase`` and ``field_gain(s)``.
+
+    ## Arguments
+    As ``ArmCurlField-v0``; ``field_gain`` is k of field A (FFB gets -k); ``phase_episodes`` takes
+    ``NF1``, ``FF1``, ``FFB``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    variant = INTERFERENCE
+
+
+class ArmCurlFieldGradualEnv(ArmCurlFieldEnv):
+    """``ArmCurlFieldGradual-v0``: the paper's schedule with FF1 introduced gradually.
+
+    The field ramps up linearly over the first three quarters of FF1 and is then held at full
+    strength; the washout (NF2) and the relearning (FF2, abrupt) follow as in ``ArmCurlField-v0``,
+    whose schedule is the abrupt version of the same lengths: compare NF2's first batches (the
+    after-effect) and FF2 (savings) between the two. Task, observation (17 dims), action, reward and
+    episode end are those of ``ArmCurlField-v0``.
+
+    ## Force field
+    The hidden schedule (:func:`~savings_gym.schedule.gradual_schedule`), in episodes:
+
+    | phase | trials | curl gain k (N*s/m) | episodes |
+    |---|---|---|---|
+    | NF1 | null field | 0 | 80,008 (10,001 batches) |
+    | FF1 | field A, ramped | 8 (j + 1) / 19,208 for trial j < 19,208 (2,401 batches), then 8 | 25,608 (3,201) |
+    | NF2 | null field (washout) | 0 | 80,008 (10,001) |
+    | FF2 | field A, abrupt | 8 | 25,608 (3,201), then FF2 goes on |
+
+    The ramp is stated in episodes: ``phase_episodes`` changes FF1's length but not the ramp's; for
+    another ramp pass ``schedule=gradual_schedule(batches=..., ramp_batches=...)``. Hidden as in
+    ``ArmCurlField-v0``: ``field_gain(s)`` reads the ramp's current k.
+
+    ## Arguments
+    As ``ArmCurlField-v0``; ``field_gain`` is the full strength.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    variant = GRADUAL
+
+
 class ArmCurlFieldVectorEnv(_Configured, VectorEnv):
     """``gym.make_vec(id, num_envs=N)``: N arms in one batched simulation (not N copies).
 
@@ -536,3 +699,21 @@ class ArmReachVectorEnv(ArmCurlFieldVectorEnv):
     """The vector version of :class:`ArmReachEnv`."""
 
     variant = REACH
+
+
+class ArmCurlFieldSpontaneousRecoveryVectorEnv(ArmCurlFieldVectorEnv):
+    """The vector version of :class:`ArmCurlFieldSpontaneousRecoveryEnv`."""
+
+    variant = SPONTANEOUS_RECOVERY
+
+
+class ArmCurlFieldInterferenceVectorEnv(ArmCurlFieldVectorEnv):
+    """The vector version of :class:`ArmCurlFieldInterferenceEnv`."""
+
+    variant = INTERFERENCE
+
+
+class ArmCurlFieldGradualVectorEnv(ArmCurlFieldVectorEnv):
+    """The vector version of :class:`ArmCurlFieldGradualEnv`."""
+
+    variant = GRADUAL

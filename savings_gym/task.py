@@ -50,6 +50,8 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "force_weight": (0.0, 1e12, "per N"),
     "force_change_weight": (0.0, 1e12, "per N^2"),
     "reward_scale": (1e-6, 1e12, "(cost units)"),
+    "channel_stiffness": (1e-6, 1e6, "N/m"),
+    "channel_damping": (0.0, 1e4, "N*s/m"),
 }
 
 
@@ -80,6 +82,21 @@ class TaskParams:
         force_weight: cost per newton of summed muscle force.
         force_change_weight: cost per N^2 of the squared change of muscle force.
         reward_scale: reward = -cost / reward_scale.
+        channel_stiffness: lateral stiffness of the error-clamp channel (N/m), > 0.
+        channel_damping: lateral damping of the channel (N*s/m), >= 0.
+
+    The channel (error-clamp trials, :data:`~savings_gym.schedule.PHASE_KINDS`) is a spring-damper
+    pulling the hand back onto the straight start-target line, F = -(K d + D v_perp) n with n the
+    line's unit normal, d the hand's distance from the line and v_perp its lateral velocity. Why
+    K = 6,000 N/m and D = 100 N*s/m: a full-strength field pushes sideways with k v ~ 8 N*s/m x
+    0.6 m/s (a competent 10 cm reach's peak speed) ~ 5 N, which K holds to ~1 mm, inside the 2 mm
+    a channel may allow. Explicit Euler with the force computed from the last step's state is a
+    discrete spring-damper x' = x + v dt, v' = v - (K x + D v) dt / m whose determinant is
+    1 - (D - K dt) dt / m: stable only for D > K dt (60 N*s/m at dt = 0.01 s), and for D < 2 m / dt
+    + K dt / 2, which D = 100 meets for any effective hand mass m above 0.35 kg.
+    tests/test_channel.py measures both on the arm driven by a shipped GRU-128 reaching in the
+    channel with a full-strength field added (max lateral deviation ~1.1 mm), and that D = 30
+    diverges.
 
     Every number must also lie in :data:`PHYSICAL_RANGES` (refused at construction otherwise):
     ranges wide enough for any experiment with a human-sized arm, narrow enough that the
@@ -106,6 +123,8 @@ class TaskParams:
     force_weight: float = 1e-1
     force_change_weight: float = 3e-4
     reward_scale: float = 1e3
+    channel_stiffness: float = 6000.0
+    channel_damping: float = 100.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -118,7 +137,7 @@ class TaskParams:
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                     raise ValueError(f"{f.name} must be a finite number (or a pair of them), got {value!r}")
-        positive = ("dt", "reward_scale", "reach_distance")
+        positive = ("dt", "reward_scale", "reach_distance", "channel_stiffness")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -134,6 +153,7 @@ class TaskParams:
             "jerk_weight",
             "force_weight",
             "force_change_weight",
+            "channel_damping",
         )
         for name in nonnegative:
             if getattr(self, name) < 0:
@@ -204,6 +224,7 @@ class Trials:
         go_time: (B,) go time (s); ignored in catch trials.
         catch: (B,) True where the go cue never comes.
         field_gain: (B,) curl gain (N*s/m).
+        channel: (B,) True for an error-clamp (channel) trial; None: no channel trial in the batch.
     """
 
     start_joint: np.ndarray
@@ -211,6 +232,7 @@ class Trials:
     go_time: np.ndarray
     catch: np.ndarray
     field_gain: np.ndarray
+    channel: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -218,7 +240,11 @@ class Trials:
 
     @staticmethod
     def concatenate(parts: list[Trials]) -> Trials:
-        return Trials(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Trials)))
+        channel = None
+        if any(p.channel is not None for p in parts):
+            channel = np.concatenate([np.zeros(p.size, bool) if p.channel is None else p.channel for p in parts])
+        plain = [f.name for f in fields(Trials) if f.name != "channel"]
+        return Trials(*(np.concatenate([getattr(p, name) for p in parts]) for name in plain), channel=channel)
 
 
 class TrialSampler:
@@ -232,13 +258,14 @@ class TrialSampler:
         self._joint_low = self._arm.pos_lower[0].astype(np.float64)
         self._joint_high = self._arm.pos_upper[0].astype(np.float64)
 
-    def training(self, uniforms: np.ndarray, field_gain: np.ndarray) -> Trials:
+    def training(self, uniforms: np.ndarray, field_gain: np.ndarray, channel: np.ndarray | None = None) -> Trials:
         """Training trials from uniform draws.
 
         Args:
             uniforms: (B, UNIFORMS_PER_TRIAL) uniform [0, 1) numbers, one row per trial (each
                 environment draws its row from its own generator, whatever the target mode).
             field_gain: (B,) curl gain of each trial (N*s/m).
+            channel: (B,) True for channel trials; None: none (channel trials draw nothing more).
         """
         p = self.params
         n = len(uniforms)
@@ -259,10 +286,12 @@ class TrialSampler:
             go_time=go_time.astype(np.float32),
             catch=catch,
             field_gain=np.asarray(field_gain, np.float32),
+            channel=None if channel is None or not np.any(channel) else np.asarray(channel, bool),
         )
 
-    def test(self, target_index: np.ndarray, field_gain: float) -> Trials:
-        """The test reaches to ``target_index`` (each 0-7): fixed start and go time, no catch."""
+    def test(self, target_index: np.ndarray, field_gain: float, channel: bool = False) -> Trials:
+        """The test reaches to ``target_index`` (each 0-7): fixed start and go time, no catch; in the
+        channel when ``channel`` (then with no field: ``field_gain`` must be 0)."""
         n = len(target_index)
         return Trials(
             start_joint=np.tile(self.start_joint, (n, 1)),
@@ -270,6 +299,7 @@ class TrialSampler:
             go_time=np.full(n, self.params.test_go_time, np.float32),
             catch=np.zeros(n, bool),
             field_gain=np.full(n, field_gain, np.float32),
+            channel=np.ones(n, bool) if channel else None,
         )
 
 
@@ -289,6 +319,9 @@ class TaskState(NamedTuple):
         velocity_1: (B, 2) hand velocity one step ago (m/s), for the jerk cost.
         velocity_2: (B, 2) hand velocity two steps ago (m/s).
         force_1: (B, 6) muscle force one step ago (N), for the force-change cost.
+        channel: (B,) 1.0 on error-clamp (channel) trials, else 0.0 (float, so that functional
+            transforms can treat every field alike); None when the batch has no channel trial,
+            which leaves the dynamics exactly those of a batch without channels.
     """
 
     arm: ArmState
@@ -303,6 +336,33 @@ class TaskState(NamedTuple):
     velocity_1: Array
     velocity_2: Array
     force_1: Array
+    channel: Array | None = None
+
+
+def channel_normal(start: Array, target: Array, xp: Backend = NUMPY) -> Array:
+    """(B, 2) unit normal of the start-target line: its direction rotated 90 degrees
+    counter-clockwise (the channel's lateral axis)."""
+    direction = target - start
+    length = xp.sum(direction * direction, axis=1)[:, None] ** 0.5
+    return xp.stack([-direction[:, 1], direction[:, 0]], axis=1) / length
+
+
+def channel_force(hand: Array, start: Array, target: Array, stiffness: Any, damping: Any, xp: Backend = NUMPY) -> Array:
+    """The error-clamp channel's force on the hand (N), (B, 2): -(K d + D v_perp) n, with n the unit
+    normal of the start-target line (:func:`channel_normal`), d = (x - start) . n the hand's distance
+    from the line (m) and v_perp = v . n its lateral velocity (m/s). The arm pushes into the channel
+    with the opposite force, K d + D v_perp along n: what a force transducer in the handle reads.
+
+    Args:
+        hand: (B, 4) hand position (m) and velocity (m/s).
+        start, target: (B, 2) the line's ends (m).
+        stiffness, damping: K (N/m) and D (N*s/m).
+        xp: the arrays' backend.
+    """
+    normal = channel_normal(start, target, xp)
+    d = xp.sum((hand[:, 0:2] - start) * normal, axis=1)
+    v = xp.sum(hand[:, 2:4] * normal, axis=1)
+    return -(stiffness * d + damping * v)[:, None] * normal
 
 
 class ReachTask:
@@ -328,6 +388,8 @@ class ReachTask:
         self._w_jerk = s(params.jerk_weight / params.reward_scale)
         self._w_force = s(params.force_weight / params.reward_scale)
         self._w_force_change = s(params.force_change_weight / params.reward_scale)
+        self._channel_k = s(params.channel_stiffness)
+        self._channel_d = s(params.channel_damping)
 
     def reset(self, trials: Trials, noise: Array) -> tuple[TaskState, Array, dict[str, Array]]:
         """Starts a batch of trials.
@@ -357,6 +419,7 @@ class ReachTask:
             velocity_1=velocity,
             velocity_2=velocity,
             force_1=arm.force,
+            channel=None if trials.channel is None else xp.asarray(trials.channel.astype(np.float32)),
         )
         cue = state.onset < xp.c(-1.0)  # all False: the cue is never on at reset
         return state, self._observe(state, cue), self._info(state, cue)
@@ -385,6 +448,11 @@ class ReachTask:
             field_on, cue = state.onset <= t + 1e-3, state.onset < t - 1e-3
         velocity = arm.hand[:, 2:4]
         load = curl_force(velocity, xp.where(field_on, state.field_gain, xp.c(0.0)), xp)
+        if state.channel is not None:
+            # the channel, like the field, acts from go time + go-cue delay: until then a channel
+            # trial cannot be told from any other
+            on = xp.where(field_on, state.channel, xp.c(0.0))
+            load = load + on[:, None] * self.channel_force(arm.hand, state.start, state.target)
         vision, proprio = self._sense(arm, noise)
         new = state._replace(
             arm=arm,
@@ -406,6 +474,15 @@ class ReachTask:
             + self._w_force_change * xp.sum(force_change * force_change, axis=1)
         )
         return new, self._observe(new, cue), -cost, info
+
+    def channel_force(self, hand: Array, start: Array, target: Array) -> Array:
+        """The error-clamp channel's force on the hand (N), (B, 2): :func:`channel_force` with the
+        task's ``channel_stiffness`` and ``channel_damping``."""
+        return channel_force(hand, start, target, self._channel_k, self._channel_d, self.xp)
+
+    def channel_normal(self, start: Array, target: Array) -> Array:
+        """(B, 2) unit normal of the start-target line (:func:`channel_normal`)."""
+        return channel_normal(start, target, self.xp)
 
     def _sense(self, arm: ArmState, noise: Array) -> tuple[Array, Array]:
         vision = arm.hand[:, 0:2] + noise[:, _VISION] * self._std_vision

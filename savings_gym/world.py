@@ -37,7 +37,7 @@ from savings_gym.task import (
     TrialSampler,
 )
 
-RESET_OPTIONS = ("mode", "field_gain", "target", "eval_seed", "trials")
+RESET_OPTIONS = ("mode", "field_gain", "target", "eval_seed", "trials", "channel")
 TRIAL_OVERRIDES = ("target", "go_time", "catch")
 
 
@@ -50,6 +50,7 @@ class ResetOptions:
     target: np.ndarray | None = None
     eval_seed: int = 0
     trials: Mapping[str, np.ndarray] | None = None
+    channel: bool = False
 
 
 def parse_reset_options(options: Mapping[str, Any] | None, num_envs: int, params: TaskParams) -> ResetOptions:
@@ -66,6 +67,8 @@ def parse_reset_options(options: Mapping[str, Any] | None, num_envs: int, params
             (default 0), so every test is reproducible and leaves the training streams untouched.
         trials: train mode only: a dict overriding the drawn ``target`` (index 0-7, centre-out
             only), ``go_time`` (s) and/or ``catch`` (bool), each one value or one per arm.
+        channel: test mode only: True plays the test reaches in the error-clamp channel (no
+            field: ``field_gain`` must then be 0), to measure the adaptation index.
 
     Raises:
         ValueError: naming the bad key or value.
@@ -80,7 +83,7 @@ def parse_reset_options(options: Mapping[str, Any] | None, num_envs: int, params
     mode = options.get("mode", "train")
     if mode not in ("train", "test"):
         raise ValueError(f"options['mode'] must be 'train' or 'test', got {mode!r}")
-    test_only = [k for k in ("field_gain", "target", "eval_seed") if k in options]
+    test_only = [k for k in ("field_gain", "target", "eval_seed", "channel") if k in options]
     if mode == "train" and test_only:
         raise ValueError(f"options {test_only} apply to test episodes only; add options['mode'] = 'test'")
     if mode == "test" and "trials" in options:
@@ -104,10 +107,18 @@ def parse_reset_options(options: Mapping[str, Any] | None, num_envs: int, params
         target = _per_env("target", options.get("target", np.arange(num_envs) % N_TEST_TARGETS), num_envs, "i")
         if target.min() < 0 or target.max() >= N_TEST_TARGETS:
             raise ValueError(f"options['target'] must be test-target indices in 0..{N_TEST_TARGETS - 1}, got {target}")
+    channel = options.get("channel", False)
+    if not isinstance(channel, bool | np.bool_):
+        raise ValueError(f"options['channel'] must be True or False, got {channel!r}")
+    if channel and field_gain != 0:
+        raise ValueError(
+            f"options['channel']=True plays test reaches in the channel, which has no field: "
+            f"options['field_gain'] must be 0, got {field_gain!r}"
+        )
     trials = None
     if "trials" in options:
         trials = _parse_trial_overrides(options["trials"], num_envs, params)
-    return ResetOptions(mode, float(field_gain), target, int(eval_seed), trials)
+    return ResetOptions(mode, float(field_gain), target, int(eval_seed), trials, bool(channel))
 
 
 def _per_env(name: str, value: Any, num_envs: int, kind: str) -> np.ndarray:
@@ -279,17 +290,17 @@ class World:
         opts = parse_reset_options(options, self.num_envs, self.params)
         steps = self.params.trial_steps + 1
         if opts.mode == "train":
-            gains = self.schedule.field_gains_at(self.episodes_completed + self._slots())
+            gains, channels = self.schedule.trials_at(self.episodes_completed + self._slots())
             self._before_draw = [rng.bit_generator.state for rng in self._rngs]
             uniforms = np.empty((self.num_envs, UNIFORMS_PER_TRIAL))
             for i, rng in enumerate(self._rngs):
                 uniforms[i] = rng.random(UNIFORMS_PER_TRIAL)
-            trials = self.sampler.training(uniforms, gains)
+            trials = self.sampler.training(uniforms, gains, channels)
             if opts.trials:
                 trials = self._override(trials, opts.trials)
             self._noise_rngs = self._rngs
         else:
-            trials = self.sampler.test(opts.target, opts.field_gain)
+            trials = self.sampler.test(opts.target, opts.field_gain, opts.channel)
             self._noise_rngs = [np.random.default_rng(opts.eval_seed + i) for i in range(self.num_envs)]
         self._noise = self.xp.asarray(self._draw_noise(steps))
         self.mode = opts.mode
@@ -308,6 +319,34 @@ class World:
         if self.mode == "train" and t == self.params.trial_steps:
             self.episodes_completed += self.envs_per_world
         return obs, reward, info
+
+    @property
+    def channel_trials(self) -> np.ndarray:
+        """(num_envs,) whether each arm's current episode is an error-clamp (channel) trial; between
+        training episodes, its next one (as :attr:`field_gains`)."""
+        if self.between_episodes:
+            return self.schedule.channels_at(self.episodes_completed + self._slots())
+        channel = self.state.channel
+        return np.zeros(self.num_envs, bool) if channel is None else self.xp.to_numpy(channel) > 0
+
+    @property
+    def channel_force(self) -> np.ndarray:
+        """(num_envs,) lateral force (N) the arm pushes into the channel at the current step, K d +
+        D v_perp along the start-target line's normal (:meth:`ReachTask.channel_force`); 0 on
+        trials without a channel and before the channel acts (go time + go-cue delay).
+
+        Raises:
+            RuntimeError: before the first reset.
+        """
+        state = self.state
+        if state is None:
+            raise RuntimeError("call reset before reading the channel force")
+        if state.channel is None:
+            return np.zeros(self.num_envs, np.float32)
+        force = self.task.channel_force(state.arm.hand, state.start, state.target)
+        lateral = -self.xp.sum(force * self.task.channel_normal(state.start, state.target), axis=1)
+        acting = self.xp.to_numpy(state.channel) * (self.xp.to_numpy(state.onset) <= state.step + 1e-3)
+        return (self.xp.to_numpy(lateral) * acting).astype(np.float32)
 
     @property
     def episode_noise(self) -> Array:
@@ -395,6 +434,7 @@ class World:
             go_time=overrides.get("go_time", trials.go_time),
             catch=overrides.get("catch", trials.catch),
             field_gain=trials.field_gain,
+            channel=trials.channel,
         )
 
 
