@@ -7,7 +7,8 @@ network passes the gate when their mean endpoint error is below 5 cm
 when every network passes or ``--batches`` are spent. The training episodes go through
 :class:`savings_gym.wrappers.VectorEpisodeLog` (``episodes.csv``, and TensorBoard with
 ``--tensorboard DIR``), which the learner never sees. Writes, in ``--out``: ``episodes.csv``,
-``curve.json`` (the test reaches' endpoint error per network at every check, m) and ``curve.png``.
+``curve.json`` (the test reaches' endpoint error per network at every check, m), ``curve.png`` and
+``weights.pt`` (``{"nets": [state dict of network k]}``, for a learner that starts from them).
 
     python examples/pretrain_reach.py --networks 2 --batches 2000 --out runs/reinforce-reach
 """
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
@@ -67,6 +69,7 @@ def pretrain(
             learner.train(PAPER_BATCH_SIZE)
             done += 1
     learner.env.close()
+    torch.save({"nets": [net.state_dict() for net in learner.nets]}, out / "weights.pt")
     curve["criterion_max_endpoint_error_m"] = COMPETENCE_MAX_ENDPOINT_ERROR
     (out / "curve.json").write_text(json.dumps(curve, indent=1))
     plot(curve, out / "episodes.csv", out / "curve.png")

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+import torch
 from helpers import kill_and_resume
 
 from benchmarks import leaderboard
@@ -137,6 +138,8 @@ def test_the_pretraining_example_trains_to_the_gate_and_plots_its_curve(tmp_path
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * 2 * 8 and {r["phase"] for r in rows} == {"NF"}  # ArmReach-v0's null field
     assert (tmp_path / "a" / "curve.png").stat().st_size > 0
+    weights = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)["nets"]
+    assert len(weights) == 2 and weights[0]["cell.weight_hh"].shape == (3 * 8, 8)  # --hidden 8
     # the loop stops at the first check every network passes
     monkeypatch.setattr(pretrain_reach, "competent", lambda error: np.ones(len(error), bool))
     assert pretrain_reach.main([*tiny, "--batches", "5", "--out", str(tmp_path / "b")]) == 0
