@@ -116,9 +116,10 @@ class ProtocolCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         """Before a collection that starts a batch: one point of the learning curve (and the gate before FF1)."""
-        if self.num_timesteps % BATCH_TIMESTEPS or self.num_timesteps == self._measured_at:
+        steps = self.model.num_timesteps  # the model's own count (the callback's is updated only in on_step)
+        if steps % BATCH_TIMESTEPS or steps == self._measured_at:
             return
-        self._measured_at = self.num_timesteps
+        self._measured_at = steps
         phases = set(self.training_env.get_attr("phase"))
         assert len(phases) == 1, f"the arms disagree on the phase: {phases}"  # they step in lockstep
         phase = phases.pop()
@@ -128,7 +129,7 @@ class ProtocolCallback(BaseCallback):
         record_point(self.state, phase, self._evaluate(gain), self.dt, self.schedule)
         self.batches += 1
         if self.verbose and len(self.state.deviations[phase]) == 1:
-            print(f"ProtocolCallback: {phase} starts at batch {self.batches - 1} ({self.num_timesteps} timesteps)")
+            print(f"ProtocolCallback: {phase} starts at batch {self.batches - 1} ({steps} timesteps)")
 
     def _evaluate(self, field_gain: float):
         """The 8 test reaches of the model's deterministic policy under ``field_gain``, changing nothing."""
