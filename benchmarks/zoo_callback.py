@@ -41,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from agents.interface import ReachRecord
 from agents.sb3_agent import check_rollout_fits_a_batch, evaluate_models
 from benchmarks.protocol import PHASES, RunState, competence_of, finish, record_point
 from savings_gym import TRIAL_STEPS
@@ -88,13 +90,11 @@ class ProtocolCallback(BaseCallback):
             )
         if PAPER_BATCH_SIZE % n_envs:
             raise ValueError(f"n_envs={n_envs}: the arms must divide a batch of {PAPER_BATCH_SIZE} episodes")
-        algo = type(self.model)
-        names = ("n_steps",) if hasattr(self.model, "n_steps") else ("train_freq",)
-        values = {}
-        for key in names:
-            value = getattr(self.model, key)
-            values[key] = (value.frequency, value.unit.value) if hasattr(value, "unit") else value
-        check_rollout_fits_a_batch(algo, values, n_envs)
+        if isinstance(self.model, OnPolicyAlgorithm):  # its rollout (off-policy ones have n_steps too: n-step returns)
+            values = {"n_steps": self.model.n_steps}
+        else:  # off-policy: SB3 has made train_freq a TrainFreq by now
+            values = {"train_freq": (self.model.train_freq.frequency, self.model.train_freq.unit.value)}
+        check_rollout_fits_a_batch(type(self.model), values, n_envs)
         self.env_id = ids.pop()
         schedule: Schedule = env.get_attr("schedule")[0]
         per_arm = PAPER_BATCH_SIZE // n_envs  # each arm's episodes per batch
@@ -131,7 +131,7 @@ class ProtocolCallback(BaseCallback):
         if self.verbose and len(self.state.deviations[phase]) == 1:
             print(f"ProtocolCallback: {phase} starts at batch {self.batches - 1} ({steps} timesteps)")
 
-    def _evaluate(self, field_gain: float):
+    def _evaluate(self, field_gain: float) -> ReachRecord:
         """The 8 test reaches of the model's deterministic policy under ``field_gain``, changing nothing."""
         return evaluate_models(
             [(self.model, self.model.get_vec_normalize_env())], field_gain, self.env_id, **self.env_kwargs

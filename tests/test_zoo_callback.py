@@ -114,3 +114,18 @@ def test_a_real_rl_zoo_run_names_the_callback_in_its_yaml_and_writes_the_result(
     assert result["command"].startswith("python ") and "rl_zoo3" in result["command"]
     assert result["config"]["seeds"] == [0] and result["config"]["rl_zoo3"]["n_envs"] == 8
     assert gym.spec("ArmCurlField-v0").id == result["config"]["env_id"]
+
+
+def test_an_off_policy_learner_is_measured_before_each_batch_its_train_freq_allows(tmp_path):
+    from stable_baselines3 import SAC
+
+    def sac(train_freq):
+        venv = make_vec_env("ArmCurlField-v0", n_envs=8, seed=0, env_kwargs={"phase_episodes": PHASES})
+        return SAC("MlpPolicy", venv, seed=0, train_freq=train_freq, gradient_steps=2, buffer_size=2000)
+
+    with pytest.raises(ValueError, match=r"train_freq=\(3, 'step'\): one collection must divide"):
+        sac(3).learn(800, callback=ProtocolCallback(tmp_path))
+    callback = ProtocolCallback(tmp_path)
+    sac(50).learn(6 * 800, callback=callback)  # two collections per batch: one point per batch
+    assert {p: len(c) for p, c in callback.state.deviations.items()} == PHASES
+    assert json.loads((tmp_path / "result.json").read_text())["config"]["agent"] == "sb3:SAC"
