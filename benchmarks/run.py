@@ -43,8 +43,9 @@ MAX_LATERAL_DEVIATION = 0.01  # m, mean absolute lateral deviation
 # per protocol batch: SAC took 142 s for one learner on the smoke preset here, and issue 20 saw over 10
 # min (benchmarks/RESULTS.md, "The smoke preset's wall time per algorithm"). The smoke preset checks
 # plumbing, so there they collect a whole batch and then make this many gradient steps (recorded in
-# the config's sb3 sources).
-SMOKE_GRADIENT_STEPS = 10
+# the config's sb3 sources). 3, not 10: CrossQ's step (1024-wide critics) costs ~0.135 s of CPU here,
+# and 10 per batch still took it a minute of CPU.
+SMOKE_GRADIENT_STEPS = 3
 
 
 # where ``savings-gym pretrain`` writes when --out is not given: never over the shipped weights

@@ -497,9 +497,9 @@ def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(c
     assert gradient_steps_per_batch(spec) == 100  # SB3's default: one per env step of the 8 arms
     assert smoke_sized(spec, get_preset("quick")) is spec
     capped = smoke_sized(spec, get_preset("smoke").with_changes({"NF1": 1}))
-    assert "10 gradient steps per batch" in capsys.readouterr().out
+    assert f"{SMOKE_GRADIENT_STEPS} gradient steps per batch" in capsys.readouterr().out
     assert gradient_steps_per_batch(capped) == SMOKE_GRADIENT_STEPS == capped.algo_kwargs["gradient_steps"]
-    assert capped.sources[-1] == "preset smoke: 10 gradient steps per batch"  # recorded in the result's config
+    assert capped.sources[-1] == f"preset smoke: {SMOKE_GRADIENT_STEPS} gradient steps per batch"  # in the config
     agent = SB3Agent(capped, paper_schedule(batches={"NF1": 2}), num_networks=1, seed=0)
     agent.train(8)
     agent.train(8)
