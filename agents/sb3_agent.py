@@ -41,7 +41,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,9 @@ ZOO_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs", "no
 # are loaded (a shipped learner imitated with a wide std explores too much to adapt at 64 reaches per
 # update: issue 19), without changing which pretrained files fit the spec
 ADAPTER_KEYS = ("exploration_std",)
+PROTOCOL_CALLBACK = "benchmarks.zoo_callback.ProtocolCallback"
+"""The callback that measures the protocol in an rl-zoo3 run: a yaml's ``callback`` naming only it is
+ignored here, where the protocol measures itself, so one file serves both routes."""
 # rl-zoo3 keys that would change the env or the training loop the protocol owns
 ZOO_UNSUPPORTED = (
     "env_wrapper",
@@ -368,7 +371,23 @@ def _default(algo: type[BaseAlgorithm], name: str) -> Any:
     return inspect.signature(algo.__init__).parameters[name].default
 
 
-def _check_rollout_fits_a_batch(algo: type[BaseAlgorithm], values: Mapping[str, Any], n_envs: int) -> None:
+def _collection_steps(train_freq: Any, n_envs: int) -> int | None:
+    """Vector-env steps of one collection of an off-policy algorithm with ``train_freq`` (an int of
+    steps, or ``(n, "step" | "episode")``) and ``n_envs`` arms; None for a value SB3 would not take."""
+    frequency, unit = (train_freq, "step") if isinstance(train_freq, int) else (None, None)
+    if isinstance(train_freq, list | tuple) and len(train_freq) == 2:
+        frequency, unit = train_freq
+    if (
+        isinstance(frequency, bool)
+        or not isinstance(frequency, int)
+        or frequency < 1
+        or unit not in ("step", "episode")
+    ):
+        return None
+    return frequency if unit == "step" else math.ceil(frequency / n_envs) * TRIAL_STEPS
+
+
+def check_rollout_fits_a_batch(algo: type[BaseAlgorithm], values: Mapping[str, Any], n_envs: int) -> None:
     """The protocol trains in whole batches: one collection of the algorithm must fit a whole number of times."""
     batch = _protocol_batch_steps(n_envs)
     if issubclass(algo, OnPolicyAlgorithm):
@@ -380,14 +399,8 @@ def _check_rollout_fits_a_batch(algo: type[BaseAlgorithm], values: Mapping[str, 
             )
         return
     train_freq = values.get("train_freq", _default(algo, "train_freq"))
-    frequency, unit = (train_freq, "step") if isinstance(train_freq, int) else (None, None)
-    if isinstance(train_freq, list | tuple) and len(train_freq) == 2:
-        frequency, unit = train_freq
-    divides = isinstance(frequency, int) and frequency >= 1 and unit in ("step", "episode")
-    if divides:
-        steps = frequency if unit == "step" else math.ceil(frequency / n_envs) * TRIAL_STEPS
-        divides = batch % steps == 0
-    if not divides:
+    steps = _collection_steps(train_freq, n_envs)
+    if steps is None or batch % steps:
         raise ValueError(
             f"hyperparams train_freq={train_freq!r}: one collection must divide a protocol batch of {batch} "
             f"steps of {n_envs} arms; use (n, 'step') with n dividing {batch}, or (1, 'episode')"
@@ -445,6 +458,8 @@ def make_spec(
 
     constructor = set(inspect.signature(algo_class.__init__).parameters) - {"self", "policy", *ADAPTER_OWNED}
     for where, values in layers:
+        if _only_protocol_callback(values.get("callback")):
+            del values["callback"]
         keys = [str(k) for k in values]
         unsupported = sorted(set(keys) & set(ZOO_UNSUPPORTED))
         if unsupported:
@@ -495,7 +510,7 @@ def make_spec(
     normalize = _parse_normalize(values.pop("normalize", False), values.get("gamma"))
     noise = _parse_noise(algo_class, values.pop("noise_type", None), values.pop("noise_std", None))
     exploration_std = values.pop("exploration_std", None)
-    _check_rollout_fits_a_batch(algo_class, values, n_envs)
+    check_rollout_fits_a_batch(algo_class, values, n_envs)
     spec = SB3Spec(
         algo,
         env_id,
@@ -526,6 +541,45 @@ def _parse_exploration_std(std: Any, algo: type[BaseAlgorithm], policy: str, val
             "algorithms explore by noise_type / noise_std"
         )
     return float(std)
+
+
+def gradient_steps_per_batch(spec: SB3Spec) -> int | None:
+    """Gradient steps an off-policy learner of ``spec`` makes per protocol batch (8 episodes): its
+    collections per batch times ``gradient_steps`` (SB3's -1: one per transition collected); None for
+    an on-policy algorithm, whose work per batch its rollout and epochs set."""
+    algo = spec.algo_class
+    if not issubclass(algo, OffPolicyAlgorithm):
+        return None
+    values = spec.algo_kwargs
+    per_collection = _collection_steps(values.get("train_freq", _default(algo, "train_freq")), spec.n_envs)
+    collections = _protocol_batch_steps(spec.n_envs) // per_collection
+    gradient_steps = values.get("gradient_steps", _default(algo, "gradient_steps"))
+    return collections * (gradient_steps if gradient_steps >= 0 else per_collection * spec.n_envs)
+
+
+def cap_gradient_steps(spec: SB3Spec, most: int, reason: str) -> SB3Spec:
+    """``spec`` with an off-policy learner's work per protocol batch cut to ``most`` gradient steps:
+    it then collects a whole batch (``train_freq``: the batch's steps) and makes ``most`` gradient
+    steps after it. Unchanged for an on-policy algorithm or one that already makes ``most`` or fewer.
+    The change is recorded in ``sources`` as ``reason``, so that a result file shows it.
+
+    Raises:
+        ValueError: for ``most`` not a positive integer.
+    """
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise ValueError(f"most must be a positive integer (gradient steps per batch), got {most!r}")
+    steps = gradient_steps_per_batch(spec)
+    if steps is None or steps <= most:
+        return spec
+    capped = {"train_freq": [_protocol_batch_steps(spec.n_envs), "step"], "gradient_steps": most}
+    return replace(spec, algo_kwargs=spec.algo_kwargs | capped, sources=(*spec.sources, reason))
+
+
+def _only_protocol_callback(callback: Any) -> bool:
+    """Whether an rl-zoo3 ``callback`` value names :data:`PROTOCOL_CALLBACK` only (with or without arguments)."""
+    items = callback if isinstance(callback, list) else [callback]
+    names = [next(iter(item)) if isinstance(item, dict) and len(item) == 1 else item for item in items]
+    return callback is not None and all(name == PROTOCOL_CALLBACK for name in names)
 
 
 def _parse_normalize(normalize: Any, gamma: float | None) -> dict[str, Any] | None:
@@ -567,6 +621,49 @@ def _check_action_space(spec: SB3Spec) -> None:
         raise ValueError(f"agent sb3:{spec.algo} cannot act in {spec.env_id}: {error}") from error
     finally:
         probe.close()
+
+
+# -- the test reaches -----------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_models(
+    models: Sequence[tuple[BaseAlgorithm, VecNormalize | None]],
+    field_gain: float,
+    env_id: str = "ArmCurlField-v0",
+    eval_seed: int = 0,
+    **env_kwargs: Any,
+) -> ReachRecord:
+    """The 8 test reaches of K SB3 models under ``field_gain`` (N*s/m), by their deterministic policies
+    (:func:`agents.interface.run_test_reaches`).
+
+    Args:
+        models: per learner, the model and the ``VecNormalize`` it trains under (None: none).
+        field_gain, env_id, eval_seed, env_kwargs: as :func:`~agents.interface.run_test_reaches`.
+
+    Leaves the models unchanged: a separate env, normalisation statistics applied but not updated,
+    no random draws. Recurrent policies start each test reach from a zero state; their actor's LSTM
+    state after every step is returned in ``hidden`` (K, 8, T, H).
+    """
+    states: list[Any] = [None] * len(models)
+    recurrent = all(isinstance(model.policy, RecurrentActorCriticPolicy) for model, _ in models)
+    hidden: list[list[np.ndarray]] = [[] for _ in models]
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        actions = []
+        starts = np.full(N_TEST_TARGETS, t == 0)
+        for k, (model, normalizer) in enumerate(models):
+            own = obs[k * N_TEST_TARGETS : (k + 1) * N_TEST_TARGETS]
+            if normalizer is not None:
+                own = normalizer.normalize_obs(own)
+            action, states[k] = model.predict(own, state=states[k], episode_start=starts, deterministic=True)
+            if recurrent:
+                hidden[k].append(states[k][0][-1])  # actor LSTM, last layer: (8, H)
+            actions.append(action)
+        return np.concatenate(actions)
+
+    record = run_test_reaches(policy, len(models), field_gain, env_id=env_id, eval_seed=eval_seed, **env_kwargs)
+    if recurrent:
+        record.hidden = np.stack([np.stack(h, axis=1) for h in hidden])
+    return record
 
 
 # -- the agent ------------------------------------------------------------------------------------
@@ -798,46 +895,19 @@ class SB3Agent:
                 learner.model.logger.record("train/episode_return", learner.last_episode_return)
                 learner.model.logger.dump(step=self.episodes_completed)
 
-    @torch.no_grad()
     def evaluate(self, field_gain: float, eval_seed: int = 0, channel: bool = False) -> ReachRecord:
         """The 8 test reaches of every learner under ``field_gain`` (in the error-clamp channel when
-        ``channel``), by its deterministic policy.
-
-        Leaves the learners unchanged: a separate env, normalisation statistics applied but not
-        updated, no random draws. Recurrent learners start each test reach from a zero state; their
-        actor's LSTM state after every step is returned in ``hidden`` (K, 8, T, H).
-        """
-        states: list[Any] = [None] * self.num_networks
-        hidden: list[list[np.ndarray]] = [[] for _ in self.learners]
-
-        def policy(obs: np.ndarray, t: int) -> np.ndarray:
-            actions = []
-            starts = np.full(N_TEST_TARGETS, t == 0)
-            for k, learner in enumerate(self.learners):
-                own = obs[k * N_TEST_TARGETS : (k + 1) * N_TEST_TARGETS]
-                if learner.normalizer is not None:
-                    own = learner.normalizer.normalize_obs(own)
-                action, states[k] = learner.model.predict(
-                    own, state=states[k], episode_start=starts, deterministic=True
-                )
-                if self.spec.recurrent:
-                    hidden[k].append(states[k][0][-1])  # actor LSTM, last layer: (8, H)
-                actions.append(action)
-            return np.concatenate(actions)
-
-        # learner n's test arms are seeded eval_seed + 8n + j, whoever else is evaluated with it
-        record = run_test_reaches(
-            policy,
-            self.num_networks,
+        ``channel``), by its deterministic policy
+        (:func:`evaluate_models`); learner n's test arms are seeded ``eval_seed + 8n + j``, whoever
+        else is evaluated with it. Leaves the learners unchanged."""
+        return evaluate_models(
+            [(learner.model, learner.normalizer) for learner in self.learners],
             field_gain,
-            env_id=self.env_id,
+            self.env_id,
             eval_seed=eval_seed + self.first_network * N_TEST_TARGETS,
             channel=channel,
             **self.env_kwargs,
         )
-        if self.spec.recurrent:
-            record.hidden = np.stack([np.stack(h, axis=1) for h in hidden])
-        return record
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs, as tensors and plain values (``weights_only``-loadable).

@@ -406,18 +406,12 @@ def run_protocol(
             phase = envs.schedule.phase_at(state.batch * PAPER_BATCH_SIZE)
             gain, channel = batch_test(envs.schedule, state.batch)
             record = evaluate_then_train(agent, gain, channel)
-            deviation = lateral_deviation(record.hand_position, record.target[None])
-            state.deviations[phase.name].append(deviation.tolist())
-            if state.reach is not None:
-                quality = reach_quality(record.hand_position, record.target, envs.params.dt)
-                row = state.reach.setdefault(phase.name, {key: [] for key in REACH_KEYS})
-                for key in REACH_KEYS:
-                    row[key].append(np.round(quality[key], REACH_DIGITS).tolist())
+            # the hand-path figures and the progress line follow the main run
+            deviation = record_point(state, phase.name, record, envs.params.dt, envs.schedule if i == 0 else None)
             if channel:
                 index = _channel_index(record, envs.params, reference_gain=preset.field_gain)
                 state.adaptation.setdefault(phase.name, []).append(index.tolist())
-            if i == 0:  # the hand-path figures and the progress line follow the main run
-                _keep_snapshot(state, envs.schedule, phase.name, record)
+            if i == 0:
                 shown = (phase.name, deviation.mean())
         state.batch += 1
         bar(state.batch, *shown)
@@ -430,6 +424,42 @@ def run_protocol(
     for envs, agent in runs:
         envs.check(state.batch)
         _save_phase_ends(out, envs.schedule, agent, state.batch)
+    return finish(out, state, full_config, time.time() - started, runs[0][0].params.reach_distance, command)
+
+
+def record_point(
+    state: RunState, phase: str, record: ReachRecord, dt: float, schedule: Schedule | None = None
+) -> np.ndarray:
+    """Adds one point of the learning curves to ``state``: the lateral deviation of each test reach
+    and (where ``state`` records it) the reach quality, under ``phase``; with ``schedule`` (in
+    training episodes of 8 per batch), also the hand paths at the protocol's landmarks (:data:`SNAPSHOTS`).
+
+    Returns:
+        (K, 8) signed lateral deviation of the test reaches (m).
+    """
+    deviation = lateral_deviation(record.hand_position, record.target[None])
+    state.deviations[phase].append(deviation.tolist())
+    if state.reach is not None:
+        quality = reach_quality(record.hand_position, record.target, dt)
+        row = state.reach.setdefault(phase, {key: [] for key in REACH_KEYS})
+        for key in REACH_KEYS:
+            row[key].append(np.round(quality[key], REACH_DIGITS).tolist())
+    if schedule is not None:
+        _keep_snapshot(state, schedule, phase, record)
+    return deviation
+
+
+def finish(
+    out: Path,
+    state: RunState,
+    config: dict,
+    seconds: float,
+    reach_distance: float,
+    command: str | None = None,
+    submission: dict | None = None,
+) -> dict:
+    """The result of a run whose points are in ``state`` (:func:`make_result`, with ``submission``
+    metadata), written to ``out`` (:func:`write_result`) and returned."""
     curves = {phase: np.asarray(d).mean(-1).T for phase, d in state.deviations.items() if len(d)}
     reach = None
     if state.reach is not None:
@@ -438,13 +468,14 @@ def run_protocol(
         }
     adaptation = {phase: np.asarray(a).T for phase, a in state.adaptation.items() if len(a)}
     result = make_result(
-        full_config,
+        config,
         curves,
-        time.time() - started,
+        seconds,
+        submission=submission,
         command=command,
         competence=state.competence,
         reach_curves=reach,
-        reach_distance=runs[0][0].params.reach_distance,
+        reach_distance=reach_distance,
         adaptation=adaptation or None,
     )
     write_result(out, result, state)
@@ -455,7 +486,11 @@ def measure_competence(agent: Agent, dt: float = 0.01) -> dict[str, Any]:
     """The competence gate's measurements: every network's 8 null-field test reaches, taken where
     the protocol calls it (before FF1's first update), as :func:`benchmarks.metrics.reach_quality`
     (m, s) and :func:`benchmarks.metrics.competent`. Leaves the agent unchanged (``evaluate``)."""
-    record = agent.evaluate(0.0)
+    return competence_of(agent.evaluate(0.0), dt)
+
+
+def competence_of(record: ReachRecord, dt: float = 0.01) -> dict[str, Any]:
+    """:func:`measure_competence` of null-field test reaches already played."""
     quality = reach_quality(record.hand_position, record.target, dt)
     return {
         "measured": "the 8 null-field test reaches before FF1's first update",

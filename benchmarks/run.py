@@ -50,6 +50,15 @@ MAX_ENDPOINT_ERROR = 0.02  # m, mean distance of the hand to the target at the l
 MAX_LATERAL_DEVIATION = 0.01  # m, mean absolute lateral deviation
 
 
+# Off-policy SB3 algorithms (SAC, TD3, DDPG...) make one gradient step per env step by default, 100
+# per protocol batch: SAC took 142 s for one learner on the smoke preset here, and issue 20 saw over 10
+# min (benchmarks/RESULTS.md, "The smoke preset's wall time per algorithm"). The smoke preset checks
+# plumbing, so there they collect a whole batch and then make this many gradient steps (recorded in
+# the config's sb3 sources). 3, not 10: CrossQ's step (1024-wide critics) costs ~0.135 s of CPU here,
+# and 10 per batch still took it a minute of CPU.
+SMOKE_GRADIENT_STEPS = 3
+
+
 # where ``savings-gym pretrain`` writes when --out is not given: never over the shipped weights
 PRETRAIN_OUT = Path("runs/pretrained")
 
@@ -265,6 +274,25 @@ def sb3_spec(agent: str, env_id: str, hyperparams: Any = None, hidden: int | Non
     return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden)
 
 
+def smoke_sized(spec, preset: Preset):
+    """``spec`` as a run of ``preset`` trains it: on the smoke preset (also with ``--phases`` or
+    ``--lr``), an off-policy learner makes at most :data:`SMOKE_GRADIENT_STEPS` gradient steps per
+    batch (:func:`agents.sb3_agent.cap_gradient_steps`), and a line says so; else unchanged."""
+    from agents.sb3_agent import cap_gradient_steps, gradient_steps_per_batch
+
+    if preset.name.partition(":")[0] != "smoke":
+        return spec
+    capped = cap_gradient_steps(
+        spec, SMOKE_GRADIENT_STEPS, f"preset smoke: {SMOKE_GRADIENT_STEPS} gradient steps per batch"
+    )
+    if capped is not spec:
+        print(
+            f"smoke preset: sb3:{spec.algo} makes {SMOKE_GRADIENT_STEPS} gradient steps per batch after collecting it, "
+            f"instead of its hyperparameters' {gradient_steps_per_batch(spec)}, so that the plumbing check stays short"
+        )
+    return capped
+
+
 def competence(
     record: ReachRecord, max_endpoint_error: float = MAX_ENDPOINT_ERROR, max_deviation: float = MAX_LATERAL_DEVIATION
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -472,7 +500,7 @@ def run(
     out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams)
     board = tensorboard_folder(tensorboard)
     if agent.startswith(SB3_PREFIX):
-        spec = sb3_spec(agent, env_id, hyperparams, hidden)
+        spec = smoke_sized(sb3_spec(agent, env_id, hyperparams, hidden), preset_obj)
         make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board)
         hidden = spec.hidden
         details = {"sb3": spec.as_config()}

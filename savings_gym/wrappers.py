@@ -2,7 +2,8 @@
 
 Wrap the env a learner trains in; observations, rewards, info and everything the learner can see
 pass through unchanged, while a CSV file gets, per training episode that runs to its end, the
-schedule's episode index, the world, the phase, the field gain and the return:
+schedule's episode index, the world, the phase, the field gain and the return (and, with
+``tensorboard=DIR``, TensorBoard gets them as scalars, see :data:`TENSORBOARD_TAGS`):
 
 >>> import gymnasium as gym, numpy as np, tempfile, savings_gym
 >>> from savings_gym.wrappers import EpisodeLog
@@ -32,15 +33,35 @@ COLUMNS = ("episode", "world", "phase", "field_gain", "return")
 (N*s/m) and the episode's undiscounted return."""
 
 
+TENSORBOARD_TAGS = ("episode/return", "schedule/field_gain", "schedule/phase")
+"""The scalars of ``tensorboard=DIR``, one run ``DIR/world_<w>`` per world, against the world's episode
+index: the return, the curl gain (N*s/m) and the phase's index in the schedule (NF1 0, FF1 1, ...)."""
+
+
+def _summary_writers(folder: str | Path, worlds: int) -> list[Any]:
+    """One TensorBoard writer per world; a clear error without tensorboard."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(f"tensorboard={str(folder)!r} needs tensorboard: pip install tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return [SummaryWriter(str(Path(folder) / f"world_{w}")) for w in range(worlds)]
+
+
 class _Rows:
     """Sums each arm's rewards and writes a row for every arm whose episode counted in the schedule."""
 
-    def __init__(self, path: str | Path, num_envs: int):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | None, num_envs: int, tensorboard: str | Path | None, worlds: int):
+        if path is None and tensorboard is None:
+            raise ValueError("give path (a CSV file), tensorboard (a folder) or both: where the episodes are logged")
+        self.writers = [] if tensorboard is None else _summary_writers(tensorboard, worlds)
+        self.path = None if path is None else Path(path)
         self.returns = np.zeros(num_envs)
-        with open(self.path, "w", newline="") as handle:
-            csv.writer(handle).writerow(COLUMNS)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(COLUMNS)
 
     def add(self, rewards: Any, world: Any, before: int) -> None:
         """Adds one step's rewards; when it finished training episodes (the counter moved from
@@ -55,13 +76,25 @@ class _Rows:
             episode = before + arm % per_world
             if arm % per_world < done:
                 phase = world.schedule.phase_at(episode)
-                rows.append((episode, arm // per_world, phase.name, phase.field_gain, f"{value:.6g}"))
-        with open(self.path, "a", newline="") as handle:
-            csv.writer(handle).writerows(rows)
+                rows.append((episode, arm // per_world, phase.name, phase.field_gain, value))
+        if self.path is not None:
+            with open(self.path, "a", newline="") as handle:
+                csv.writer(handle).writerows(row[:-1] + (f"{row[-1]:.6g}",) for row in rows)
+        for episode, w, phase_name, gain, value in rows if self.writers else ():
+            for tag, scalar in zip(
+                TENSORBOARD_TAGS, (value, gain, world.schedule.names.index(phase_name)), strict=True
+            ):
+                self.writers[w].add_scalar(tag, scalar, episode)
+        for writer in self.writers:
+            writer.flush()
         self.returns[:] = 0.0
 
     def restart(self) -> None:
         self.returns[:] = 0.0
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
 
 
 class _Logged:
@@ -80,23 +113,32 @@ class _Logged:
         self._rows.add(out[1], self.env.unwrapped, before)
         return out
 
+    def close(self, **kwargs: Any) -> None:
+        self._rows.close()
+        self.env.close(**kwargs)
+
 
 class EpisodeLog(_Logged, gym.Wrapper):
     """A single env (``gym.make``) that logs its finished training episodes to ``path`` (CSV, :data:`COLUMNS`).
 
     Args:
         env: a savings-gym env.
-        path: the CSV file (written anew).
+        path: the CSV file (written anew), or None for TensorBoard only.
+        tensorboard: a folder for TensorBoard scalars (:data:`TENSORBOARD_TAGS`), or None.
+
+    Raises:
+        ValueError: with neither ``path`` nor ``tensorboard``, or ``tensorboard`` without the
+            tensorboard package installed.
     """
 
-    def __init__(self, env: gym.Env, path: str | Path):
+    def __init__(self, env: gym.Env, path: str | Path | None, tensorboard: str | Path | None = None):
         gym.Wrapper.__init__(self, env)
-        self._rows = _Rows(path, 1)
+        self._rows = _Rows(path, 1, tensorboard, 1)
 
 
 class VectorEpisodeLog(_Logged, VectorWrapper):
     """The same for a vector env (``gym.make_vec`` or ``ProtocolEnvs.vector``): a row per arm's episode."""
 
-    def __init__(self, env: gym.vector.VectorEnv, path: str | Path):
+    def __init__(self, env: gym.vector.VectorEnv, path: str | Path | None, tensorboard: str | Path | None = None):
         VectorWrapper.__init__(self, env)
-        self._rows = _Rows(path, env.num_envs)
+        self._rows = _Rows(path, env.num_envs, tensorboard, env.unwrapped.num_worlds)

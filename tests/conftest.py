@@ -8,4 +8,17 @@ engine; ``tests/test_bptt_speed.py`` checks the compiled engine against the refe
 
 import os
 
+import pytest
+
 os.environ.setdefault("SAVINGS_GYM_BPTT_ENGINE", "eager")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """SB3's small networks run fastest on one thread (two threads on a busy 2-core machine thrash)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+import torch
 from helpers import kill_and_resume
 
 from benchmarks import leaderboard
@@ -120,3 +121,29 @@ def test_the_template_on_the_quick_preset_validates_for_the_board(tmp_path, monk
     assert main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
     entry = leaderboard.validate(tmp_path)
     assert entry.competence[1] == 5 and entry.result["config"]["learner"]["class"] == "Reinforce"
+
+
+def test_the_pretraining_example_trains_to_the_gate_and_plots_its_curve(tmp_path, monkeypatch):
+    import csv
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from examples import pretrain_reach
+
+    tiny = ["--networks", "2", "--check-every", "1", "--hidden", "8"]
+    assert pretrain_reach.main([*tiny, "--batches", "2", "--out", str(tmp_path / "a")]) == 0
+    curve = json.loads((tmp_path / "a" / "curve.json").read_text())
+    assert curve["batch"] == [0, 1, 2] and np.shape(curve["endpoint_error"]) == (3, 2)
+    assert curve["competent"][-1] == [False, False]  # from scratch in 2 batches: nowhere near 5 cm
+    with open(tmp_path / "a" / "episodes.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 * 8 and {r["phase"] for r in rows} == {"NF"}  # ArmReach-v0's null field
+    assert (tmp_path / "a" / "curve.png").stat().st_size > 0
+    weights = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)["nets"]
+    assert len(weights) == 2 and weights[0]["cell.weight_hh"].shape == (3 * 8, 8)  # --hidden 8
+    # the loop stops at the first check every network passes
+    monkeypatch.setattr(pretrain_reach, "competent", lambda error: np.ones(len(error), bool))
+    assert pretrain_reach.main([*tiny, "--batches", "5", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "curve.json").read_text())["batch"] == [0]
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain_reach.main(["--check-every", "0", "--out", str(tmp_path / "c")])
+    assert exit_info.value.code == 2

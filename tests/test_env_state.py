@@ -170,3 +170,31 @@ def test_protocol_envs_build_every_kind_on_the_runs_schedule_and_check_them():
     assert single.unwrapped.phase == vector.unwrapped.phase == differentiable.phase == "FF1"
     with pytest.raises(ValueError, match="env_id must be one of"):
         ProtocolEnvs(paper_schedule(), env_id="CartPole-v1")
+
+
+def test_the_episode_log_writes_tensorboard_scalars_or_says_what_is_missing(tmp_path):
+    import importlib.util
+
+    from savings_gym.wrappers import TENSORBOARD_TAGS, EpisodeLog
+
+    env = gym.make("ArmCurlField-v0", phase_episodes={"NF1": 1})
+    with pytest.raises(ValueError, match="give path"):
+        EpisodeLog(env, None)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ValueError, match="needs tensorboard: pip install tensorboard"):
+            EpisodeLog(env, None, tmp_path / "tb")
+        return
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = EpisodeLog(env, None, tmp_path / "tb")
+    returns = []
+    for episode in range(2):
+        logged.reset(seed=0 if episode == 0 else None)
+        returns.append(sum(logged.step(np.full(6, 0.05, np.float32))[1] for _ in range(100)))
+    logged.close()
+    events = EventAccumulator(str(tmp_path / "tb" / "world_0"))
+    events.Reload()
+    assert set(TENSORBOARD_TAGS) <= set(events.Tags()["scalars"])
+    assert [(e.step, e.value) for e in events.Scalars("schedule/phase")] == [(0, 0.0), (1, 1.0)]
+    assert [e.value for e in events.Scalars("schedule/field_gain")] == [0.0, 8.0]
+    np.testing.assert_allclose([e.value for e in events.Scalars("episode/return")], returns, rtol=1e-5)

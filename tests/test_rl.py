@@ -51,13 +51,7 @@ def _fast(algo):
     return values
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """SB3's small networks run fastest on one thread (two threads on a busy 2-core machine thrash)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("algo, networks", [("RecurrentPPO", 1), ("PPO", 2)])
@@ -68,7 +62,8 @@ def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks,
     on_disk = json.loads((tmp_path / "result.json").read_text())
     jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
     gate = on_disk["competence"]["per_network"]["competent"]  # the metrics are over the networks that reach
-    recomputed = savings({p: np.asarray(c) for p, c in curves.items()}, competence=gate)
+    held = on_disk["reach_held"]["per_network"]["held"]  # and over those whose reach held
+    recomputed = savings({p: np.asarray(c) for p, c in curves.items()}, competence=gate, reach=held)
     assert on_disk["metrics"] == json.loads(json.dumps(recomputed))
     config = on_disk["config"]
     assert config["env_id"] == "ArmCurlField-v0" and config["sb3"]["algo"] == algo and len(config["seeds"]) == networks
@@ -516,3 +511,23 @@ def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
             make_spec("PPO", hyperparams=bad)
     with pytest.raises(ValueError, match="sb3:SAC with MlpPolicy has no state-independent action std"):
         make_spec("SAC", hyperparams={"exploration_std": 0.1})
+
+
+def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(capsys):
+    from agents.sb3_agent import gradient_steps_per_batch
+    from benchmarks.protocol import get_preset
+    from benchmarks.run import SMOKE_GRADIENT_STEPS, smoke_sized
+
+    spec = make_spec("SAC", hyperparams={"buffer_size": 5000})
+    assert gradient_steps_per_batch(spec) == 100  # SB3's default: one per env step of the 8 arms
+    assert smoke_sized(spec, get_preset("quick")) is spec
+    capped = smoke_sized(spec, get_preset("smoke").with_changes({"NF1": 1}))
+    assert f"{SMOKE_GRADIENT_STEPS} gradient steps per batch" in capsys.readouterr().out
+    assert gradient_steps_per_batch(capped) == SMOKE_GRADIENT_STEPS == capped.algo_kwargs["gradient_steps"]
+    assert capped.sources[-1] == f"preset smoke: {SMOKE_GRADIENT_STEPS} gradient steps per batch"  # in the config
+    agent = SB3Agent(capped, paper_schedule(batches={"NF1": 2}), num_networks=1, seed=0)
+    agent.train(8)
+    agent.train(8)
+    assert agent.learners[0].model._n_updates == 2 * SMOKE_GRADIENT_STEPS  # what SB3 really did
+    ppo = make_spec("PPO")
+    assert smoke_sized(ppo, get_preset("smoke")) is ppo  # on-policy work is the rollout's: unchanged
