@@ -167,12 +167,17 @@ def paradigm_figure(result: dict):
     fig = _figure(8, 6 if adaptation else 4)
     ax = fig.add_subplot(2 if adaptation else 1, 1, 1)
     ax.plot(mean * 100, color="tab:blue", lw=1, label=f"mean of {len(np.asarray(curves[names[0]]))} networks")
+    model_x = None
     try:
-        from benchmarks.state_space import fit_two_state, perturbation
+        from benchmarks.state_space import fit_two_state, perturbation, simulate
 
         f, channel = perturbation(schedule, len(mean), float(config["preset"]["field_gain"]))
         fit = fit_two_state(mean, f, channel)
-        ax.plot(fit.predict(f, channel) * 100, color="0.3", ls="--", lw=1, label="two-state model fitted to it")
+        # a channel clamps the deviation to ~0, so there the model's would-be error is not plotted
+        # against it: its adaptation (the fraction of field A compensated) goes beside the index below
+        predicted = np.where(channel, np.nan, fit.predict(f, channel))
+        ax.plot(predicted * 100, color="0.3", ls="--", lw=1, label="two-state model fitted to it")
+        model_x = np.where(channel, simulate(fit.params, f, channel)["x"], np.nan)
     except ValueError:  # too short a run to fit: the figure goes without the reference
         pass
     edge = 0
@@ -190,6 +195,8 @@ def paradigm_figure(result: dict):
             index = np.asarray(index, np.float64)
             start = sum(np.asarray(curves[n]).shape[1] for n in names[: names.index(name)])
             ax2.plot(start + np.arange(index.shape[1]), np.nanmean(index, 0), color="tab:purple", label=name)
+        if model_x is not None and np.isfinite(model_x).any():
+            ax2.plot(model_x, color="0.3", ls="--", lw=1, label="two-state model's adaptation (fitted above)")
         ax2.set_xlim(ax.get_xlim())
         ax2.axhline(0, color="0.6", lw=0.8)
         ax2.set_ylabel("adaptation index")
