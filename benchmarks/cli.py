@@ -277,6 +277,45 @@ def _two_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradual(args: argparse.Namespace) -> int:
+    from benchmarks.protocol import atomic_write_json
+    from benchmarks.run import gradual_comparison
+
+    runs = []
+    for name, folder in (("gradual_dir", args.gradual_dir), ("abrupt_dir", args.abrupt_dir)):
+        path = folder / "result.json"
+        if not path.exists():
+            raise ValueError(f"{name}: {path} does not exist; gradual needs two finished runs' folders")
+        runs.append(json.loads(path.read_text()))
+    report = gradual_comparison(*runs)
+    atomic_write_json(args.gradual_dir / "gradual_comparison.json", report)
+
+    def ci(block: dict, scale: float = 1.0) -> str:
+        d = block["aggregate"]
+        return f"{scale * d['estimate']:+.3f} [{scale * d['low']:+.3f}, {scale * d['high']:+.3f}]"
+
+    print("gradual minus abrupt, paired per network (the same networks start both runs):")
+    for path, label, scale in (
+        (("after_effect",), "after-effect, NF2's first window (cm, oriented as the field's errors)", 100.0),
+        (("relearning", "rate_FF2"), "FF2 relearning rate (fitted, per window of 5 batches)", 1.0),
+        (("relearning", "area_FF2"), "FF2 normalised area (below 0: faster relearning)", 1.0),
+    ):
+        sides = [
+            report[run].get(path[0], {}).get(path[-1], {}) if len(path) > 1 else report[run].get(path[0], {})
+            for run in ("gradual", "abrupt")
+        ]
+        difference = report.get(f"{path[-1]}_difference")
+        if difference is None or not all(sides):
+            print(f"  {label}: not measured (a phase too short)")
+            continue
+        print(
+            f"  {label}: gradual {ci(sides[0], scale)}, abrupt {ci(sides[1], scale)}, "
+            f"difference {ci(difference, scale)}"
+        )
+    print(f"wrote {args.gradual_dir}/gradual_comparison.json")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
@@ -584,6 +623,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     two_state.add_argument("run_dir", type=Path, help="a run folder holding result.json")
     two_state.set_defaults(handler=_two_state)
+
+    gradual = commands.add_parser(
+        "gradual", help="a gradual run against the abrupt run of the same preset: after-effect and relearning"
+    )
+    gradual.add_argument("gradual_dir", type=Path, help="an ArmCurlFieldGradual-v0 run folder")
+    gradual.add_argument("abrupt_dir", type=Path, help="the ArmCurlField-v0 run of the same preset, networks and seed")
+    gradual.set_defaults(handler=_gradual)
 
     report = commands.add_parser("report", help="one HTML page for a run or a sweep")
     report.add_argument("run_dir", help="a run folder holding result.json, or a sweep folder holding sweep.json")

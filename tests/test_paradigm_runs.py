@@ -133,18 +133,39 @@ def test_paradigm_metrics_see_interference_and_spontaneous_recovery_on_synthetic
     assert recovery["rebound"]["aggregate"]["low"] > 0.2
 
 
-def test_gradual_comparison_pairs_the_networks_of_both_runs():
-    def result(env_id, after_effect):
-        x = np.arange(20)
-        curves = {
-            "NF1": np.zeros((3, 5)),
-            "FF1": np.array([0.03 * np.exp(-x / 5)] * 3),
-            "NF2": np.array([np.full(20, -after_effect)] * 3),
-            "FF2": np.array([0.03 * np.exp(-x / 4)] * 3),
-        }
-        return {"config": {"env_id": env_id}, "learning_curves": {p: c.tolist() for p, c in curves.items()}}
+def _gradual_result(env_id, after_effect):
+    x = np.arange(20)
+    curves = {
+        "NF1": np.zeros((3, 5)),
+        "FF1": np.array([0.03 * np.exp(-x / 5)] * 3),
+        "NF2": np.array([np.full(20, -after_effect)] * 3),
+        "FF2": np.array([0.03 * np.exp(-x / 4)] * 3),
+    }
+    return {"config": {"env_id": env_id}, "learning_curves": {p: c.tolist() for p, c in curves.items()}}
 
+
+def test_gradual_comparison_pairs_the_networks_of_both_runs():
+    result = _gradual_result
     compared = gradual_comparison(result("ArmCurlFieldGradual-v0", 0.01), result("ArmCurlField-v0", 0.02))
     assert compared["after_effect_difference"]["aggregate"]["estimate"] == pytest.approx(0.01)  # a smaller one
     with pytest.raises(ValueError, match="expected a ArmCurlFieldGradual-v0 run"):
         gradual_comparison(result("ArmCurlField-v0", 0.01), result("ArmCurlField-v0", 0.02))
+
+
+def test_the_gradual_command_compares_two_run_folders(tmp_path, capsys):
+    gradual, abrupt = tmp_path / "gradual", tmp_path / "abrupt"
+    for folder, env_id, effect in ((gradual, "ArmCurlFieldGradual-v0", 0.01), (abrupt, "ArmCurlField-v0", 0.02)):
+        folder.mkdir()
+        (folder / "result.json").write_text(json.dumps(_gradual_result(env_id, effect)))
+    assert main(["gradual", str(gradual), str(abrupt)]) == 0
+    out = capsys.readouterr().out
+    assert "gradual -1.000 [-1.000, -1.000], abrupt -2.000 [-2.000, -2.000], difference +1.000" in out
+    assert "FF2 relearning rate (fitted, per window of 5 batches): gradual +1.250" in out
+    saved = json.loads((gradual / "gradual_comparison.json").read_text())
+    assert saved["after_effect_difference"]["per_network"] == pytest.approx([0.01] * 3)
+    with pytest.raises(SystemExit):
+        main(["gradual", str(abrupt), str(gradual)])  # the runs swapped
+    assert "expected a ArmCurlFieldGradual-v0 run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["gradual", str(gradual), str(tmp_path / "missing")])
+    assert "abrupt_dir" in capsys.readouterr().err
