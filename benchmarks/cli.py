@@ -412,7 +412,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=_positive_float,
         default=None,
-        help="replace the preset's SGD learning rate (the run is then not for the board), e.g. 0.005",
+        help="replace the preset's SGD learning rate of BPTT networks and of learners of your own whose constructor "
+        "takes lr (the run is then not for the board), e.g. 0.005",
     )
     parser.add_argument(
         "--task",
