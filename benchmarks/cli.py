@@ -200,26 +200,54 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if manifest["counts"].get("failed") else 0  # failed cells are named above
 
 
-def _leaderboard(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace) -> None:
+    """``leaderboard validate [--format-only]``: one line on the run, and with ``--format-only`` the
+    board's admission rules it would still break."""
     from benchmarks import leaderboard
 
-    if args.action == "validate":
-        entry = leaderboard.validate(args.path, args.board)
-        aggregate = entry.metrics["aggregate"]
-        ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
-        gate = entry.competence
-        counted = (
-            f"{aggregate['networks']} networks (competence not recorded)"
-            if gate is None
-            else f"{gate[0]} of {gate[1]} networks reach (the others are left out)"
+    try:
+        entry = (
+            leaderboard.validate_format(args.path) if args.format_only else leaderboard.validate(args.path, args.board)
         )
-        if entry.reach is not None:
-            counted += f", the reach of {entry.reach[0]} of {entry.reach[1]} held through the run"
+    except leaderboard.SubmissionError as error:
+        if args.format_only or not any(where == "config/preset/name" for _, where, _ in error.problems):
+            raise
+        raise ValueError(f"{error} (to check the file's format only: leaderboard validate --format-only)") from None
+    aggregate = entry.metrics["aggregate"]
+    ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
+    gate = entry.competence
+    counted = (
+        f"{aggregate['networks']} networks (competence not recorded)"
+        if gate is None
+        else f"{gate[0]} of {gate[1]} networks reach (the others are left out)"
+    )
+    if entry.reach is not None:
+        counted += f", the reach of {entry.reach[0]} of {entry.reach[1]} held through the run"
+    if not args.format_only:
         print(
             f"ok: {entry.name}, {counted}, {entry.measured} measured by "
             f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
             f"metrics recomputed and matching; preset {entry.preset}"
         )
+        return
+    print(
+        f"format ok: {entry.name}, {counted}; schema, types, units, hashes, curves of the recorded lengths, "
+        f"metrics recomputed and matching (preset {entry.preset}); the board's admission rules are not part of it:"
+    )
+    for _, where, why in entry.refused:
+        print(f"  the board would still refuse it: {where}: {why}")
+    if not entry.refused:
+        print(
+            f"  none refuses this run: on the board it would be {ranked} "
+            "(leaderboard validate without --format-only also checks it against the board's entries)"
+        )
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from benchmarks import leaderboard
+
+    if args.action == "validate":
+        _validate(args)
     elif args.action == "add":
         given = {key: getattr(args, key) for key in ("name", "description", "link") if getattr(args, key) is not None}
         print(f"added {leaderboard.add(args.path, args.board, given)}")
@@ -451,7 +479,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=_positive_float,
         default=None,
-        help="replace the preset's SGD learning rate (the run is then not for the board), e.g. 0.005",
+        help="replace the preset's SGD learning rate of BPTT networks and of learners of your own whose constructor "
+        "takes lr (the run is then not for the board), e.g. 0.005",
     )
     parser.add_argument(
         "--task",
@@ -594,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--board", type=_folder, default="leaderboard", help="the leaderboard folder (default: leaderboard)"
         )
         sub.set_defaults(handler=_leaderboard)
+    actions.choices["validate"].add_argument(
+        "--format-only",
+        action="store_true",
+        help="check the file's format only (e.g. a smoke run): schema, types, units, hashes, curves, metrics; "
+        "say which of the board's rules (preset, task, networks) would still refuse it",
+    )
     add = actions.choices["add"]
     for flag, text in (
         ("--name", "the entry's name on the board (default: the run's, e.g. sb3:PPO)"),

@@ -55,7 +55,7 @@ from benchmarks.metrics import (
     mismatches,
     reach_held,
 )
-from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, find_preset
+from benchmarks.protocol import PHASES, PRESETS, RESULT_UNITS, Preset, atomic_write_bytes, find_preset
 from benchmarks.safe_io import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -82,6 +82,7 @@ BOARD_PRESETS = ("quick", "faithful", "paper")
 SAFE_LINK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'*+,;=:@/?#-]*)?")
 
 _number_matrix = {"type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}}}
+_sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 SUBMISSION_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "savings-gym submission (result.json), version 1",
@@ -110,6 +111,18 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                 "seed": {"type": "integer"},
                 "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
                 "env_id": {"type": "string"},
+                # a learner of one's own: its source file, and the learning rate passed to it (None: not passed)
+                "learner": {
+                    "type": "object",
+                    "required": ["module", "class", "source_sha256"],
+                    "properties": {
+                        "module": {"type": "string", "minLength": 1},
+                        "class": {"type": "string", "minLength": 1},
+                        "source_sha256": _sha256,
+                        "lr": {"type": ["number", "null"]},
+                    },
+                },
+                "pretrained_sha256": {"anyOf": [_sha256, {"type": "null"}]},
                 "preset": {
                     "type": "object",
                     "required": ["name", "batches", "field_gain", "lr"],
@@ -121,6 +134,8 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
             },
         },
         "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+        # files since 2026-12-03 say what their numbers are in: lengths in m, as this version writes them
+        "units": {"const": dict(RESULT_UNITS)},
         "learning_curves": {
             "type": "object",
             "required": ["FF1", "FF2"],
@@ -174,6 +189,8 @@ class Entry:
         fingerprint: :func:`fingerprint` of the curves (names the entry's folder on the board).
         latent: latent/latent.json, its ``persistence_NF2`` recomputed; None if absent.
         files: relative path -> the exact bytes that were validated (what ``add`` copies).
+        refused: read with ``load(..., format_only=True)``: the board's admission rules the run breaks
+            (file, field, reason), which :func:`validate` would raise; empty otherwise.
     """
 
     path: Path
@@ -182,6 +199,7 @@ class Entry:
     fingerprint: str
     latent: dict | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -314,7 +332,7 @@ def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
+def load(path: str | Path, submission: dict[str, str] | None = None, format_only: bool = False) -> Entry:
     """Reads and checks a run folder: the one path by which every command reads a run.
 
     Checks: the folder and its files are real folders and regular files (no symbolic links, FIFOs
@@ -330,6 +348,10 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
         path: the run folder.
         submission: ``name``, ``description`` and/or ``link`` replacing those of the submission
             block (``add --name ...``), checked like the rest.
+        format_only: the file's format only: what breaks a rule of the board rather than the format
+            (a preset the board does not know, e.g. ``--phases`` or ``--lr``, whose curves are then
+            checked against the lengths the file records; ``--task`` constants) goes to
+            ``Entry.refused`` instead of raising (:func:`validate_format`).
 
     Raises:
         SubmissionError: listing every problem found (file, field, reason).
@@ -337,6 +359,8 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
     folder = Path(path)
     name = str(folder / RESULT_FILE)
     problems: list[tuple[str, str, str]] = []
+    refused: list[tuple[str, str, str]] = []
+    rules = refused if format_only else problems  # where the board's admission rules report
     data = _read(folder, RESULT_FILE, MAX_BYTES, problems)
     result = None if data is None else _parse(data, name, problems)
     if problems:
@@ -365,21 +389,23 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
             )
         )
     else:
-        problems += _task_problems(config, name)
+        rules += _task_problems(config, name)
     preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"])
     if config["preset"]["name"] not in PRESETS:
-        problems.append(
+        rules.append(
             (name, "config/preset/name", f"unknown preset {_short(config['preset']['name'])}; known: {sorted(PRESETS)}")
         )
     elif preset is None:
         current = PRESETS[config["preset"]["name"]]
-        problems.append(
+        rules.append(
             (
                 name,
                 "config/preset/batches",
                 f"{_short(config['preset']['batches'])} differ from preset {current.name!r}'s {current.batches}",
             )
         )
+    if preset is None and format_only:  # the lengths the file says it ran
+        preset = Preset(str(config["preset"]["name"]), dict(config["preset"]["batches"]))
     networks = config["networks"]
     control = config.get("practice_control", False)
     if not isinstance(control, bool):
@@ -405,7 +431,7 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
         files[FIGURE_FILE] = figure
     if problems:
         raise SubmissionError(problems)
-    return Entry(folder, result, metrics, fingerprint(result), latent, files)
+    return Entry(folder, result, metrics, fingerprint(result), latent, files, refused)
 
 
 def _checked_competence(
@@ -693,6 +719,21 @@ def validate(path: str | Path, board: str | Path | None = None, submission: dict
     problems = board_problems(entry, [o for o in others if o.path.resolve() != here])
     if problems:
         raise SubmissionError(problems)
+    return entry
+
+
+def validate_format(path: str | Path) -> Entry:
+    """Checks a run folder's format only, e.g. a smoke run's: :func:`load`'s checks (schema, types,
+    units, hashes, curves of the lengths the file records, metrics recomputed), not the board's
+    admission rules. ``Entry.refused`` lists those the run breaks (preset, task constants, networks:
+    :func:`board_problems` without the duplicate check), which :func:`validate` would raise.
+
+    Raises:
+        SubmissionError: listing every format problem found (file, field, reason).
+    """
+    entry = load(path, format_only=True)
+    named = {where for _, where, _ in entry.refused}
+    entry.refused += [p for p in board_problems(entry, []) if p[1] not in named]  # one reason per field
     return entry
 
 

@@ -200,7 +200,8 @@ PRESETS = {
         pretrain_batches=5,
         use_shipped_pretrained=True,
         imitation_steps=20,
-        description="a seconds-long run that exercises every stage (tests); its numbers mean nothing",
+        description="37 batches that exercise every stage (tests; 18 s for the template's 5 networks on one "
+        "thread here, minutes with more threads than free cores); its numbers mean nothing",
     ),
 }
 
@@ -367,8 +368,12 @@ def run_protocol(
     Returns:
         The result dict, or None when stopped early.
 
+    A folder whose ``result.json`` holds this run's config is complete: its result is returned and
+    nothing runs. A finished run leaves no ``checkpoint.pt`` (``phase_ends/`` keeps the learners).
+
     Raises:
-        ValueError: when the folder holds a checkpoint of a different run.
+        ValueError: when the folder holds a checkpoint or a finished result of a different run,
+            naming the config fields that differ.
         agents.interface.ScheduleMismatchError: when an agent's envs are not where the schedule says
             before a batch (it trains elsewhere, or its resumed state skips batches).
     """
@@ -380,6 +385,11 @@ def run_protocol(
         raise ValueError("the practice control is defined for the paper's schedule; run it with ArmCurlField-v0")
     if main.total_episodes is None or "FF1" not in main.names:
         raise ValueError(f"the protocol needs a finite schedule with an FF1 phase, got {main!r}")
+    checkpoint = out / "checkpoint.pt"
+    full_config = {**config, "preset": asdict(preset), "practice_control": practice_control}
+    finished = _finished_result(out, full_config)
+    if finished is not None:
+        return finished
     schedules = [main] + ([preset.practice_schedule()] if practice_control else [])
     runs = []
     for schedule in schedules:
@@ -387,8 +397,6 @@ def run_protocol(
         runs.append((envs, make_agent(envs)))
     if practice_control:
         _check_independent(runs[0][1], runs[1][1])
-    checkpoint = out / "checkpoint.pt"
-    full_config = {**config, "preset": asdict(preset), "practice_control": practice_control}
     state = RunState(deviations={name: [] for name in main.names})
     if practice_control:
         state.deviations.update({name: [] for name in PRACTICE_PHASES})
@@ -424,7 +432,9 @@ def run_protocol(
     for envs, agent in runs:
         envs.check(state.batch)
         _save_phase_ends(out, envs.schedule, agent, state.batch)
-    return finish(out, state, full_config, time.time() - started, runs[0][0].params.reach_distance, command)
+    result = finish(out, state, full_config, time.time() - started, runs[0][0].params.reach_distance, command)
+    checkpoint.unlink(missing_ok=True)  # result.json and phase_ends/ hold everything a finished run keeps
+    return result
 
 
 def record_point(
@@ -531,8 +541,12 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
     saved = load_checkpoint(checkpoint)
     if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
         raise ValueError(f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over")
-    if saved["config"] != json.loads(json.dumps(config)):
-        raise ValueError(f"{checkpoint} belongs to another run (config {saved['config']}); use another --out")
+    differences = config_differences(saved["config"], json.loads(json.dumps(config)))
+    if differences:
+        raise ValueError(
+            f"{checkpoint} belongs to another run: {differences}. To continue that run, run its own command "
+            f"(with the learner's source as it was); to start this one, use another --out or delete {checkpoint}"
+        )
     try:
         agents[0].load_state_dict(saved["agent"])
         if len(agents) > 1:
@@ -552,6 +566,52 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
             f"{checkpoint} does not fit this run's learners ({type(error).__name__}: {str(error)[:200]}); "
             "delete it to start over"
         ) from error
+
+
+def config_differences(old: Any, new: Any, limit: int = 4) -> str:
+    """The fields where two run configs differ, dotted (``learner.source_sha256``), each with its two
+    values (was, now; cut short), at most ``limit`` of them; empty when the configs are equal."""
+
+    def walk(a: Any, b: Any, where: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(a.keys() | b.keys(), key=str)
+            return [d for k in keys for d in walk(a.get(k, _ABSENT), b.get(k, _ABSENT), f"{where}.{k}".lstrip("."))]
+        return [] if a == b else [f"{where or 'config'} (was {_cut(a)}, now {_cut(b)})"]
+
+    found = walk(old, new, "")
+    shown = "; ".join(found[:limit]) + (f"; and {len(found) - limit} more" if len(found) > limit else "")
+    if any(d.startswith("learner.source_sha256 ") for d in found):
+        shown += " (the learner's source file changed)"
+    return f"differs in {shown}" if found else ""
+
+
+_ABSENT = object()
+
+
+def _cut(value: Any, limit: int = 40) -> str:
+    text = "absent" if value is _ABSENT else json.dumps(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _finished_result(out: Path, config: dict) -> dict | None:
+    """The result of the finished run in ``out`` if it is this run (same config), else None when
+    there is none; refuses a finished run of another config (its phase_ends/ would be mixed up)."""
+    path = out / "result.json"
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+        recorded = result["config"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a savings-gym result ({error!r}); use another --out") from None
+    differences = config_differences(recorded, json.loads(json.dumps(config)))
+    if differences:
+        raise ValueError(
+            f"{out} holds a finished run of another config: {differences}. Use another --out for this one "
+            f"(or delete {out}: its result.json and phase_ends/ are that run's)"
+        )
+    print(f"the run in {out} is complete ({path}); nothing to do. To run it again, use another --out")
+    return result
 
 
 def evaluate_then_train(agent: Agent, field_gain: float, channel: bool = False) -> ReachRecord:
@@ -706,7 +766,7 @@ def make_result(
         "versions": versions(),
         "seconds_this_session": seconds,
         "command": command,
-        "units": RESULT_UNITS,
+        "units": dict(RESULT_UNITS),  # a copy: a result changed later must not change the constant
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
         "competence": competence,
         **(reach or {}),

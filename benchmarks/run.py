@@ -9,7 +9,8 @@ SB3 learners start from pretrained weights: the shipped ones (``agents/pretraine
 when the preset allows and they fit, else they are pretrained in the null field first until they
 are competent (:func:`competence`) or the preset's budget runs out. They take their learning
 rate and everything else from their hyperparameters (``agents/hyperparams/*.yml``); a preset's
-``lr`` is the BPTT networks' SGD rate.
+``lr`` is the BPTT networks' SGD rate, and a learner of one's own gets it as ``lr=`` when its
+constructor takes an ``lr`` (recorded as ``config.learner.lr``; None: not passed, not used).
 """
 
 from __future__ import annotations
@@ -206,13 +207,24 @@ def load_learner(agent: str, out: str | Path = ".") -> tuple[type, dict[str, str
 
 
 def custom_agent_factory(
-    agent: str, hidden: int | None, networks: int, out: Path, seed: int, device: str
+    agent: str, hidden: int | None, networks: int, out: Path, seed: int, device: str, lr: float | None = None
 ) -> tuple[Callable[[ProtocolEnvs], Agent], dict[str, Any]]:
     """A function envs -> the learner class ``--agent`` names, built as
-    ``Class(envs, num_networks=networks, seed=seed, device=device[, hidden=hidden])``; and the
-    ``learner`` block of the config (:func:`load_learner`)."""
+    ``Class(envs, num_networks=networks, seed=seed, device=device[, hidden=hidden][, lr=lr])``; and the
+    ``learner`` block of the config (:func:`load_learner`), whose ``lr`` records the learning rate
+    passed: ``lr`` (the preset's, or ``--lr``) when the constructor has an ``lr`` parameter, else None
+    (the learner sets its own, and the preset's is not used)."""
+    import inspect
+
     cls, learner = load_learner(agent, out)
     extra = {} if hidden is None else {"hidden": hidden}
+    try:
+        takes_lr = "lr" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # a signature Python cannot read: pass nothing it may not take
+        takes_lr = False
+    learner["lr"] = lr if takes_lr else None
+    if learner["lr"] is not None:
+        extra["lr"] = lr
 
     def make(envs: ProtocolEnvs) -> Agent:
         return cls(envs, num_networks=networks, seed=seed, device=device, **extra)
@@ -481,7 +493,8 @@ def run(
         phases: batch counts replacing the preset's, e.g. ``{"NF1": 240}`` (the preset is then
             renamed, e.g. ``quick:NF1=240``, and its results are not for the board); for a paradigm
             id also its own phases (``FFB``, ``EC``: :func:`benchmarks.protocol.protocol_schedule`).
-        lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``).
+        lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``);
+            a learner of one's own gets the preset's rate, or this, if its constructor takes ``lr``.
         practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
     """
@@ -505,7 +518,7 @@ def run(
         hidden = spec.hidden
         details = {"sb3": spec.as_config()}
     elif is_custom_learner(agent):
-        make, details = custom_agent_factory(agent, hidden, networks, out, seed, device)
+        make, details = custom_agent_factory(agent, hidden, networks, out, seed, device, preset_obj.lr)
         agent = f"{details['learner']['module']}:{details['learner']['class']}"
         provenance = weights_provenance(None, out)
     else:

@@ -1,5 +1,6 @@
-"""Pretrain the template learner (examples/reinforce.py) in ``ArmReach-v0`` until it passes the
-competence gate, and plot its curve: the experimenter's loop around a learner of one's own.
+"""Pretrain the template learner from random weights (``ReinforceFromScratch`` of examples/reinforce.py)
+in ``ArmReach-v0`` until it passes the competence gate, and plot its curve: the experimenter's loop
+around a learner of one's own.
 
 Every ``--check-every`` batches the networks play the protocol's 8 null-field test reaches; a
 network passes the gate when their mean endpoint error is below 5 cm
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from agents.interface import ProtocolEnvs  # noqa: E402
 from benchmarks.metrics import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality  # noqa: E402
-from examples.reinforce import Reinforce  # noqa: E402
+from examples.reinforce import ReinforceFromScratch  # noqa: E402
 from savings_gym.schedule import PAPER_BATCH_SIZE, null_schedule  # noqa: E402
 from savings_gym.wrappers import VectorEpisodeLog  # noqa: E402
 
@@ -40,17 +41,17 @@ def pretrain(
     out: Path,
     seed: int = 0,
     hidden: int = 64,
-    lr: float = 1e-3,
+    lr: float = 0.02,
     noise: float = 0.05,
     tensorboard: Path | None = None,
 ) -> dict:
-    """Trains :class:`examples.reinforce.Reinforce` in ``ArmReach-v0`` until every network is
-    competent or ``batches`` are spent; writes and returns the curve (see the module docstring)."""
+    """Trains :class:`examples.reinforce.ReinforceFromScratch` in ``ArmReach-v0`` until every network
+    is competent or ``batches`` are spent; writes and returns the curve (see the module docstring)."""
     for name, value, least in (("networks", networks, 1), ("batches", batches, 0), ("check_every", check_every, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {least}, got {value!r}")
     out.mkdir(parents=True, exist_ok=True)
-    learner = Reinforce(
+    learner = ReinforceFromScratch(
         ProtocolEnvs(null_schedule(), "ArmReach-v0"), networks, seed=seed, hidden=hidden, lr=lr, noise=noise
     )
     learner.env = VectorEpisodeLog(learner.env, out / "episodes.csv", tensorboard)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=2000, help="budget (batches of 8 episodes per network)")
     parser.add_argument("--check-every", type=int, default=50, help="batches between test reaches")
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=0.02, help="SGD learning rate")
     parser.add_argument("--noise", type=float, default=0.05, help="std of the exploration noise")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tensorboard", type=Path, default=None, help="folder for TensorBoard scalars")

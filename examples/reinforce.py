@@ -1,15 +1,11 @@
 """A template learner: K GRU policies trained by REINFORCE, in plain torch, through the savings protocol.
 
-Copy this file and change the model or the update; keep the five things the protocol relies on
-(``agents/interface.py``): build your envs from the ``envs`` you are given, ``train(8)`` runs one
-batch of 8 episodes per network in them, ``evaluate(field_gain)`` plays the 8 test reaches without
-changing anything, and ``state_dict`` / ``load_state_dict`` hold everything a resumed run needs,
-the env's ``get_state()`` included. Run it (the protocol checks the schedule before every batch):
+Copy it, change the model or the update, and keep what the protocol relies on (``agents/interface.py``):
+envs built from the ``envs`` given, ``train(8)`` (8 episodes per network in them), ``evaluate(field_gain)``
+(the 8 test reaches, changing nothing), ``state_dict`` / ``load_state_dict`` (all a resume needs, env too).
+``Reinforce`` warm-starts from the shipped BPTT GRUs, which reach (``ReinforceFromScratch``: random). Run:
 
-    savings-gym run --agent examples/reinforce.py:Reinforce --networks 5 --preset smoke --out runs/reinforce
-
-It starts from scratch and the smoke preset is 37 batches, so its networks do not reach and the
-competence gate leaves them out of the savings metrics; it shows the plumbing, not savings.
+    savings-gym run --agent examples/reinforce.py:Reinforce --networks 5 --preset smoke --threads 1 --out runs/reinforce
 """
 
 from __future__ import annotations
@@ -20,38 +16,35 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.bptt import PRETRAINED_DIR, load_pretrained, network_seeds
 from agents.interface import ProtocolEnvs, ReachRecord, run_test_reaches
 
 ARMS = 8  # episodes per network per batch: the 8 centre-out targets
-STEPS = 100  # steps per episode (1 s)
 
 
 class Policy(nn.Module):
-    """GRU -> linear -> sigmoid: the mean muscle excitation; exploration adds Gaussian noise."""
+    """GRU (learned initial state) -> linear -> sigmoid: the mean muscle excitation; exploration adds noise."""
 
     def __init__(self, observations: int, hidden: int):
         super().__init__()
         self.cell = nn.GRUCell(observations, hidden)
         self.out = nn.Linear(hidden, 6)
+        self.h0 = nn.Parameter(torch.zeros(hidden))
         nn.init.constant_(self.out.bias, -3.0)  # start near rest (excitation ~0.05), as the paper's -5
 
     def forward(self, obs: torch.Tensor, h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.cell(obs, h)
+        h = self.cell(obs, self.h0.expand(len(obs), -1) if h is None else h)
         return torch.sigmoid(self.out(h)), h
 
 
 class Reinforce:
-    """K independent REINFORCE learners (``--networks K``), each with its own 8 arms of one vector env.
+    """K independent REINFORCE learners (``--networks K``, at most 8 warm-started), each with 8 arms of one
+    vector env. ``savings-gym run`` passes ``envs``, ``num_networks``, ``seed`` (network n's streams derive
+    from ``derived_seed(seed, n)``), ``device`` (unused: small networks are faster on the CPU), ``hidden``
+    with ``--hidden`` (GRU units, default 128; shipped networks exist for 16, 32, 64, 128 and 256) and
+    ``lr``, the SGD rate (the preset's, or ``--lr``); ``noise`` is the exploration noise's std."""
 
-    Args:
-        envs: the protocol's envs (:class:`agents.interface.ProtocolEnvs`).
-        num_networks: K.
-        seed: the run's seed; network n is seeded from (seed, n).
-        device: torch device (unused here: the networks are small, the CPU is faster).
-        hidden: GRU units.
-        lr: Adam learning rate.
-        noise: standard deviation of the exploration noise on the excitations.
-    """
+    PRETRAINED: str | None = "gru{hidden}.pt"  # the warm start, in agents/pretrained/; None: random weights
 
     def __init__(
         self,
@@ -60,25 +53,43 @@ class Reinforce:
         seed: int = 0,
         device: str = "cpu",
         hidden: int | None = None,
-        lr: float = 1e-3,
+        lr: float = 5e-3,
         noise: float = 0.05,
     ):
         self.num_networks, self.noise, self.envs = num_networks, noise, envs
         # one batched simulation, one world (own schedule counter) per network: 8 arms each
         self.env = envs.vector(ARMS * num_networks, num_worlds=num_networks)
         self.env.reset(seed=seed)
-        size = self.env.single_observation_space.shape[0]
-        seeds = [int(np.random.SeedSequence([seed, n]).generate_state(1)[0]) for n in range(num_networks)]
-        self.nets, self.generators = [], []
-        for s in seeds:
+        size, hidden = self.env.single_observation_space.shape[0], hidden or 128
+        self.nets, self.generators = nn.ModuleList(), []
+        for s in network_seeds(seed, num_networks):
             with torch.random.fork_rng():
                 torch.manual_seed(s)
-                self.nets.append(Policy(size, hidden or 64))
+                self.nets.append(Policy(size, hidden))
             self.generators.append(torch.Generator().manual_seed(s))
-        self.optimizers = [torch.optim.Adam(net.parameters(), lr=lr) for net in self.nets]
+        if self.PRETRAINED:
+            self.warm_start(hidden)
+        self.optimizer = torch.optim.SGD([p for p in self.nets.parameters() if p.requires_grad], lr=lr)
 
-    def _split(self, obs: np.ndarray) -> list[torch.Tensor]:
-        return list(torch.as_tensor(obs, dtype=torch.float32).split(ARMS))
+    def warm_start(self, hidden: int) -> None:
+        """Network k takes BPTT network k's weights (agents/controllers.py: the same GRU); as in the BPTT
+        runs, only the recurrent layer and initial state learn from then on."""
+        path = PRETRAINED_DIR / self.PRETRAINED.format(hidden=hidden)
+        if not path.exists():
+            raise ValueError(f"no {path}: use --hidden 16, 32, 64, 128 or 256, or ReinforceFromScratch")
+        bptt, _ = load_pretrained(path, networks=range(self.num_networks))
+        names = {"cell.weight_ih": "w_ih", "cell.weight_hh": "w_hh", "cell.bias_ih": "b_ih", "cell.bias_hh": "b_hh"}
+        names |= {"out.weight": "w_out", "out.bias": "b_out", "h0": "h0"}
+        for k, net in enumerate(self.nets):
+            net.load_state_dict({mine: getattr(bptt, theirs)[k].detach() for mine, theirs in names.items()})
+            for frozen in (net.cell.weight_ih, net.cell.bias_ih, *net.out.parameters()):
+                frozen.requires_grad_(False)
+
+    def _means(self, obs: np.ndarray, hidden: list) -> torch.Tensor:
+        """(K, 8, 6) mean excitations: network k acts on arms 8k..8k+7; updates ``hidden`` in place."""
+        arms = torch.as_tensor(obs, dtype=torch.float32).split(ARMS)
+        means, hidden[:] = zip(*(net(x, h) for net, x, h in zip(self.nets, arms, hidden, strict=True)), strict=True)
+        return torch.stack(means)
 
     def train(self, episodes: int) -> None:
         """One batch: every network plays 8 episodes, then one REINFORCE step on their returns."""
@@ -86,24 +97,22 @@ class Reinforce:
             raise ValueError(f"episodes must be {ARMS} (one batch), got {episodes}")
         obs, _ = self.env.reset()  # the next 8 episodes of each network's schedule
         hidden: list[torch.Tensor | None] = [None] * self.num_networks
-        log_probs = [torch.zeros(ARMS) for _ in self.nets]  # per network: summed over the episode, per arm
+        log_probs = torch.zeros(self.num_networks, ARMS)  # summed over the episode, per network and arm
         returns = np.zeros(self.num_networks * ARMS)
-        for _ in range(STEPS):
-            actions = []
-            for k, (net, x) in enumerate(zip(self.nets, self._split(obs), strict=True)):
-                mean, hidden[k] = net(x, hidden[k])
-                action = mean + self.noise * torch.randn(mean.shape, generator=self.generators[k])
-                log_probs[k] = log_probs[k] + torch.distributions.Normal(mean, self.noise).log_prob(action).sum(-1)
-                actions.append(action.detach())
-            obs, reward, _, _, _ = self.env.step(torch.cat(actions).numpy())
+        for _ in range(100):  # steps: one episode (1 s) of every arm
+            means = self._means(obs, hidden)
+            noise = torch.stack([torch.randn(ARMS, 6, generator=g) for g in self.generators]) * self.noise
+            actions = (means + noise).detach()  # a constant: the gradient reaches the weights through the means
+            log_probs = log_probs + torch.distributions.Normal(means, self.noise).log_prob(actions).sum(-1)
+            obs, reward, _, _, _ = self.env.step(actions.view(-1, 6).numpy())
             returns += reward
         returns = torch.as_tensor(returns, dtype=torch.float32).view(self.num_networks, ARMS)
         advantage = (returns - returns.mean(1, keepdim=True)) / (returns.std(1, keepdim=True) + 1e-6)
-        for k, optimizer in enumerate(self.optimizers):
-            optimizer.zero_grad()
-            (-(advantage[k] * log_probs[k]).mean()).backward()
-            nn.utils.clip_grad_norm_(self.nets[k].parameters(), 1.0)
-            optimizer.step()
+        self.optimizer.zero_grad()
+        (-(advantage * log_probs).mean(1).sum()).backward()  # the networks' losses: independent gradients
+        for net in self.nets:
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        self.optimizer.step()
 
     @torch.no_grad()
     def evaluate(self, field_gain: float) -> ReachRecord:
@@ -113,26 +122,28 @@ class Reinforce:
         def policy(obs: np.ndarray, t: int) -> np.ndarray:
             if t == 0:
                 hidden[:] = [None] * self.num_networks
-            actions = []
-            for k, (net, x) in enumerate(zip(self.nets, self._split(obs), strict=True)):
-                mean, hidden[k] = net(x, hidden[k])
-                actions.append(mean)
-            return torch.cat(actions).numpy()
+            return self._means(obs, hidden).view(-1, 6).numpy()
 
         return run_test_reaches(policy, self.num_networks, field_gain, self.envs.env_id, **self.envs.env_kwargs)
 
     def state_dict(self) -> dict[str, Any]:
-        """Weights, optimisers, noise generators and the env's schedule counter and random streams."""
+        """Weights, optimiser, noise generators and the env's schedule counter and random streams."""
         return {
-            "nets": [net.state_dict() for net in self.nets],
-            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "nets": self.nets.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "generators": [generator.get_state() for generator in self.generators],
             "env": self.env.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, net in enumerate(self.nets):
-            net.load_state_dict(state["nets"][k])
-            self.optimizers[k].load_state_dict(state["optimizers"][k])
-            self.generators[k].set_state(state["generators"][k])
+        self.nets.load_state_dict(state["nets"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved)
         self.env.set_state(state["env"])
+
+
+class ReinforceFromScratch(Reinforce):
+    """The same learner from random weights: it has to learn to reach first (examples/pretrain_reach.py)."""
+
+    PRETRAINED = None

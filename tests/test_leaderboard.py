@@ -19,14 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _result(
-    name="gru-test", networks=6, ff2_rate=0.3, seed=0, description="a test entry", link="https://x.org", unmeasured=0
+    name="gru-test",
+    networks=6,
+    ff2_rate=0.3,
+    seed=0,
+    description="a test entry",
+    link="https://x.org",
+    unmeasured=0,
+    preset=QUICK,
 ):
-    """A quick-preset result whose curves decay at known rates; the last ``unmeasured`` networks'
-    FF2 errors start on the other side of the line (no first error to remove: no FF2 fit and no
-    fit-free measure)."""
+    """A result (of the quick preset unless told) whose curves decay at known rates; the last
+    ``unmeasured`` networks' FF2 errors start on the other side of the line (no first error to
+    remove: no FF2 fit and no fit-free measure)."""
     rng = np.random.default_rng(seed)
     curves = {}
-    for phase, n in QUICK.batches.items():
+    for phase, n in preset.batches.items():
         if not n:
             continue
         x = np.arange(n) / 5
@@ -42,7 +49,7 @@ def _result(
         "seed": seed,
         "seeds": [seed],
         "env_id": "ArmCurlField-v0",
-        "preset": asdict(QUICK),
+        "preset": asdict(preset),
     }
     return make_result(config, curves, 1.0, {"name": name, "description": description, "link": link})
 
@@ -340,6 +347,65 @@ def test_cli_validate_add_render_and_report(tmp_path, good, capsys):
     with pytest.raises(SystemExit):
         main(["leaderboard", "validate", str(bad)])
     assert "config/env_id" in capsys.readouterr().err
+
+
+SMOKE = PRESETS["smoke"]
+
+
+def test_format_only_checks_a_smoke_run_and_says_why_the_board_would_refuse_it(tmp_path, capsys):
+    from benchmarks.cli import main
+
+    smoke = _write(tmp_path / "smoke", _result(preset=SMOKE))
+    with pytest.raises(SystemExit):  # the board takes no smoke runs, and says how to check the format
+        main(["leaderboard", "validate", str(smoke)])
+    assert "preset 'smoke' is not for results" in (err := capsys.readouterr().err) and "--format-only" in err
+    assert main(["leaderboard", "validate", "--format-only", str(smoke)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("format ok: gru-test, 6 networks") and "schema, types, units, hashes" in out
+    assert "the board would still refuse it: config/preset/name: preset 'smoke' is not for results" in out
+    entry = leaderboard.validate_format(_write(tmp_path / "few", _result(networks=3, preset=SMOKE)))
+    assert [where for _, where, _ in entry.refused] == ["config/preset/name", "config/networks"]
+
+
+def test_format_only_passes_a_board_run_and_checks_changed_presets_against_their_recorded_lengths(tmp_path, capsys):
+    from benchmarks.cli import main
+
+    good = _write(tmp_path / "good", _result())
+    assert main(["leaderboard", "validate", "--format-only", str(good)]) == 0
+    assert "none refuses this run: on the board it would be ranked" in capsys.readouterr().out
+    changed = SMOKE.with_changes({"NF1": 3}, lr=0.01)  # --phases NF1=3 --lr 0.01: smoke:lr=0.01,NF1=3
+    result = _result(preset=changed)
+    result["config"]["task"] = _default_task(test_go_time=0.44)  # --task
+    entry = leaderboard.validate_format(_write(tmp_path / "changed", result))
+    assert {where for _, where, _ in entry.refused} == {"config/preset/name", "config/task"}
+    result["learning_curves"]["NF1"] = [row[:-1] for row in result["learning_curves"]["NF1"]]
+    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/NF1: 2 batches, preset 'smoke:lr=0.01"):
+        leaderboard.validate_format(_write(tmp_path / "short", result))
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda r: r.__setitem__("units", {**r["units"], "lengths": "cm"}), "units"),
+        (
+            lambda r: r["config"].__setitem__("learner", {"module": "m.py", "class": "C", "source_sha256": "abc"}),
+            "config/learner/source_sha256",
+        ),
+        (lambda r: r["config"].__setitem__("pretrained_sha256", "not a hash"), "config/pretrained_sha256"),
+        (
+            lambda r: r["config"].__setitem__(
+                "learner", {"module": "m.py", "class": "C", "source_sha256": "a" * 64, "lr": "fast"}
+            ),
+            "config/learner/lr",
+        ),
+    ],
+)
+def test_format_only_still_refuses_bad_units_and_hashes(tmp_path, change, field):
+    result = _result(preset=SMOKE)
+    change(result)
+    with pytest.raises(leaderboard.SubmissionError) as error:
+        leaderboard.validate_format(_write(tmp_path / "bad", result))
+    assert any(where == field for _, where, _ in error.value.problems), error.value.problems
 
 
 def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -13,6 +14,8 @@ from benchmarks import leaderboard
 from benchmarks.cli import main
 from benchmarks.protocol import Preset, run_protocol
 from benchmarks.run import bptt_agent_factory, run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # the shipped GRU-16 networks 0 and 1 reach (endpoint errors 2.2 and 2.9 cm): the competence gate keeps them
 TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, use_shipped_pretrained=True)
@@ -58,11 +61,51 @@ def test_a_stopped_run_resumes_to_the_same_curves(tmp_path):
     assert resumed["learning_curves"] == whole["learning_curves"]
 
 
-def test_resume_refuses_another_runs_checkpoint(tmp_path):
+def test_resume_refuses_another_runs_checkpoint_naming_only_what_differs(tmp_path):
     _run(tmp_path, stop_after=2)
     make, _ = bptt_agent_factory("gru", 16, 2, TINY, tmp_path, seed=1, device="cpu")
-    with pytest.raises(ValueError, match="another run"):
+    with pytest.raises(ValueError, match="another run") as error:
         run_protocol(make, TINY, tmp_path, {"agent": "gru", "hidden": 16, "networks": 2, "seed": 2}, progress=False)
+    message = str(error.value)
+    assert "differs in seed (was 1, now 2)." in message and "use another --out or delete" in message
+    assert "preset" not in message and "hidden" not in message  # only the field that differs
+
+
+def test_rerunning_a_finished_run_says_it_is_complete_and_runs_nothing(tmp_path, capsys):
+    make, _ = bptt_agent_factory("gru", 16, 2, TINY, tmp_path, seed=1, device="cpu")
+    config = {"agent": "gru", "hidden": 16, "networks": 2, "seed": 1}
+    whole = run_protocol(make, TINY, tmp_path, config, progress=False, checkpoint_seconds=0)
+    assert not (tmp_path / "checkpoint.pt").exists()  # checkpointed every batch, removed once finished
+    assert len(list((tmp_path / "phase_ends").iterdir())) == 4  # what savings-gym latent reads stays
+
+    def never(envs):
+        raise AssertionError("a finished run built a learner")
+
+    capsys.readouterr()
+    again = run_protocol(never, TINY, tmp_path, config, progress=False)
+    assert again["learning_curves"] == whole["learning_curves"] and again["command"] == whole["command"]
+    assert "is complete" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"finished run of another config: differs in networks \(was 2, now 3\)"):
+        run_protocol(never, TINY, tmp_path, {**config, "networks": 3}, progress=False)
+
+
+def test_an_edited_learner_file_is_named_as_the_difference(tmp_path):
+    from benchmarks.run import custom_agent_factory
+
+    learner = tmp_path / "mine.py"
+    learner.write_text((ROOT / "examples" / "reinforce.py").read_text())
+
+    def attempt():
+        make, details = custom_agent_factory(f"{learner}:Reinforce", 16, 2, tmp_path / "out", seed=0, device="cpu")
+        return run_protocol(make, TINY, tmp_path / "out", {"agent": "mine", **details}, progress=False, stop_after=1)
+
+    assert attempt() is None
+    learner.write_text(learner.read_text() + "# an edit\n")
+    with pytest.raises(ValueError) as error:
+        attempt()
+    message = str(error.value)
+    assert "differs in learner.source_sha256 (was " in message and "the learner's source file changed" in message
+    assert "run its own command" in message and len(message) < 600
 
 
 @pytest.mark.parametrize(
