@@ -92,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr,
         practice_control=args.control == "practice",
         command=getattr(args, "command_line", None),
+        reaches_per_update=getattr(args, "reaches_per_update", None),
         **_learner(args),
     )
     print(summary_table(result))
@@ -474,6 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=_folder, default="runs/run", help="output folder (resumes a checkpoint found there)")
     run.add_argument("--checkpoint-seconds", type=_seconds, default=120.0, help="seconds between checkpoints")
     run.add_argument("--tensorboard", default=None, help="folder for TensorBoard scalars (needs tensorboard)")
+    run.add_argument(
+        "--reaches-per-update",
+        type=int,
+        default=None,
+        metavar="R",
+        help="training reaches per learner between two curve points, i.e. per update (a multiple of 8; default: "
+        "the preset's, 8; phases stay counted in batches of 8 reaches). SB3 learners and your own; not BPTT. "
+        "The run is then not for the board",
+    )
     _protocol_arguments(run)
     run.set_defaults(handler=_run)
 

@@ -37,6 +37,12 @@ def _figure(width: float, height: float):
     return fig
 
 
+def _point(result: dict) -> str:
+    """What one point of a curve is: a batch of 8 reaches, or an update of more."""
+    reaches = result.get("updates", {}).get("reaches_per_update", 8)
+    return "batch" if reaches == 8 else f"update ({reaches} reaches)"
+
+
 def learning_curves_figure(result: dict):
     """FF1 vs FF2 curves aligned at onset, and the practice control's FFC where the run has it
     (dashed grey): mean and 95% CI band across networks."""
@@ -63,7 +69,7 @@ def learning_curves_figure(result: dict):
         ax.plot(x, mean, color=color, ls=style, label=label)
         ax.fill_between(x, band[:, 0], band[:, 1], color=color, alpha=0.15 if phase == "FFC" else 0.25, lw=0)
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("batch since field onset")
+    ax.set_xlabel(f"{_point(result)} since field onset")
     ax.set_ylabel("lateral deviation (cm)")
     ax.set_title("Relearning the curl field: FF2 vs FF1")
     ax.legend()
@@ -141,7 +147,7 @@ def reach_quality_figure(result: dict):
     axes[1].axhline(criterion["min_path_fraction"] * criterion["reach_distance_m"] * 100, color="k", ls="--", lw=0.8)
     axes[0].set_ylabel("endpoint error (cm)")
     axes[1].set_ylabel("hand path (cm)")
-    axes[1].set_xlabel("batch")
+    axes[1].set_xlabel(_point(result))
     held = result["reach_held"]["per_network"]["held"]
     fig.suptitle(f"reach quality of the test reaches: the reach held in {sum(held)} of {len(held)} networks")
     return fig

@@ -66,7 +66,7 @@ from benchmarks.safe_io import (
     text_problem,
 )
 from savings_gym.envs import task_overrides, task_params
-from savings_gym.schedule import PRACTICE_PHASES
+from savings_gym.schedule import PAPER_BATCH_SIZE, PRACTICE_PHASES
 
 RESULT_FILE = "result.json"
 LATENT_FILE = "latent/latent.json"
@@ -116,6 +116,8 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                     "properties": {
                         "name": {"type": "string"},
                         "batches": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                        # absent in files from before it existed: 8 (one batch per update)
+                        "reaches_per_update": {"type": "integer", "minimum": 8, "multipleOf": 8},
                     },
                 },
             },
@@ -366,20 +368,21 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
         )
     else:
         problems += _task_problems(config, name)
-    preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"])
+    reaches = config["preset"].get("reaches_per_update", PAPER_BATCH_SIZE)
+    preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"], reaches)
     if config["preset"]["name"] not in PRESETS:
         problems.append(
             (name, "config/preset/name", f"unknown preset {_short(config['preset']['name'])}; known: {sorted(PRESETS)}")
         )
     elif preset is None:
         current = PRESETS[config["preset"]["name"]]
-        problems.append(
-            (
-                name,
-                "config/preset/batches",
-                f"{_short(config['preset']['batches'])} differ from preset {current.name!r}'s {current.batches}",
-            )
-        )
+        if current.batches != config["preset"]["batches"]:
+            where, why = "batches", f"{_short(config['preset']['batches'])} differ from preset {current.name!r}'s"
+            why += f" {current.batches}"
+        else:
+            where, why = "reaches_per_update", f"{reaches} differs from preset {current.name!r}'s"
+            why += f" {current.reaches_per_update} (absent: 8)"
+        problems.append((name, f"config/preset/{where}", why))
     networks = config["networks"]
     control = config.get("practice_control", False)
     if not isinstance(control, bool):
@@ -540,17 +543,21 @@ def _checked_curves(
             problems.append((name, where, "holds NaN or inf"))
         expected = _expected_batches(preset, phase) if preset is not None else array.shape[1]
         if array.shape[1] != expected:
-            problems.append((name, where, f"{array.shape[1]} batches, preset {config_name(preset)} has {expected}"))
+            unit = "batches" if preset is None or preset.reaches_per_update == PAPER_BATCH_SIZE else "updates"
+            problems.append((name, where, f"{array.shape[1]} {unit}, preset {config_name(preset)} has {expected}"))
         curves[phase] = array
     return curves
 
 
 def _expected_batches(preset: Any, phase: str) -> int:
-    """Batches of a phase of the preset's protocol; the practice control's NFC spans NF1 + FF1 + NF2."""
+    """Curve points of a phase of the preset's protocol: its batches of 8 reaches, in updates of the
+    preset's reaches per update; the practice control's NFC spans NF1 + FF1 + NF2."""
     null, field = PRACTICE_PHASES
     if phase == null:
-        return sum(preset.batches.get(p, 0) for p in ("NF1", "FF1", "NF2"))
-    return preset.batches.get("FF2" if phase == field else phase, 0)
+        batches = sum(preset.batches.get(p, 0) for p in ("NF1", "FF1", "NF2"))
+    else:
+        batches = preset.batches.get("FF2" if phase == field else phase, 0)
+    return batches * PAPER_BATCH_SIZE // preset.reaches_per_update
 
 
 def config_name(preset: Any) -> str:

@@ -2,6 +2,12 @@
 
 Units: positions and deviations in metres, learning rates per window of ``window`` batches.
 
+A "batch" here is one point of a learning curve: the test reaches before one update. With the
+paper's protocol an update is one batch of 8 reaches; with more reaches per update
+(:attr:`benchmarks.protocol.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
+is in updates: a window is 5 updates, the early batches and batches to half error are updates, and
+:func:`reach_held`'s window is 10 updates.
+
 * :func:`lateral_deviation`: the signed maximum perpendicular distance of a hand path from the
   line joining the hand at step 25 to the target.
 * :func:`learning_curve`: per batch, the mean over the 8 test targets.

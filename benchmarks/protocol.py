@@ -51,6 +51,7 @@ from benchmarks.metrics import (
     reach_quality,
     savings,
 )
+from savings_gym import TRIAL_STEPS
 from savings_gym.schedule import (
     PAPER_BATCH_SIZE,
     PRACTICE_PHASES,
@@ -72,7 +73,10 @@ RESULT_UNITS = {
     "lengths": "m (learning curves, first errors, endpoint errors, path lengths); the CLI, report and board show cm",
     "times": "s",
     "field_gain": "N*s/m",
-    "rates": "per window of metrics.window batches",
+    "rates": "per window of metrics.window curve points",
+    "curve_points": "one per update, from the test reaches before it; an update is updates.reaches_per_update "
+    "training reaches per learner (8: one batch of the paper's protocol), so batch counts in metrics (windows, "
+    "batches to half error, the early batches) count updates",
 }
 """What a result file's numbers are in, written into every result file."""
 # hand paths kept for the figures: (label, phase, which batch of it)
@@ -103,6 +107,12 @@ class Preset:
             (:func:`agents.sb3_agent.imitate`; PPO from scratch does not learn to reach at these
             budgets); 0: RL from scratch. BPTT networks ignore it.
         description: what it is for.
+        reaches_per_update: training reaches per learner between two points of the learning curve,
+            i.e. per update (a positive multiple of 8; default 8, the paper's batch). Phases stay
+            counted in batches of 8 reaches, so a phase of B batches is 8B / R updates (curve points)
+            whatever R: learners of different R get the same experience per phase. BPTT agents take
+            only 8 (the paper's update is one batch of the 8 targets); RL learners need more
+            (issue 19). Checked by :func:`check_reaches_per_update`.
     """
 
     name: str
@@ -114,6 +124,12 @@ class Preset:
     bptt_pretrained: str | None = None
     imitation_steps: int = 0
     description: str = ""
+    reaches_per_update: int = PAPER_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        check_reaches_per_update(self.reaches_per_update)
+        if self.reaches_per_update != PAPER_BATCH_SIZE:  # whole batches are whole updates of 8
+            check_reaches_per_update(self.reaches_per_update, self.schedule(), f"preset {self.name!r}")
 
     def schedule(self) -> Schedule:
         return paper_schedule(self.field_gain, self.batches)
@@ -122,14 +138,21 @@ class Preset:
         """The practice control's schedule (:func:`savings_gym.schedule.practice_control_schedule`)."""
         return practice_control_schedule(self.field_gain, self.batches)
 
-    def with_changes(self, batches: Mapping[str, int] | None = None, lr: float | None = None) -> Preset:
-        """A copy with some phases' batch counts and/or the SGD rate replaced, named after the change
-        (``quick:lr=0.005,NF1=240``) so that its results are never mistaken for the preset's own (the
-        board refuses them).
+    def with_changes(
+        self,
+        batches: Mapping[str, int] | None = None,
+        lr: float | None = None,
+        reaches_per_update: int | None = None,
+    ) -> Preset:
+        """A copy with some phases' batch counts, the SGD rate and/or the reaches per update replaced,
+        named after the change (``quick:lr=0.005,reaches_per_update=64,NF1=240``) so that its results
+        are never mistaken for the preset's own (the board refuses them). A value equal to the
+        preset's own is no change.
 
         Raises:
             ValueError: for a name that is not one of :data:`PHASES`, a count that is not an integer
-                >= 0, or a learning rate that is not a positive finite number.
+                >= 0, a learning rate that is not a positive finite number, or reaches per update
+                that :func:`check_reaches_per_update` refuses.
         """
         batches = dict(batches or {})
         for phase, count in batches.items():
@@ -139,7 +162,15 @@ class Preset:
                 raise ValueError(f"phase batches: {phase} must be an integer >= 0, got {count!r}")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-        changes = ([f"lr={lr:g}"] if lr is not None else []) + [f"{phase}={n}" for phase, n in batches.items()]
+        if reaches_per_update == self.reaches_per_update:
+            reaches_per_update = None
+        if reaches_per_update is not None:
+            check_reaches_per_update(reaches_per_update)
+        changes = (
+            ([f"lr={lr:g}"] if lr is not None else [])
+            + ([f"reaches_per_update={reaches_per_update}"] if reaches_per_update is not None else [])
+            + [f"{phase}={n}" for phase, n in batches.items()]
+        )
         if not changes:
             return self
         return replace(
@@ -147,11 +178,34 @@ class Preset:
             name=f"{self.name}:{','.join(changes)}",
             batches={**self.batches, **batches},
             lr=self.lr if lr is None else float(lr),
+            reaches_per_update=self.reaches_per_update if reaches_per_update is None else reaches_per_update,
         )
 
     @property
     def total_batches(self) -> int:
         return sum(self.batches.values())
+
+
+def check_reaches_per_update(reaches: Any, schedule: Schedule | None = None, where: str = "the run") -> None:
+    """Refuses reaches per update (:attr:`Preset.reaches_per_update`) that are not a positive
+    multiple of 8 or, with ``schedule``, that do not make every finite phase a whole number of updates.
+
+    Raises:
+        ValueError: naming the value, the argument (``--reaches-per-update``) and the phase.
+    """
+    if isinstance(reaches, bool) or not isinstance(reaches, int) or reaches < 1 or reaches % PAPER_BATCH_SIZE:
+        raise ValueError(
+            f"reaches_per_update (--reaches-per-update) must be a positive multiple of {PAPER_BATCH_SIZE} (whole "
+            f"batches of the 8 centre-out targets), got {reaches!r}"
+        )
+    for phase in [] if schedule is None else schedule.phases:
+        if phase.n_episodes is not None and phase.n_episodes % reaches:
+            raise ValueError(
+                f"reaches_per_update={reaches} (--reaches-per-update): phase {phase.name} of {where} is "
+                f"{phase.n_episodes / PAPER_BATCH_SIZE:g} batches = {phase.n_episodes} reaches, not a whole number of "
+                f"updates of {reaches} reaches; give it a multiple of {reaches // PAPER_BATCH_SIZE} batches "
+                "(--phases) or choose another --reaches-per-update"
+            )
 
 
 _QUICK_WITHOUT_NF1 = Preset(
@@ -209,14 +263,17 @@ RETIRED_PRESETS = (_QUICK_WITHOUT_NF1,)
 """Earlier definitions of a preset name whose results are still read (the board lists them, marked)."""
 
 
-def find_preset(name: str, batches: Mapping[str, int]) -> tuple[Preset | None, bool]:
-    """The preset a result file names, by name and phase lengths: (preset, retired), with retired
-    True for one of :data:`RETIRED_PRESETS`; (None, False) when neither knows it."""
+def find_preset(
+    name: str, batches: Mapping[str, int], reaches_per_update: int = PAPER_BATCH_SIZE
+) -> tuple[Preset | None, bool]:
+    """The preset a result file names, by name, phase lengths and reaches per update (a file without
+    them: 8): (preset, retired), with retired True for one of :data:`RETIRED_PRESETS`; (None, False)
+    when neither knows it."""
     current = PRESETS.get(name)
-    if current is not None and current.batches == batches:
+    if current is not None and (current.batches, current.reaches_per_update) == (batches, reaches_per_update):
         return current, False
     for old in RETIRED_PRESETS:
-        if old.name == name and old.batches == batches:
+        if (old.name, old.batches, old.reaches_per_update) == (name, batches, reaches_per_update):
             return old, True
     return None, False
 
@@ -283,11 +340,11 @@ def protocol_schedule(env_id: str, preset: Preset, batches: Mapping[str, int] | 
     return builders[env_id]()
 
 
-def batch_test(schedule: Schedule, batch: int) -> tuple[float, bool]:
-    """What the protocol's test reaches before batch ``batch`` are played under: the curl gain of the
-    batch's first field trial (N*s/m; it ramps in a gradual phase) and, for a batch of channel trials
-    only, the channel (gain 0)."""
-    gains, channels = schedule.trials_at(batch * PAPER_BATCH_SIZE + np.arange(PAPER_BATCH_SIZE))
+def batch_test(schedule: Schedule, batch: int, reaches_per_update: int = PAPER_BATCH_SIZE) -> tuple[float, bool]:
+    """What the protocol's test reaches before update ``batch`` (of ``reaches_per_update`` training
+    reaches; 8: a batch) are played under: the curl gain of the update's first field trial (N*s/m; it
+    ramps in a gradual phase) and, for an update of channel trials only, the channel (gain 0)."""
+    gains, channels = schedule.trials_at(batch * reaches_per_update + np.arange(reaches_per_update))
     if channels.all():
         return 0.0, True
     return float(gains[np.argmax(~channels)]), False
@@ -351,7 +408,7 @@ def run_protocol(
         config: how the agent was made (written to the result and checked on resume).
         checkpoint_seconds: seconds between checkpoints.
         progress: show a progress line.
-        stop_after: stop (with a checkpoint) once this many batches are done; for tests.
+        stop_after: stop (with a checkpoint) once this many updates (curve points) are done; for tests.
         practice_control: also run the practice control: a second copy of the same learners,
             built by ``make_agent`` on envs of :meth:`Preset.practice_schedule`, in the null field for
             NF1 + FF1 + NF2 batches (curve ``NFC``) and then in the field for FF2's (``FFC``),
@@ -364,11 +421,15 @@ def run_protocol(
             :func:`protocol_schedule`). Before a batch of channel trials the test reaches are made in
             the channel and their adaptation index is recorded (``adaptation_index`` in the result).
 
+    Every learner trains ``preset.reaches_per_update`` (R) reaches per update, ``train(R)``, after the
+    test reaches that make the update's curve point; a phase of B batches is 8B / R updates.
+
     Returns:
         The result dict, or None when stopped early.
 
     Raises:
-        ValueError: when the folder holds a checkpoint of a different run.
+        ValueError: when the folder holds a checkpoint of a different run, or for reaches per update
+            that do not make every phase of the schedule a whole number of updates.
         agents.interface.ScheduleMismatchError: when an agent's envs are not where the schedule says
             before a batch (it trains elsewhere, or its resumed state skips batches).
     """
@@ -380,6 +441,8 @@ def run_protocol(
         raise ValueError("the practice control is defined for the paper's schedule; run it with ArmCurlField-v0")
     if main.total_episodes is None or "FF1" not in main.names:
         raise ValueError(f"the protocol needs a finite schedule with an FF1 phase, got {main!r}")
+    reaches = preset.reaches_per_update
+    check_reaches_per_update(reaches, main, f"preset {preset.name!r}")
     schedules = [main] + ([preset.practice_schedule()] if practice_control else [])
     runs = []
     for schedule in schedules:
@@ -394,20 +457,23 @@ def run_protocol(
         state.deviations.update({name: [] for name in PRACTICE_PHASES})
     if checkpoint.exists():
         state = _resume(checkpoint, full_config, [agent for _, agent in runs])
-    total = main.total_episodes // PAPER_BATCH_SIZE
+    total = main.total_episodes // reaches  # updates, one curve point each
     started, last_save = time.time(), time.time()
-    bar = _progress(total, state.batch, progress)
+    bar = _progress(total, state.batch, progress, "updates" if reaches != PAPER_BATCH_SIZE else "batches")
     while state.batch < total:
-        if state.batch == main.start_of("FF1") // PAPER_BATCH_SIZE and state.competence is None:
+        done = state.batch * reaches  # training episodes per learner so far
+        if done == main.start_of("FF1") and state.competence is None:
             state.competence = measure_competence(runs[0][1], runs[0][0].params.dt)
         for i, (envs, agent) in enumerate(runs):
-            envs.check(state.batch)
-            _save_phase_ends(out, envs.schedule, agent, state.batch)
-            phase = envs.schedule.phase_at(state.batch * PAPER_BATCH_SIZE)
-            gain, channel = batch_test(envs.schedule, state.batch)
-            record = evaluate_then_train(agent, gain, channel)
+            envs.check(state.batch, reaches)
+            _save_phase_ends(out, envs.schedule, agent, done)
+            phase = envs.schedule.phase_at(done)
+            gain, channel = batch_test(envs.schedule, state.batch, reaches)
+            record = evaluate_then_train(agent, gain, channel, reaches)
             # the hand-path figures and the progress line follow the main run
-            deviation = record_point(state, phase.name, record, envs.params.dt, envs.schedule if i == 0 else None)
+            deviation = record_point(
+                state, phase.name, record, envs.params.dt, envs.schedule if i == 0 else None, reaches
+            )
             if channel:
                 index = _channel_index(record, envs.params, reference_gain=preset.field_gain)
                 state.adaptation.setdefault(phase.name, []).append(index.tolist())
@@ -422,17 +488,23 @@ def run_protocol(
         if stopping and state.batch < total:
             return None
     for envs, agent in runs:
-        envs.check(state.batch)
-        _save_phase_ends(out, envs.schedule, agent, state.batch)
+        envs.check(state.batch, reaches)
+        _save_phase_ends(out, envs.schedule, agent, state.batch * reaches)
     return finish(out, state, full_config, time.time() - started, runs[0][0].params.reach_distance, command)
 
 
 def record_point(
-    state: RunState, phase: str, record: ReachRecord, dt: float, schedule: Schedule | None = None
+    state: RunState,
+    phase: str,
+    record: ReachRecord,
+    dt: float,
+    schedule: Schedule | None = None,
+    reaches_per_update: int = PAPER_BATCH_SIZE,
 ) -> np.ndarray:
     """Adds one point of the learning curves to ``state``: the lateral deviation of each test reach
     and (where ``state`` records it) the reach quality, under ``phase``; with ``schedule`` (in
-    training episodes of 8 per batch), also the hand paths at the protocol's landmarks (:data:`SNAPSHOTS`).
+    training episodes, ``reaches_per_update`` per point), also the hand paths at the protocol's
+    landmarks (:data:`SNAPSHOTS`).
 
     Returns:
         (K, 8) signed lateral deviation of the test reaches (m).
@@ -445,7 +517,7 @@ def record_point(
         for key in REACH_KEYS:
             row[key].append(np.round(quality[key], REACH_DIGITS).tolist())
     if schedule is not None:
-        _keep_snapshot(state, schedule, phase, record)
+        _keep_snapshot(state, schedule, phase, record, reaches_per_update)
     return deviation
 
 
@@ -526,12 +598,34 @@ def _check_independent(main: Agent, control: Agent) -> None:
         )
 
 
+ADDED_CONFIG_DEFAULTS: dict[str, Any] = {}
+"""Config keys added after files were written, at the value a file without them means."""
+ADDED_PRESET_DEFAULTS = {"reaches_per_update": PAPER_BATCH_SIZE}
+"""Likewise for the config's ``preset`` block."""
+
+
+def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config as checks of "the same run" compare it (a checkpoint's, a sweep cell's): its JSON
+    form without the keys of :data:`ADDED_CONFIG_DEFAULTS` and :data:`ADDED_PRESET_DEFAULTS` at
+    their defaults, so that checkpoints and results written before those keys existed still match."""
+    plain = json.loads(json.dumps(config))
+    for key, default in ADDED_CONFIG_DEFAULTS.items():
+        if plain.get(key, default) == default:
+            plain.pop(key, None)
+    preset = plain.get("preset")
+    if isinstance(preset, dict):
+        for key, default in ADDED_PRESET_DEFAULTS.items():
+            if preset.get(key, default) == default:
+                preset.pop(key, None)
+    return plain
+
+
 def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
     """The run state of a checkpoint, its learners loaded into ``agents`` (main, then control)."""
     saved = load_checkpoint(checkpoint)
     if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
         raise ValueError(f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over")
-    if saved["config"] != json.loads(json.dumps(config)):
+    if comparable(saved["config"]) != comparable(config):
         raise ValueError(f"{checkpoint} belongs to another run (config {saved['config']}); use another --out")
     try:
         agents[0].load_state_dict(saved["agent"])
@@ -554,11 +648,14 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
         ) from error
 
 
-def evaluate_then_train(agent: Agent, field_gain: float, channel: bool = False) -> ReachRecord:
+def evaluate_then_train(
+    agent: Agent, field_gain: float, channel: bool = False, episodes: int = PAPER_BATCH_SIZE
+) -> ReachRecord:
     """One point of the learning curve and one update: the test reaches under ``field_gain`` (in the
-    error-clamp channel when ``channel``), then a batch of training. An agent that can do both from
-    the same weights in one pass offers ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent`
-    does); others are asked in turn.
+    error-clamp channel when ``channel``), then ``episodes`` training episodes per learner
+    (``train(episodes)``; 8: a batch). An agent that can do both from the same weights in one pass
+    offers ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent` does), used for other than 8
+    episodes only when it takes an ``episodes`` keyword; others are asked in turn.
 
     Raises:
         ValueError: for ``channel`` with an agent whose ``evaluate`` takes no ``channel`` keyword or
@@ -571,11 +668,14 @@ def evaluate_then_train(agent: Agent, field_gain: float, channel: bool = False) 
             "agents.interface.run_test_reaches(..., channel=True))"
         )
     both = getattr(agent, "evaluate_then_train", None)
-    if both is not None and (not channel or "channel" in inspect.signature(both).parameters):
-        record = both(field_gain, channel=True) if channel else both(field_gain)
+    takes = set() if both is None else set(inspect.signature(both).parameters)
+    fits = (not channel or "channel" in takes) and (episodes == PAPER_BATCH_SIZE or "episodes" in takes)
+    if both is not None and fits:
+        extra = ({"channel": True} if channel else {}) | ({"episodes": episodes} if "episodes" in takes else {})
+        record = both(field_gain, **extra)
     else:
         record = agent.evaluate(field_gain, channel=True) if channel else agent.evaluate(field_gain)
-        agent.train(PAPER_BATCH_SIZE)
+        agent.train(episodes)
     if channel and record.hand_velocity is None:
         raise ValueError(f"{type(agent).__name__}.evaluate(channel=True) recorded no hand_velocity")
     return record
@@ -601,21 +701,22 @@ def _channel_index(record: ReachRecord, params: Any, reference_gain: float) -> n
 PHASE_ENDS = "phase_ends"
 
 
-def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent, batches: int) -> None:
+def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent, episodes: int) -> None:
     """The learners as each phase ends (a phase of no batches ends where it starts), for analyses
-    such as ``savings-gym latent``; written once, atomically, in ``out/phase_ends/<phase>.pt``."""
+    such as ``savings-gym latent``, once they have trained ``episodes`` episodes each; written once,
+    atomically, in ``out/phase_ends/<phase>.pt``."""
     for phase in schedule.phases:
         if phase.n_episodes is None:
             continue
         end = schedule.start_of(phase.name) + phase.n_episodes
         path = out / PHASE_ENDS / f"{phase.name}.pt"
-        if batches * PAPER_BATCH_SIZE >= end and not path.exists():
+        if episodes >= end and not path.exists():
             atomic_torch_save(agent.state_dict(), path)
 
 
-def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: ReachRecord) -> None:
+def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: ReachRecord, reaches: int) -> None:
     done = len(state.deviations[phase])
-    n = next(p.n_episodes for p in schedule.phases if p.name == phase) // PAPER_BATCH_SIZE
+    n = next(p.n_episodes for p in schedule.phases if p.name == phase) // reaches
     for label, snap_phase, which in SNAPSHOTS:
         if snap_phase == phase and done - 1 == (which % n):
             state.snapshots[label] = {"hand_position": record.hand_position.tolist(), "target": record.target.tolist()}
@@ -698,6 +799,9 @@ def make_result(
             "adaptation_index": {p: np.asarray(a).tolist() for p, a in (adaptation or {}).items()},
             "paradigm_metrics": paradigm_metrics(curves, adaptation, competence=included),
         }
+    preset = config.get("preset")
+    reaches = preset.get("reaches_per_update", PAPER_BATCH_SIZE) if isinstance(preset, dict) else PAPER_BATCH_SIZE
+    steps = (config.get("task") or {}).get("trial_steps", TRIAL_STEPS)
     result = {
         "format": "savings-gym-result",
         "version": RESULT_VERSION,
@@ -707,6 +811,7 @@ def make_result(
         "seconds_this_session": seconds,
         "command": command,
         "units": RESULT_UNITS,
+        "updates": updates_block(curves, reaches, steps),
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
         "competence": competence,
         **(reach or {}),
@@ -716,6 +821,25 @@ def make_result(
     fitted = {"FF1", "FF2"} <= set(curves) and not ramped
     result["metrics"] = savings(curves, competence=gate, reach=held) if fitted else {}
     return result
+
+
+def updates_block(curves: Mapping[str, np.ndarray], reaches_per_update: int, steps_per_reach: int) -> dict[str, Any]:
+    """A result's ``updates``: its phases in both units, curve points (updates) and training
+    experience per learner (reaches, env steps); ``reaches_per_update`` 8 is one batch per update."""
+    per_phase = {}
+    for phase, curve in curves.items():
+        n = int(np.shape(curve)[-1]) if np.ndim(curve) else 0
+        per_phase[phase] = {
+            "updates": n,
+            "reaches": n * reaches_per_update,
+            "env_steps": n * reaches_per_update * steps_per_reach,
+        }
+    return {
+        "reaches_per_update": int(reaches_per_update),
+        "steps_per_reach": int(steps_per_reach),
+        "env_steps_per_update": int(reaches_per_update * steps_per_reach),
+        "per_phase": per_phase,
+    }
 
 
 def reach_criterion(reach_distance: float) -> dict[str, float]:
@@ -761,11 +885,13 @@ def write_result(out: Path, result: dict, state: RunState) -> None:
     atomic_write_json(out / "result.json", result)
 
 
-def _progress(total: int, start: int, enabled: bool) -> Callable[[int, str, float], None]:
-    """A one-line progress bar on a terminal; a line every 5% of the run elsewhere (logs)."""
+def _progress(total: int, start: int, enabled: bool, unit: str = "batches") -> Callable[[int, str, float], None]:
+    """A one-line progress bar on a terminal; a line every 5% of the run elsewhere (logs); ``total``
+    and the rate count ``unit`` (updates: curve points)."""
     import sys
 
     began, first, tty = time.time(), start, sys.stdout.isatty()
+    one = {"batches": "batch", "updates": "update"}.get(unit, unit)
 
     def update(done: int, phase: str, deviation: float) -> None:
         if not enabled or (not tty and done % max(1, total // 20) and done != total):
@@ -774,8 +900,8 @@ def _progress(total: int, start: int, enabled: bool) -> Callable[[int, str, floa
         eta = (total - done) / rate if rate > 0 else float("nan")
         filled = int(30 * done / total)
         line = (
-            f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} batches  {phase}  "
-            f"deviation {deviation * 100:+.2f} cm  {rate:.2f} batch/s  eta {eta:.0f} s"
+            f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {unit}  {phase}  "
+            f"deviation {deviation * 100:+.2f} cm  {rate:.2f} {one}/s  eta {eta:.0f} s"
         )
         print("\r" + line if tty else line, end="" if tty and done < total else "\n", flush=True)
 

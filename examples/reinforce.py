@@ -1,10 +1,11 @@
 """A template learner: K GRU policies trained by REINFORCE, in plain torch, through the savings protocol.
 
 Copy this file and change the model or the update; keep the five things the protocol relies on
-(``agents/interface.py``): build your envs from the ``envs`` you are given, ``train(8)`` runs one
-batch of 8 episodes per network in them, ``evaluate(field_gain)`` plays the 8 test reaches without
-changing anything, and ``state_dict`` / ``load_state_dict`` hold everything a resumed run needs,
-the env's ``get_state()`` included. Run it (the protocol checks the schedule before every batch):
+(``agents/interface.py``): build your envs from the ``envs`` you are given, ``train(R)`` runs one
+update on R episodes per network in them (8 unless ``--reaches-per-update``), ``evaluate(field_gain)``
+plays the 8 test reaches without changing anything, and ``state_dict`` / ``load_state_dict`` hold
+everything a resumed run needs, the env's ``get_state()`` included. Run it (the protocol checks the
+schedule before every update):
 
     savings-gym run --agent examples/reinforce.py:Reinforce --networks 5 --preset smoke --out runs/reinforce
 
@@ -81,27 +82,32 @@ class Reinforce:
         return list(torch.as_tensor(obs, dtype=torch.float32).split(ARMS))
 
     def train(self, episodes: int) -> None:
-        """One batch: every network plays 8 episodes, then one REINFORCE step on their returns."""
-        if episodes != ARMS:
-            raise ValueError(f"episodes must be {ARMS} (one batch), got {episodes}")
-        obs, _ = self.env.reset()  # the next 8 episodes of each network's schedule
-        hidden: list[torch.Tensor | None] = [None] * self.num_networks
-        log_probs = [torch.zeros(ARMS) for _ in self.nets]  # per network: summed over the episode, per arm
-        returns = np.zeros(self.num_networks * ARMS)
-        for _ in range(STEPS):
-            actions = []
-            for k, (net, x) in enumerate(zip(self.nets, self._split(obs), strict=True)):
-                mean, hidden[k] = net(x, hidden[k])
-                action = mean + self.noise * torch.randn(mean.shape, generator=self.generators[k])
-                log_probs[k] = log_probs[k] + torch.distributions.Normal(mean, self.noise).log_prob(action).sum(-1)
-                actions.append(action.detach())
-            obs, reward, _, _, _ = self.env.step(torch.cat(actions).numpy())
-            returns += reward
-        returns = torch.as_tensor(returns, dtype=torch.float32).view(self.num_networks, ARMS)
+        """One update: every network plays ``episodes`` episodes (rounds of its 8 arms), then one
+        REINFORCE step on their returns."""
+        if episodes % ARMS:
+            raise ValueError(f"episodes must be a multiple of {ARMS} (rounds of the 8 arms), got {episodes}")
+        log_probs, returns = [[] for _ in self.nets], []  # per network: summed over each episode, per arm
+        for _ in range(episodes // ARMS):
+            obs, _ = self.env.reset()  # the next 8 episodes of each network's schedule
+            hidden: list[torch.Tensor | None] = [None] * self.num_networks
+            summed, rewards = [torch.zeros(ARMS) for _ in self.nets], np.zeros(self.num_networks * ARMS)
+            for _ in range(STEPS):
+                actions = []
+                for k, (net, x) in enumerate(zip(self.nets, self._split(obs), strict=True)):
+                    mean, hidden[k] = net(x, hidden[k])
+                    action = mean + self.noise * torch.randn(mean.shape, generator=self.generators[k])
+                    summed[k] = summed[k] + torch.distributions.Normal(mean, self.noise).log_prob(action).sum(-1)
+                    actions.append(action.detach())
+                obs, reward, _, _, _ = self.env.step(torch.cat(actions).numpy())
+                rewards += reward
+            returns.append(torch.as_tensor(rewards, dtype=torch.float32).view(self.num_networks, ARMS))
+            for k in range(self.num_networks):
+                log_probs[k].append(summed[k])
+        returns = torch.cat(returns, 1)
         advantage = (returns - returns.mean(1, keepdim=True)) / (returns.std(1, keepdim=True) + 1e-6)
         for k, optimizer in enumerate(self.optimizers):
             optimizer.zero_grad()
-            (-(advantage[k] * log_probs[k]).mean()).backward()
+            (-(advantage[k] * torch.cat(log_probs[k])).mean()).backward()
             nn.utils.clip_grad_norm_(self.nets[k].parameters(), 1.0)
             optimizer.step()
 
