@@ -446,10 +446,20 @@ class BPTTAgent:
             }
         )
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def learner_state(self) -> dict[str, Any]:
+        """What the networks have learnt (:class:`agents.interface.Resettable`): weights, optimiser and
+        learning-rate schedule (copies); not the world (schedule counter, arm noise) nor the trial draws."""
+        state = self.state_dict()
+        return {key: state[key] for key in ("controllers", "controllers_config", "optimizer", "scheduler")}
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`learner_state` (in place: a compiled step keeps working)."""
         self.controllers.load_state_dict(state["controllers"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_learner_state(state)
         self.env.set_state(state["world"])
         for rng, rng_state in zip(self._rngs, state["rngs"], strict=True):
             rng.bit_generator.state = rng_state

@@ -21,6 +21,11 @@ many); the protocol uses it where it exists (:func:`benchmarks.protocol.evaluate
 :meth:`Agent.state_dict` / :meth:`Agent.load_state_dict`, which must capture everything (weights,
 optimiser, random generators, and the envs' ``get_state()``) so a resumed run continues identically.
 
+The reset control (``--control reset``) also needs the two optional methods of :class:`Resettable`:
+``learner_state()``, what the learners have learnt (weights, optimiser state, normalisation
+statistics, recurrent state, a replay buffer: copies), and ``load_learner_state(state)``, which puts
+it back and leaves everything else (the envs, where the schedule stands, the random streams) as it is.
+
 A minimal agent of your own (a learner that never moves, to show the plumbing; ``examples/reinforce.py``
 is one that learns):
 
@@ -110,6 +115,27 @@ class Agent(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """An :class:`Agent` the reset control can take back to an earlier learner state (optional).
+
+    The protocol's reset control (``--control reset``, :func:`benchmarks.protocol.reset_learners`)
+    keeps ``learner_state()`` of a copy of the learners at NF1's start; at FF2's start it gives the
+    copy the main run's whole :meth:`Agent.state_dict` (its envs where the schedule stands, its random
+    streams) and then ``load_learner_state`` of the kept state: the same learners with no memory of
+    anything since NF1, by construction. A learner of your own offers them by returning (copies of)
+    its weights and optimiser state, e.g. ``copy.deepcopy({key: self.state_dict()[key] for key in
+    ("nets", "optimizers")})``, and loading them back.
+    """
+
+    def learner_state(self) -> dict[str, Any]:
+        """A copy of everything the learners have learnt (weights, optimiser state, normalisation
+        statistics, recurrent state, replay buffers), nothing of their envs or random streams."""
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`learner_state`, leaving the envs (schedule counters) and random streams alone."""
 
 
 class ScheduleMismatchError(RuntimeError):

@@ -988,47 +988,79 @@ class SB3Agent:
 
     def _learner_state(self, learner: _Learner) -> dict[str, Any]:
         model = learner.model
+        return {
+            **self._learnt(learner),
+            "last_obs": torch.as_tensor(model._last_obs),
+            "last_episode_starts": torch.as_tensor(model._last_episode_starts),
+            "last_original_obs": _tensor_or_none(model._last_original_obs),
+            "action_space_rng": model.action_space.np_random.bit_generator.state,
+            "world": learner.resumable.checkpoint(),
+            "rngs": learner.rngs,
+        }
+
+    @staticmethod
+    def _learnt(learner: _Learner) -> dict[str, Any]:
+        """What one learner has learnt: networks and optimisers, SB3's counters, recurrent state,
+        normalisation statistics and replay buffer (not its env, observations or random streams)."""
+        model = learner.model
         _, tensor_names = model._get_torch_save_params()
         lstm = getattr(model, "_last_lstm_states", None)
         return {
             "parameters": model.get_parameters(),
             "tensors": {name: _attr(model, name).detach().clone() for name in tensor_names},
             "counters": {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)},
-            "last_obs": torch.as_tensor(model._last_obs),
-            "last_episode_starts": torch.as_tensor(model._last_episode_starts),
-            "last_original_obs": _tensor_or_none(model._last_original_obs),
             "lstm": None if lstm is None else [t.detach().clone() for t in (*lstm.pi, *lstm.vf)],
             "normalization": _normalization_or_none(learner.normalizer),
             "replay_buffer": _replay_state(model),
-            "action_space_rng": model.action_space.np_random.bit_generator.state,
-            "world": learner.resumable.checkpoint(),
-            "rngs": learner.rngs,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores :meth:`state_dict` into an agent built with the same spec, K and seed."""
+    @staticmethod
+    def _load_learnt(learner: _Learner, saved: Mapping[str, Any]) -> None:
+        model = learner.model
+        model.set_parameters(saved["parameters"], exact_match=True, device=model.device)
+        for name, value in saved["tensors"].items():
+            _attr(model, name).data.copy_(value)
+        for name, value in saved["counters"].items():
+            setattr(model, name, value)
+        if saved["lstm"] is not None:
+            h_pi, c_pi, h_vf, c_vf = (t.to(model.device) for t in saved["lstm"])
+            model._last_lstm_states = type(model._last_lstm_states)((h_pi, c_pi), (h_vf, c_vf))
+        if saved["normalization"] is not None:
+            _load_normalization(learner.normalizer, saved["normalization"])
+        if saved["replay_buffer"] is not None:
+            _load_replay(model, saved["replay_buffer"])
+
+    def learner_state(self) -> dict[str, Any]:
+        """What the learners have learnt (:class:`agents.interface.Resettable`), as copies: per learner
+        the networks and optimisers, SB3's counters, the recurrent state, the normalisation statistics
+        and the replay buffer of an off-policy algorithm; not their envs (schedule counters, arm
+        generators), last observations or random generators."""
+        return copy.deepcopy(
+            {"spec": self.spec.as_config(), "learners": [self._learnt(learner) for learner in self.learners]}
+        )
+
+    def load_learner_state(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`learner_state` into an agent built with the same spec and K."""
+        self._check_state(state)
+        for learner, saved in zip(self.learners, state["learners"], strict=True):
+            self._load_learnt(learner, saved)
+
+    def _check_state(self, state: Mapping[str, Any]) -> None:
         if len(state["learners"]) != self.num_networks:
             raise ValueError(f"the state holds {len(state['learners'])} learners, this agent has {self.num_networks}")
         if _plain(state["spec"]) != _plain(self.spec.as_config()):
             raise ValueError(f"the state was saved by learners of another spec ({state['spec']})")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` into an agent built with the same spec, K and seed."""
+        self._check_state(state)
         for learner, saved in zip(self.learners, state["learners"], strict=True):
             model = learner.model
-            model.set_parameters(saved["parameters"], exact_match=True, device=model.device)
-            for name, value in saved["tensors"].items():
-                _attr(model, name).data.copy_(value)
-            for name, value in saved["counters"].items():
-                setattr(model, name, value)
+            self._load_learnt(learner, saved)
             model._last_obs = saved["last_obs"].numpy()
             model._last_episode_starts = saved["last_episode_starts"].numpy()
             if saved["last_original_obs"] is not None:
                 model._last_original_obs = saved["last_original_obs"].numpy()
-            if saved["lstm"] is not None:
-                h_pi, c_pi, h_vf, c_vf = (t.to(model.device) for t in saved["lstm"])
-                model._last_lstm_states = type(model._last_lstm_states)((h_pi, c_pi), (h_vf, c_vf))
-            if saved["normalization"] is not None:
-                _load_normalization(learner.normalizer, saved["normalization"])
-            if saved["replay_buffer"] is not None:
-                _load_replay(model, saved["replay_buffer"])
             model.action_space.np_random.bit_generator.state = saved["action_space_rng"]
             learner.resumable.restore(saved["world"])
             learner.rngs = saved["rngs"]

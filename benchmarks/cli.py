@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         task=dict(args.task or []),
         phases=dict(args.phases or []),
         lr=args.lr,
-        practice_control=args.control == "practice",
+        practice_control="practice" in (args.control or []),
+        reset_control="reset" in (args.control or []),
         command=getattr(args, "command_line", None),
         reaches_per_update=getattr(args, "reaches_per_update", None),
         **_learner(args),
@@ -106,12 +107,12 @@ def _demo(args: argparse.Namespace) -> int:
     # 2-core machine and makes each batch several times slower when anything else wants a core
     args.threads = 1
     # the practice control by default: savings against FF1 alone would count practice at the task too
-    args.control = args.control or "practice"
+    args.control = args.control or ["practice"]
     print(
         "savings-gym demo: 8 pretrained GRU-128 networks relearn a curl field (NF1 -> FF1 -> NF2 -> FF2, quick "
         + (
             "preset), beside the practice control (the same networks, null field until FF2's turn)"
-            if args.control == "practice"
+            if "practice" in args.control
             else "preset)"
         )
     )
@@ -397,9 +398,12 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     """What ``run`` and ``demo`` share: the practice control, phase lengths and task constants."""
     parser.add_argument(
         "--control",
-        choices=("none", "practice"),
+        nargs="+",
+        choices=("none", "practice", "reset"),
         default=None,
-        help="practice: also run the same learners in the null field for NF1+FF1+NF2 batches, then the field",
+        help="practice: also run the same learners in the null field for NF1+FF1+NF2 batches, then the field; "
+        "reset: also run them through FF2 from their state at NF1's start (no memory by construction); both may "
+        "be given",
     )
     parser.add_argument(
         "--phases",

@@ -55,7 +55,7 @@ from benchmarks.metrics import (
     mismatches,
     reach_held,
 )
-from benchmarks.protocol import PHASES, PRESETS, atomic_write_bytes, find_preset
+from benchmarks.protocol import PHASES, PRESETS, RESET_PHASE, atomic_write_bytes, find_preset
 from benchmarks.safe_io import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -126,7 +126,7 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
         "learning_curves": {
             "type": "object",
             "required": ["FF1", "FF2"],
-            "properties": {phase: _number_matrix for phase in (*PHASES, *PRACTICE_PHASES)},
+            "properties": {phase: _number_matrix for phase in (*PHASES, *PRACTICE_PHASES, RESET_PHASE)},
             "additionalProperties": False,
         },
         "reach_curves": {
@@ -138,7 +138,7 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                     "properties": {"endpoint_error": _number_matrix, "path_length": _number_matrix},
                     "additionalProperties": False,
                 }
-                for phase in (*PHASES, *PRACTICE_PHASES)
+                for phase in (*PHASES, *PRACTICE_PHASES, RESET_PHASE)
             },
             "additionalProperties": False,
         },
@@ -384,11 +384,13 @@ def load(path: str | Path, submission: dict[str, str] | None = None) -> Entry:
             why += f" {current.reaches_per_update} (absent: 8)"
         problems.append((name, f"config/preset/{where}", why))
     networks = config["networks"]
-    control = config.get("practice_control", False)
-    if not isinstance(control, bool):
-        problems.append((name, "config/practice_control", f"must be true or false, got {_short(control)}"))
-        control = False
-    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, control)
+    controls = {}
+    for key in ("practice_control", "reset_control"):
+        controls[key] = config.get(key, False)
+        if not isinstance(controls[key], bool):
+            problems.append((name, f"config/{key}", f"must be true or false, got {_short(controls[key])}"))
+            controls[key] = False
+    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, **controls)
     gate = _checked_competence(result.get("competence"), networks, name, problems)
     held = _checked_reach(result, curves, networks, name, problems)
     metrics: dict = {}
@@ -512,19 +514,23 @@ def _checked_curves(
     name: str,
     problems: list[tuple[str, str, str]],
     practice_control: bool = False,
+    reset_control: bool = False,
 ) -> dict[str, np.ndarray]:
     """The learning curves as arrays; problems are appended for a missing phase (every phase the
     preset runs, NF2 always: the washout after-effect is read from it; NFC and FFC exactly when the
-    run had the practice control), a wrong count of networks or batches, ragged or non-finite curves."""
-    order = (*PHASES, *PRACTICE_PHASES)
+    run had the practice control, FFR exactly when it had the reset control), a wrong count of
+    networks or batches, ragged or non-finite curves."""
+    order = (*PHASES, *PRACTICE_PHASES, RESET_PHASE)
     needed = {"NF2"} | ({p for p, n in preset.batches.items() if n > 0} if preset is not None else set())
-    practice = set(PRACTICE_PHASES) if practice_control else set()
-    for phase in sorted((needed | practice) - set(given), key=order.index):
-        why = "the run had the practice control" if phase in practice else f"preset {config_name(preset)} runs {phase}"
-        problems.append((name, f"learning_curves/{phase}", f"missing: {why}"))
-    for phase in sorted(set(PRACTICE_PHASES) & set(given) - practice, key=order.index):
-        why = "a practice-control curve, but config/practice_control is not true"
-        problems.append((name, f"learning_curves/{phase}", why))
+    controls = {"practice": (set(PRACTICE_PHASES), practice_control), "reset": ({RESET_PHASE}, reset_control)}
+    for control, (phases, had) in controls.items():
+        for phase in sorted(phases - set(given) if had else set(), key=order.index):
+            problems.append((name, f"learning_curves/{phase}", f"missing: the run had the {control} control"))
+        for phase in sorted(phases & set(given) if not had else set(), key=order.index):
+            why = f"a {control}-control curve, but config/{control}_control is not true"
+            problems.append((name, f"learning_curves/{phase}", why))
+    for phase in sorted(needed - set(given), key=order.index):
+        problems.append((name, f"learning_curves/{phase}", f"missing: preset {config_name(preset)} runs {phase}"))
     curves = {}
     for phase, rows in given.items():
         where = f"learning_curves/{phase}"
@@ -551,12 +557,13 @@ def _checked_curves(
 
 def _expected_batches(preset: Any, phase: str) -> int:
     """Curve points of a phase of the preset's protocol: its batches of 8 reaches, in updates of the
-    preset's reaches per update; the practice control's NFC spans NF1 + FF1 + NF2."""
+    preset's reaches per update; the practice control's NFC spans NF1 + FF1 + NF2, its FFC and the
+    reset control's FFR are FF2's length."""
     null, field = PRACTICE_PHASES
     if phase == null:
         batches = sum(preset.batches.get(p, 0) for p in ("NF1", "FF1", "NF2"))
     else:
-        batches = preset.batches.get("FF2" if phase == field else phase, 0)
+        batches = preset.batches.get("FF2" if phase in (field, RESET_PHASE) else phase, 0)
     return batches * PAPER_BATCH_SIZE // preset.reaches_per_update
 
 

@@ -19,6 +19,7 @@ A killed run resumed with the same command ends with the same curves as an unint
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
@@ -43,6 +44,7 @@ from benchmarks.metrics import (
     COMPETENCE_MAX_ENDPOINT_ERROR,
     REACH_DIGITS,
     REACH_RADIUS,
+    RESET_PHASE,
     channel_adaptation_index,
     competent,
     lateral_deviation,
@@ -298,6 +300,8 @@ class RunState:
     reach: dict[str, dict[str, list[list[float]]]] | None = field(default_factory=dict)
     adaptation: dict[str, list[list[float]]] = field(default_factory=dict)
     """phase -> per batch, the (K,) mean adaptation index of the channel test reaches (channel phases)."""
+    reset_from: dict[str, Any] | None = None
+    """The reset control's learner state at NF1's start, kept until FF2 restores it (then None)."""
 
 
 REACH_KEYS = ("endpoint_error", "path_length")
@@ -397,6 +401,7 @@ def run_protocol(
     task: Mapping[str, Any] | None = None,
     command: str | None = None,
     schedule: Schedule | None = None,
+    reset_control: bool = False,
 ) -> dict | None:
     """Runs (or resumes) the protocol and writes the result files.
 
@@ -413,6 +418,12 @@ def run_protocol(
             built by ``make_agent`` on envs of :meth:`Preset.practice_schedule`, in the null field for
             NF1 + FF1 + NF2 batches (curve ``NFC``) and then in the field for FF2's (``FFC``),
             batch by batch beside the main run. FF2 against FFC is savings net of practice.
+        reset_control: also run the reset control, the learners with no memory by construction: a
+            further copy built by ``make_agent`` on the main schedule, which keeps its learner state
+            at NF1's start (after pretraining) and at FF2's start takes the main run's state with that
+            learner state restored (:func:`reset_learners`); its FF2 curve is ``FFR``. FF2 against FFR
+            is savings against no memory; FFR against FF1 shows none by construction (NF1 apart). The
+            learners must offer :class:`agents.interface.Resettable`'s methods.
         env_id: the registered id the envs are made of (default: ``config["env_id"]``, else
             ``ArmCurlField-v0``).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams` fields).
@@ -428,8 +439,9 @@ def run_protocol(
         The result dict, or None when stopped early.
 
     Raises:
-        ValueError: when the folder holds a checkpoint of a different run, or for reaches per update
-            that do not make every phase of the schedule a whole number of updates.
+        ValueError: when the folder holds a checkpoint of a different run, for reaches per update
+            that do not make every phase of the schedule a whole number of updates, or for a reset
+            control of learners without ``learner_state`` / ``load_learner_state``.
         agents.interface.ScheduleMismatchError: when an agent's envs are not where the schedule says
             before a batch (it trains elsewhere, or its resumed state skips batches).
     """
@@ -437,8 +449,9 @@ def run_protocol(
     out.mkdir(parents=True, exist_ok=True)
     env_id = env_id or config.get("env_id", "ArmCurlField-v0")
     main = preset.schedule() if schedule is None else schedule
-    if practice_control and main != preset.schedule():
-        raise ValueError("the practice control is defined for the paper's schedule; run it with ArmCurlField-v0")
+    for control, wanted in (("practice", practice_control), ("reset", reset_control)):
+        if wanted and main != preset.schedule():
+            raise ValueError(f"the {control} control is defined for the paper's schedule; run it with ArmCurlField-v0")
     if main.total_episodes is None or "FF1" not in main.names:
         raise ValueError(f"the protocol needs a finite schedule with an FF1 phase, got {main!r}")
     reaches = preset.reaches_per_update
@@ -450,13 +463,30 @@ def run_protocol(
         runs.append((envs, make_agent(envs)))
     if practice_control:
         _check_independent(runs[0][1], runs[1][1])
+    reset = None
+    if reset_control:  # a copy of the main run's learners, on its schedule; it waits until FF2
+        envs = ProtocolEnvs(main, env_id, task)
+        reset = (envs, make_agent(envs))
+        _check_resettable(reset[1])
+        _check_independent(runs[0][1], reset[1])
+    agents = {"agent": runs[0][1]} | ({"control": runs[1][1]} if practice_control else {})
+    agents |= {"reset_control": reset[1]} if reset is not None else {}
     checkpoint = out / "checkpoint.pt"
-    full_config = {**config, "preset": asdict(preset), "practice_control": practice_control}
+    full_config = {
+        **config,
+        "preset": asdict(preset),
+        "practice_control": practice_control,
+        "reset_control": reset_control,
+    }
     state = RunState(deviations={name: [] for name in main.names})
     if practice_control:
         state.deviations.update({name: [] for name in PRACTICE_PHASES})
+    if reset_control:
+        state.deviations[RESET_PHASE] = []
     if checkpoint.exists():
-        state = _resume(checkpoint, full_config, [agent for _, agent in runs])
+        state = _resume(checkpoint, full_config, agents)
+    if reset is not None and state.batch == 0:
+        state.reset_from = reset[1].learner_state()  # NF1's start, after pretraining
     total = main.total_episodes // reaches  # updates, one curve point each
     started, last_save = time.time(), time.time()
     bar = _progress(total, state.batch, progress, "updates" if reaches != PAPER_BATCH_SIZE else "batches")
@@ -464,32 +494,40 @@ def run_protocol(
         done = state.batch * reaches  # training episodes per learner so far
         if done == main.start_of("FF1") and state.competence is None:
             state.competence = measure_competence(runs[0][1], runs[0][0].params.dt)
-        for i, (envs, agent) in enumerate(runs):
+        if reset is not None and done == main.start_of("FF2"):  # before the main run's first FF2 update
+            if state.reset_from is None:
+                raise RuntimeError("the reset control reached FF2 without the learner state of NF1's start")
+            reset_learners(reset[1], runs[0][1], state.reset_from)
+            state.reset_from = None
+        resetting = reset is not None and done >= main.start_of("FF2")
+        for i, (envs, agent) in enumerate(runs + ([reset] if resetting else [])):
             envs.check(state.batch, reaches)
-            _save_phase_ends(out, envs.schedule, agent, done)
             phase = envs.schedule.phase_at(done)
+            name = RESET_PHASE if reset is not None and agent is reset[1] else phase.name
+            if name != RESET_PHASE:  # the reset control's phases before FF2 are the main run's
+                _save_phase_ends(out, envs.schedule, agent, done)
             gain, channel = batch_test(envs.schedule, state.batch, reaches)
             record = evaluate_then_train(agent, gain, channel, reaches)
             # the hand-path figures and the progress line follow the main run
-            deviation = record_point(
-                state, phase.name, record, envs.params.dt, envs.schedule if i == 0 else None, reaches
-            )
+            deviation = record_point(state, name, record, envs.params.dt, envs.schedule if i == 0 else None, reaches)
             if channel:
                 index = _channel_index(record, envs.params, reference_gain=preset.field_gain)
-                state.adaptation.setdefault(phase.name, []).append(index.tolist())
+                state.adaptation.setdefault(name, []).append(index.tolist())
             if i == 0:
                 shown = (phase.name, deviation.mean())
         state.batch += 1
         bar(state.batch, *shown)
         stopping = stop_after is not None and state.batch >= stop_after
         if time.time() - last_save > checkpoint_seconds or stopping:
-            _save_checkpoint(checkpoint, full_config, [agent for _, agent in runs], state)
+            _save_checkpoint(checkpoint, full_config, agents, state)
             last_save = time.time()
         if stopping and state.batch < total:
             return None
     for envs, agent in runs:
         envs.check(state.batch, reaches)
         _save_phase_ends(out, envs.schedule, agent, state.batch * reaches)
+    if reset is not None and main.start_of("FF2") < main.total_episodes:  # it took over at FF2's start
+        reset[0].check(state.batch, reaches)
     return finish(out, state, full_config, time.time() - started, runs[0][0].params.reach_distance, command)
 
 
@@ -598,7 +636,7 @@ def _check_independent(main: Agent, control: Agent) -> None:
         )
 
 
-ADDED_CONFIG_DEFAULTS: dict[str, Any] = {}
+ADDED_CONFIG_DEFAULTS = {"reset_control": False}
 """Config keys added after files were written, at the value a file without them means."""
 ADDED_PRESET_DEFAULTS = {"reaches_per_update": PAPER_BATCH_SIZE}
 """Likewise for the config's ``preset`` block."""
@@ -620,17 +658,37 @@ def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
-    """The run state of a checkpoint, its learners loaded into ``agents`` (main, then control)."""
+def reset_learners(control: Agent, main: Agent, learner_state: Mapping[str, Any]) -> None:
+    """The reset control at FF2's start: ``control``, a copy of ``main``'s learners built on the same
+    schedule, takes the main run's whole state (its envs where the schedule stands, its random
+    streams) and then the ``learner_state`` it kept at NF1's start
+    (:class:`agents.interface.Resettable`): the learners as they were after pretraining, with no memory
+    of NF1, FF1 or NF2, living FF2 as the main run does."""
+    control.load_state_dict(main.state_dict())
+    control.load_learner_state(copy.deepcopy(learner_state))
+
+
+def _check_resettable(agent: Agent) -> None:
+    missing = [name for name in ("learner_state", "load_learner_state") if not callable(getattr(agent, name, None))]
+    if missing:
+        raise ValueError(
+            f"{type(agent).__name__} has no {' / '.join(missing)}: the reset control (--control reset) restores the "
+            "learner state of NF1's start at FF2's start; offer agents.interface.Resettable's two methods "
+            "(weights and optimiser state out and back in)"
+        )
+
+
+def _resume(checkpoint: Path, config: dict, agents: Mapping[str, Agent]) -> RunState:
+    """The run state of a checkpoint, its learners loaded into ``agents`` (by their checkpoint keys,
+    :func:`_save_checkpoint`)."""
     saved = load_checkpoint(checkpoint)
     if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
         raise ValueError(f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over")
     if comparable(saved["config"]) != comparable(config):
         raise ValueError(f"{checkpoint} belongs to another run (config {saved['config']}); use another --out")
     try:
-        agents[0].load_state_dict(saved["agent"])
-        if len(agents) > 1:
-            agents[1].load_state_dict(saved["control"])
+        for key, agent in agents.items():
+            agent.load_state_dict(saved[key])
         # a checkpoint from before reach quality was recorded resumes without it (None), not with a part
         reach = saved.get("reach") if "reach" in saved or saved["batch"] == 0 else None
         return RunState(
@@ -640,6 +698,7 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
             saved.get("competence"),
             reach,
             saved.get("adaptation", {}),
+            saved.get("reset_from"),
         )
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValueError(
@@ -722,10 +781,12 @@ def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: Reac
             state.snapshots[label] = {"hand_position": record.hand_position.tolist(), "target": record.target.tolist()}
 
 
-def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunState) -> None:
+def _save_checkpoint(path: Path, config: dict, agents: Mapping[str, Agent], state: RunState) -> None:
+    """Writes the run's state and every agent's (``agent``: the main run's; ``control``: the practice
+    control's; ``reset_control``)."""
     saved = {
         "config": json.loads(json.dumps(config)),
-        "agent": agents[0].state_dict(),
+        **{key: agent.state_dict() for key, agent in agents.items()},
         "batch": state.batch,
         "deviations": state.deviations,
         "snapshots": state.snapshots,
@@ -733,8 +794,8 @@ def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunSt
         "reach": state.reach,
         "adaptation": state.adaptation,
     }
-    if len(agents) > 1:
-        saved["control"] = agents[1].state_dict()
+    if state.reset_from is not None:
+        saved["reset_from"] = state.reset_from
     atomic_torch_save(saved, path)
 
 
@@ -790,7 +851,7 @@ def make_result(
         }
     gate = None if competence is None else competence["per_network"]["competent"]
     included = gate if held is None else [g and h for g, h in zip(gate, held, strict=True)]
-    paradigm = adaptation is not None or bool(set(curves) - set(PHASES) - set(PRACTICE_PHASES))
+    paradigm = adaptation is not None or bool(set(curves) - set(PHASES) - set(PRACTICE_PHASES) - {RESET_PHASE})
     ramped = config.get("env_id") == "ArmCurlFieldGradual-v0"
     paradigm = paradigm or ramped
     extra = {}

@@ -464,6 +464,12 @@ class TensorBoardScalars:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state)
 
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped agent's optional methods (:class:`agents.interface.Resettable`), where it has them."""
+        if name in ("learner_state", "load_learner_state") and "agent" in self.__dict__:
+            return getattr(self.agent, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 def _logged(make: Callable[[ProtocolEnvs], Agent], folder: Path) -> Callable[[ProtocolEnvs], Agent]:
     return lambda envs: TensorBoardScalars(make(envs), envs, folder)
@@ -488,6 +494,7 @@ def run(
     practice_control: bool = False,
     command: str | None = None,
     reaches_per_update: int | None = None,
+    reset_control: bool = False,
 ) -> dict:
     """Runs the protocol for a learner and returns the result dict (also written to ``out``).
 
@@ -509,6 +516,8 @@ def run(
             id also its own phases (``FFB``, ``EC``: :func:`benchmarks.protocol.protocol_schedule`).
         lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``).
         practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
+        reset_control: also run the reset control: the learners of NF1's start through FF2 (``FFR``;
+            :func:`benchmarks.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
         reaches_per_update: training reaches per learner per update (curve point) replacing the
             preset's (:attr:`~benchmarks.protocol.Preset.reaches_per_update`; renamed likewise, e.g.
@@ -574,6 +583,7 @@ def run(
         checkpoint_seconds=checkpoint_seconds,
         practice_control=practice_control,
         command=command,
+        reset_control=reset_control,
         schedule=schedule,
     )
 
@@ -676,7 +686,8 @@ def pretrain_agent(
 
 def summary_table(result: dict) -> str:
     """The savings table printed at the end of a run: every measure against FF1 and, when the run had
-    the practice control, against its field phase FFC (and the practice effect, FFC against FF1)."""
+    the practice control, against its field phase FFC (and the practice effect, FFC against FF1); with
+    the reset control, against its FFR (and FFR against FF1, no savings by construction)."""
     if "paradigm_metrics" in result:
         return paradigm_summary(result)
     metrics = result["metrics"]
@@ -716,13 +727,17 @@ def summary_table(result: dict) -> str:
         )
     ]
     control = metrics.get("practice_control")
-    if control:
-        agg = control["aggregate"]
-        for title, block, index in (
-            ("FF2 vs control FFC", control["fit_free_vs_control"], agg["savings_index_vs_control"]),
-            ("practice: FFC vs FF1", control["fit_free_practice"], agg["practice_index"]),
-        ):
-            columns.append((title, measures(block, index, index["fraction_above_zero"], index["networks"])))
+    for block, (title, versus, own, phase) in {
+        "practice_control": ("control FFC", "control", "practice", "FFC"),
+        "reset_control": ("reset FFR", "reset", "reset", "FFR"),
+    }.items():
+        if block in metrics:
+            agg = metrics[block]["aggregate"]
+            for heading, fit_free, index in (
+                (f"FF2 vs {title}", metrics[block][f"fit_free_vs_{versus}"], agg[f"savings_index_vs_{versus}"]),
+                (f"{own}: {phase} vs FF1", metrics[block][f"fit_free_{own}"], agg[f"{own}_index"]),
+            ):
+                columns.append((heading, measures(fit_free, index, index["fraction_above_zero"], index["networks"])))
     width = max(map(len, labels))
     cell = max(len(v) for _, values in columns for v in values)
     lines = []
@@ -748,6 +763,8 @@ def summary_table(result: dict) -> str:
     )
     if control:
         first += f", FFC {ci(control['aggregate']['first_error_FFC'], 100, cm)}"
+    if "reset_control" in metrics:
+        first += f", FFR {ci(metrics['reset_control']['aggregate']['first_error_FFR'], 100, cm)}"
     smaller = count(m["fraction_smaller_first_error"], m["networks"])
     lines.append(first + f"; smaller in FF2 than FF1 for {smaller}")
     lines.append(

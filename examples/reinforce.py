@@ -1,11 +1,10 @@
 """A template learner: K GRU policies trained by REINFORCE, in plain torch, through the savings protocol.
 
 Copy this file and change the model or the update; keep the five things the protocol relies on
-(``agents/interface.py``): build your envs from the ``envs`` you are given, ``train(R)`` runs one
-update on R episodes per network in them (8 unless ``--reaches-per-update``), ``evaluate(field_gain)``
-plays the 8 test reaches without changing anything, and ``state_dict`` / ``load_state_dict`` hold
-everything a resumed run needs, the env's ``get_state()`` included. Run it (the protocol checks the
-schedule before every update):
+(``agents/interface.py``): build your envs from the ``envs`` you are given, ``train(R)`` runs one update
+on R episodes per network in them (8 unless ``--reaches-per-update``), ``evaluate(field_gain)`` plays the
+8 test reaches without changing anything, and ``state_dict`` / ``load_state_dict`` hold everything a
+resumed run needs, the env's ``get_state()`` included. Run it (the schedule is checked every update):
 
     savings-gym run --agent examples/reinforce.py:Reinforce --networks 5 --preset smoke --out runs/reinforce
 
@@ -15,6 +14,7 @@ competence gate leaves them out of the savings metrics; it shows the plumbing, n
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -101,8 +101,7 @@ class Reinforce:
                 obs, reward, _, _, _ = self.env.step(torch.cat(actions).numpy())
                 rewards += reward
             returns.append(torch.as_tensor(rewards, dtype=torch.float32).view(self.num_networks, ARMS))
-            for k in range(self.num_networks):
-                log_probs[k].append(summed[k])
+            log_probs = [done + [now] for done, now in zip(log_probs, summed, strict=True)]
         returns = torch.cat(returns, 1)
         advantage = (returns - returns.mean(1, keepdim=True)) / (returns.std(1, keepdim=True) + 1e-6)
         for k, optimizer in enumerate(self.optimizers):
@@ -135,6 +134,12 @@ class Reinforce:
             "generators": [generator.get_state() for generator in self.generators],
             "env": self.env.get_state(),
         }
+
+    def learner_state(self) -> dict[str, Any]:  # optional: what --control reset restores at FF2's start
+        return copy.deepcopy({key: self.state_dict()[key] for key in ("nets", "optimizers")})
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:  # the noise and the env stay as they are
+        self.load_state_dict({**self.state_dict(), **state})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, net in enumerate(self.nets):
