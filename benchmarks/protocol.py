@@ -1,11 +1,15 @@
 """The savings protocol: pretrain -> NF1 -> FF1 -> NF2 -> FF2 through the env's hidden schedule.
 
 Before every update each learner does the 8 test reaches under the field of the phase it is in;
-the mean signed lateral deviation per batch is its learning curve (as the paper). The runner
-only talks to agents through :class:`agents.interface.Agent`, checkpoints every few minutes, and
-writes its results atomically:
+the mean signed lateral deviation per update is its learning curve (as the paper, whose update is
+one batch of 8 reaches; :attr:`Preset.reaches_per_update` makes it more, phases still counted in
+batches of 8 reaches). Beside the main run, the practice control (curves ``NFC``, ``FFC``) and the
+reset control (``FFR``: the learners of NF1's start meet FF2; :func:`reset_learners`) can run. The
+runner only talks to agents through :class:`agents.interface.Agent`, checkpoints every few minutes,
+and writes its results atomically:
 
-* ``result.json``: config, package versions, seeds, the learning curves per phase and network,
+* ``result.json``: config, package versions, seeds, the phases in updates and in reaches
+  (``updates``), the learning curves per phase and network,
   the reach quality of every curve point (``reach_curves``: endpoint error and hand path length of
   the same test reaches, so that a curve that falls because the learner stopped reaching is seen:
   :func:`benchmarks.metrics.reach_held`) and the savings metrics (:func:`benchmarks.metrics.savings`,
