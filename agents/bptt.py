@@ -69,6 +69,16 @@ All three give the same results to float32 rounding (``tests/test_bptt_speed.py`
 """
 
 
+def bptt_update_refusal(reaches_per_update: int) -> str:
+    """Why a BPTT agent does not run at ``reaches_per_update`` other than 8 (the error message)."""
+    return (
+        f"reaches_per_update={reaches_per_update} (--reaches-per-update): BPTT agents (gru, lstm, rnn) make one "
+        f"update per batch of {ADAPT_BATCH} reaches, as the paper's BPTT (one gradient step on a batch of the "
+        f"{ADAPT_BATCH} centre-out targets, with a curve point before each); more reaches per update are for learners "
+        "that collect them (sb3:<Algo>, or a learner of your own)"
+    )
+
+
 @dataclass
 class Args:
     """Pretraining run (``python -m agents.bptt``)."""
@@ -287,11 +297,20 @@ class BPTTAgent:
         """One update of every network on one batch; returns the (K,) losses."""
         return self._train_batch(None)[0]
 
-    def evaluate_then_train(self, field_gain: float, eval_seed: int = 0, channel: bool = False) -> ReachRecord:
+    def evaluate_then_train(
+        self, field_gain: float, eval_seed: int = 0, channel: bool = False, episodes: int = ADAPT_BATCH
+    ) -> ReachRecord:
         """:meth:`evaluate` under ``field_gain`` (in the channel when ``channel``), then one
         :meth:`train_batch`, from the same weights: what the protocol does before every update. The
         ``compiled`` engine plays field test reaches in the training rollout's forward pass (they
-        share its matmuls)."""
+        share its matmuls).
+
+        Raises:
+            ValueError: for ``episodes`` other than the batch size: the protocol's curve point is
+                before every update, and a BPTT update is one batch.
+        """
+        if episodes != self.batch_size:
+            raise ValueError(bptt_update_refusal(episodes))
         if self._compiled is None or channel:
             record = self.evaluate(field_gain, eval_seed, channel=channel)
             self.train_batch()
@@ -427,10 +446,20 @@ class BPTTAgent:
             }
         )
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def learner_state(self) -> dict[str, Any]:
+        """What the networks have learnt (:class:`agents.interface.Resettable`): weights, optimiser and
+        learning-rate schedule (copies); not the world (schedule counter, arm noise) nor the trial draws."""
+        state = self.state_dict()
+        return {key: state[key] for key in ("controllers", "controllers_config", "optimizer", "scheduler")}
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`learner_state` (in place: a compiled step keeps working)."""
         self.controllers.load_state_dict(state["controllers"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_learner_state(state)
         self.env.set_state(state["world"])
         for rng, rng_state in zip(self._rngs, state["rngs"], strict=True):
             rng.bit_generator.state = rng_state

@@ -6,7 +6,8 @@ agent's factory a :class:`ProtocolEnvs`, from which the agent builds the env(s) 
 (single, vector or differentiable, as it likes) on the protocol's schedule, env id and task
 constants. The protocol then only ever asks it to
 
-* :meth:`Agent.train` for 8 more episodes per learner (one batch; the schedule advances as it trains), and
+* :meth:`Agent.train` for R more episodes per learner (one update: the preset's reaches per update,
+  8 by default, one batch of the paper's protocol; the schedule advances as it trains), and
 * :meth:`Agent.evaluate` on the 8 test reaches under a chosen field, which must not change it (for
   paradigms with error-clamp trials also ``evaluate(0.0, channel=True)``: the reaches in the channel,
   with ``hand_velocity`` recorded, e.g. by :func:`run_test_reaches`).
@@ -15,10 +16,15 @@ Before every batch the protocol checks that every env the agent built has comple
 episodes the schedule says (:meth:`ProtocolEnvs.check`): an agent that trains elsewhere, or a
 resume that loses the envs' state, is refused. An agent that can play the test reaches and a
 training batch from the same weights in one pass may also offer ``evaluate_then_train(field_gain)
--> ReachRecord`` (evaluate, then train one batch of 8 episodes); the protocol uses it where it
-exists (:func:`benchmarks.protocol.evaluate_then_train`). Checkpoints go through
+-> ReachRecord`` (evaluate, then train one batch of 8 episodes; with an ``episodes`` keyword, that
+many); the protocol uses it where it exists (:func:`benchmarks.protocol.evaluate_then_train`). Checkpoints go through
 :meth:`Agent.state_dict` / :meth:`Agent.load_state_dict`, which must capture everything (weights,
 optimiser, random generators, and the envs' ``get_state()``) so a resumed run continues identically.
+
+The reset control (``--control reset``) also needs the two optional methods of :class:`Resettable`:
+``learner_state()``, what the learners have learnt (weights, optimiser state, normalisation
+statistics, recurrent state, a replay buffer: copies), and ``load_learner_state(state)``, which puts
+it back and leaves everything else (the envs, where the schedule stands, the random streams) as it is.
 
 A minimal agent of your own (a learner that never moves, to show the plumbing; ``examples/reinforce.py``
 is one that learns):
@@ -43,7 +49,7 @@ is one that learns):
 >>> envs = ProtocolEnvs(paper_schedule(batches={"NF1": 1, "FF1": 1}))
 >>> still = Still(envs)
 >>> still.train(8)
->>> envs.check(batches=1)   # one batch done: 8 episodes per learner, as the schedule says
+>>> envs.check(updates=1)   # one update of 8 episodes per learner done, as the schedule says
 >>> still.evaluate(0.0).hand_position.shape
 (2, 8, 100, 2)
 """
@@ -97,7 +103,9 @@ class Agent(Protocol):
     num_networks: int
 
     def train(self, episodes: int) -> None:
-        """Trains every learner on ``episodes`` more episodes of its schedule (the protocol asks for 8)."""
+        """Trains every learner on ``episodes`` more episodes of its schedule: one update (the protocol
+        asks for the preset's reaches per update, 8 unless the preset or ``--reaches-per-update`` says
+        otherwise; always a multiple of 8)."""
 
     def evaluate(self, field_gain: float) -> ReachRecord:
         """The 8 test reaches of every learner under ``field_gain``, leaving the learners unchanged."""
@@ -107,6 +115,27 @@ class Agent(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """An :class:`Agent` the reset control can take back to an earlier learner state (optional).
+
+    The protocol's reset control (``--control reset``, :func:`benchmarks.protocol.reset_learners`)
+    keeps ``learner_state()`` of a copy of the learners at NF1's start; at FF2's start it gives the
+    copy the main run's whole :meth:`Agent.state_dict` (its envs where the schedule stands, its random
+    streams) and then ``load_learner_state`` of the kept state: the same learners with no memory of
+    anything since NF1, by construction. A learner of your own offers them by returning (copies of)
+    its weights and optimiser state, e.g. ``copy.deepcopy({key: self.state_dict()[key] for key in
+    ("nets", "optimizer")})``, and loading them back (as ``examples/reinforce.py`` does).
+    """
+
+    def learner_state(self) -> dict[str, Any]:
+        """A copy of everything the learners have learnt (weights, optimiser state, normalisation
+        statistics, recurrent state, replay buffers), nothing of their envs or random streams."""
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`learner_state`, leaving the envs (schedule counters) and random streams alone."""
 
 
 class ScheduleMismatchError(RuntimeError):
@@ -198,18 +227,20 @@ class ProtocolEnvs:
         """Training episodes per world of the first env built (0 before any)."""
         return self.built[0].unwrapped.episodes_completed if self.built else 0
 
-    def check(self, batches: int) -> None:
-        """Refuses envs that are not where the schedule says after ``batches`` batches: every env built
-        must have completed ``batches * 8`` training episodes per world.
+    def check(self, updates: int, reaches_per_update: int = PAPER_BATCH_SIZE) -> None:
+        """Refuses envs that are not where the schedule says after ``updates`` updates of
+        ``reaches_per_update`` training episodes each (the protocol's ``train(reaches_per_update)``
+        calls; 8: one batch per update): every env built must have completed ``updates *
+        reaches_per_update`` training episodes per world.
 
         Raises:
             ScheduleMismatchError: naming the env, its count and the expected one, when the agent built no
-                env, trained somewhere else, trained another number of episodes per batch, or did
+                env, trained somewhere else, trained another number of episodes per update, or did
                 not restore its envs' state on resume.
         """
-        expected = batches * PAPER_BATCH_SIZE
+        expected = updates * reaches_per_update
         if not self.built:
-            if batches == 0:  # an agent may build its envs when it first trains
+            if updates == 0:  # an agent may build its envs when it first trains
                 return
             raise ScheduleMismatchError(
                 "the agent built no env from the ProtocolEnvs it was given: a learner must train in "
@@ -218,13 +249,15 @@ class ProtocolEnvs:
         for i, env in enumerate(self.built):
             done = env.unwrapped.episodes_completed
             if done != expected:
+                unit, units = ("batch", "batches") if reaches_per_update == PAPER_BATCH_SIZE else ("update", "updates")
                 raise ScheduleMismatchError(
-                    f"before batch {batches + 1}: env {i} ({type(env.unwrapped).__name__}) has completed {done} "
-                    f"training episodes per world, the schedule says {expected} ({batches} batches x "
-                    f"{PAPER_BATCH_SIZE}). Its curve would be labelled with phases it did not train in: train "
-                    f"{PAPER_BATCH_SIZE} episodes per learner per train() call in the envs you were given (one world "
-                    "per learner: num_worlds=K), and on resume restore them (env.set_state(saved) from "
-                    "env.get_state()); play test reaches with run_test_reaches, not in an env from ProtocolEnvs"
+                    f"before {unit} {updates + 1}: env {i} ({type(env.unwrapped).__name__}) has completed {done} "
+                    f"training episodes per world, the schedule says {expected} ({updates} {units} x "
+                    f"{reaches_per_update}). Its curve would be labelled with phases it did not train in: train "
+                    f"{reaches_per_update} episodes per learner per train({reaches_per_update}) call in the envs you "
+                    "were given (one world per learner: num_worlds=K), and on resume restore them "
+                    "(env.set_state(saved) from env.get_state()); play test reaches with run_test_reaches, not in an "
+                    "env from ProtocolEnvs"
                 )
 
 

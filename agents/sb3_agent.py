@@ -7,7 +7,9 @@ pretrained weights.
 One learner ("network") is one SB3 model with its own seed, its own native vector env of
 ``n_envs`` arms (8 by default, through :class:`savings_gym.sb3.SB3VecEnv`) and its own schedule
 counter. With ``n_envs: 8`` and ``n_steps: 100`` a rollout is one episode of the 8 arms, i.e. one
-batch of the paper's protocol, so an on-policy learner makes one update per protocol batch. The
+batch of the paper's protocol, so an on-policy learner makes one update per protocol batch; a
+protocol of R reaches per update (``make_spec(..., reaches_per_update=R)``) makes the rollout R
+episodes (``n_steps`` R / ``n_envs`` x 100) unless the hyperparameters set ``n_steps``. The
 learner trains continuously through NF1 -> FF1 -> NF2 -> FF2: its weights, optimiser and
 normalisation statistics are never reset at a phase change, and nothing tells it the phase
 (``ArmCurlFieldCued-v0`` shows the field gain: the control with context).
@@ -362,9 +364,18 @@ class SB3Spec:
 HyperparamsLike = Mapping[str, Any] | str | Path
 
 
-def _protocol_batch_steps(n_envs: int) -> int:
-    """Vector-env steps per protocol batch (8 episodes) with ``n_envs`` arms."""
-    return PAPER_BATCH_SIZE // n_envs * TRIAL_STEPS
+def _protocol_batch_steps(n_envs: int, reaches_per_update: int = PAPER_BATCH_SIZE) -> int:
+    """Vector-env steps per protocol update of ``reaches_per_update`` episodes (8: a batch) with
+    ``n_envs`` arms."""
+    return reaches_per_update // n_envs * TRIAL_STEPS
+
+
+def _check_reaches_per_update(reaches: Any) -> None:
+    if isinstance(reaches, bool) or not isinstance(reaches, int) or reaches < 1 or reaches % PAPER_BATCH_SIZE:
+        raise ValueError(
+            f"reaches_per_update (--reaches-per-update) must be a positive multiple of {PAPER_BATCH_SIZE}, "
+            f"got {reaches!r}"
+        )
 
 
 def _default(algo: type[BaseAlgorithm], name: str) -> Any:
@@ -387,24 +398,46 @@ def _collection_steps(train_freq: Any, n_envs: int) -> int | None:
     return frequency if unit == "step" else math.ceil(frequency / n_envs) * TRIAL_STEPS
 
 
-def check_rollout_fits_a_batch(algo: type[BaseAlgorithm], values: Mapping[str, Any], n_envs: int) -> None:
-    """The protocol trains in whole batches: one collection of the algorithm must fit a whole number of times."""
-    batch = _protocol_batch_steps(n_envs)
+def check_rollout_fits_a_batch(
+    algo: type[BaseAlgorithm], values: Mapping[str, Any], n_envs: int, reaches_per_update: int = PAPER_BATCH_SIZE
+) -> None:
+    """The protocol trains in whole updates (``reaches_per_update`` episodes per learner; 8: a batch):
+    one collection of the algorithm must fit a whole number of times."""
+    batch = _protocol_batch_steps(n_envs, reaches_per_update)
+    unit = (
+        "a protocol batch"
+        if reaches_per_update == PAPER_BATCH_SIZE
+        else f"a protocol update (--reaches-per-update {reaches_per_update})"
+    )
     if issubclass(algo, OnPolicyAlgorithm):
         n_steps = values.get("n_steps", _default(algo, "n_steps"))
         if not isinstance(n_steps, int) or n_steps < 1 or batch % n_steps:
             raise ValueError(
-                f"hyperparams n_steps={n_steps!r}: a rollout must divide a protocol batch of {batch} steps of "
-                f"{n_envs} arms (8 episodes of {TRIAL_STEPS} steps); use a divisor of {batch}, e.g. {batch}"
+                f"hyperparams n_steps={n_steps!r}: a rollout must divide {unit} of {batch} steps of "
+                f"{n_envs} arms ({reaches_per_update} episodes of {TRIAL_STEPS} steps); use a divisor of {batch}, "
+                f"e.g. {batch}"
             )
         return
     train_freq = values.get("train_freq", _default(algo, "train_freq"))
     steps = _collection_steps(train_freq, n_envs)
     if steps is None or batch % steps:
         raise ValueError(
-            f"hyperparams train_freq={train_freq!r}: one collection must divide a protocol batch of {batch} "
+            f"hyperparams train_freq={train_freq!r}: one collection must divide {unit} of {batch} "
             f"steps of {n_envs} arms; use (n, 'step') with n dividing {batch}, or (1, 'episode')"
         )
+
+
+def collection_episodes(spec: SB3Spec) -> int:
+    """The fewest training episodes per learner that are whole collections (on-policy: rollouts of
+    ``n_steps``; off-policy: ``train_freq``) of whole episodes of every arm and whole batches of 8:
+    what :meth:`SB3Agent.train` can be asked for in multiples of (8 for every spec that fits a batch)."""
+    algo = spec.algo_class
+    if issubclass(algo, OnPolicyAlgorithm):
+        steps = spec.algo_kwargs.get("n_steps", _default(algo, "n_steps"))
+    else:
+        steps = _collection_steps(spec.algo_kwargs.get("train_freq", _default(algo, "train_freq")), spec.n_envs)
+    episodes = math.lcm(steps, TRIAL_STEPS) // TRIAL_STEPS * spec.n_envs
+    return math.lcm(episodes, PAPER_BATCH_SIZE)
 
 
 def make_spec(
@@ -412,6 +445,7 @@ def make_spec(
     env_id: str = "ArmCurlField-v0",
     hyperparams: HyperparamsLike | Sequence[HyperparamsLike] | None = None,
     hidden: int | None = None,
+    reaches_per_update: int = PAPER_BATCH_SIZE,
 ) -> SB3Spec:
     """Validates an algorithm, env and hyperparameters into an :class:`SB3Spec`, before any training.
 
@@ -424,12 +458,20 @@ def make_spec(
         env_id: ``ArmCurlField-v0``, ``ArmCurlFieldCued-v0`` or ``ArmReach-v0``.
         hyperparams: overrides, see above.
         hidden: LSTM units (``policy_kwargs.lstm_hidden_size``) of a recurrent policy.
+        reaches_per_update: the protocol's training episodes per learner per update (R; a positive
+            multiple of 8, the preset's :attr:`~benchmarks.protocol.Preset.reaches_per_update`). For
+            R other than 8, an on-policy learner's ``n_steps`` becomes R / ``n_envs`` episodes of 100
+            steps (one rollout, one update per curve point; recorded in ``sources``) unless
+            ``hyperparams`` set it, and then it must divide that; an off-policy learner's
+            ``train_freq`` must divide it. At 8, the hyperparameters stand as given (a rollout must
+            divide a batch).
 
     Raises:
         ValueError: naming the argument: an unknown algorithm or env, an action space the
             algorithm cannot act in, unknown or unsupported hyperparameter keys, a learning-rate
-            schedule, a rollout that does not fit the protocol's batches.
+            schedule, a rollout that does not fit the protocol's updates.
     """
+    _check_reaches_per_update(reaches_per_update)
     algo_class = resolve_algorithm(algo)
     if env_id not in ENV_IDS:
         raise ValueError(f"env_id must be one of {list(ENV_IDS)}, got {env_id!r}")
@@ -448,6 +490,7 @@ def make_spec(
     overrides = [] if hyperparams is None else hyperparams
     if isinstance(overrides, Mapping | str | Path):
         overrides = [overrides]
+    shipped_layers = len(layers)
     for item in overrides:
         if isinstance(item, Mapping):
             layers.append(("hyperparams dict", dict(item)))
@@ -471,12 +514,18 @@ def make_spec(
         if owned:
             raise ValueError(f"{where}: {owned} are set by the adapter; remove them")
         unknown = sorted(set(keys) - constructor - set(ZOO_KEYS) - set(ADAPTER_KEYS))
+        if "reaches_per_update" in unknown:
+            raise ValueError(
+                f"{where}: reaches_per_update is a protocol setting (how many reaches between two curve points), "
+                "not a hyperparameter: give savings-gym run --reaches-per-update R, or a preset's reaches_per_update"
+            )
         if unknown:
             valid = sorted(constructor | set(ZOO_KEYS) | set(ADAPTER_KEYS))
             raise ValueError(f"{where}: unknown key(s) {unknown} for sb3:{algo}; valid keys are {valid}")
     values: dict[str, Any] = {}
     for _, layer in layers:
         values.update(layer)
+    set_by_user = {key for _, layer in layers[shipped_layers:] for key in layer}
 
     policy = values.pop("policy", "MlpLstmPolicy" if is_recurrent(algo_class) else "MlpPolicy")
     if policy not in algo_class.policy_aliases:
@@ -510,7 +559,15 @@ def make_spec(
     normalize = _parse_normalize(values.pop("normalize", False), values.get("gamma"))
     noise = _parse_noise(algo_class, values.pop("noise_type", None), values.pop("noise_std", None))
     exploration_std = values.pop("exploration_std", None)
-    check_rollout_fits_a_batch(algo_class, values, n_envs)
+    derived = []
+    on_policy = issubclass(algo_class, OnPolicyAlgorithm)
+    if reaches_per_update != PAPER_BATCH_SIZE and on_policy and "n_steps" not in set_by_user:
+        values["n_steps"] = _protocol_batch_steps(n_envs, reaches_per_update)  # one rollout per update
+        derived.append(
+            f"reaches_per_update {reaches_per_update}: n_steps {values['n_steps']} (one rollout of "
+            f"{reaches_per_update} episodes on {n_envs} arms per update)"
+        )
+    check_rollout_fits_a_batch(algo_class, values, n_envs, reaches_per_update)
     spec = SB3Spec(
         algo,
         env_id,
@@ -520,7 +577,7 @@ def make_spec(
         policy_kwargs,
         values,
         noise,
-        tuple(where for where, _ in layers),
+        (*(where for where, _ in layers), *derived),
         _parse_exploration_std(exploration_std, algo_class, policy, values),
     )
     _check_action_space(spec)
@@ -543,35 +600,37 @@ def _parse_exploration_std(std: Any, algo: type[BaseAlgorithm], policy: str, val
     return float(std)
 
 
-def gradient_steps_per_batch(spec: SB3Spec) -> int | None:
-    """Gradient steps an off-policy learner of ``spec`` makes per protocol batch (8 episodes): its
-    collections per batch times ``gradient_steps`` (SB3's -1: one per transition collected); None for
-    an on-policy algorithm, whose work per batch its rollout and epochs set."""
+def gradient_steps_per_batch(spec: SB3Spec, reaches_per_update: int = PAPER_BATCH_SIZE) -> int | None:
+    """Gradient steps an off-policy learner of ``spec`` makes per protocol update of
+    ``reaches_per_update`` episodes (8: a batch): its collections per update times ``gradient_steps``
+    (SB3's -1: one per transition collected); None for an on-policy algorithm, whose work per update
+    its rollout and epochs set."""
     algo = spec.algo_class
     if not issubclass(algo, OffPolicyAlgorithm):
         return None
     values = spec.algo_kwargs
     per_collection = _collection_steps(values.get("train_freq", _default(algo, "train_freq")), spec.n_envs)
-    collections = _protocol_batch_steps(spec.n_envs) // per_collection
+    collections = _protocol_batch_steps(spec.n_envs, reaches_per_update) // per_collection
     gradient_steps = values.get("gradient_steps", _default(algo, "gradient_steps"))
     return collections * (gradient_steps if gradient_steps >= 0 else per_collection * spec.n_envs)
 
 
-def cap_gradient_steps(spec: SB3Spec, most: int, reason: str) -> SB3Spec:
-    """``spec`` with an off-policy learner's work per protocol batch cut to ``most`` gradient steps:
-    it then collects a whole batch (``train_freq``: the batch's steps) and makes ``most`` gradient
-    steps after it. Unchanged for an on-policy algorithm or one that already makes ``most`` or fewer.
-    The change is recorded in ``sources`` as ``reason``, so that a result file shows it.
+def cap_gradient_steps(spec: SB3Spec, most: int, reason: str, reaches_per_update: int = PAPER_BATCH_SIZE) -> SB3Spec:
+    """``spec`` with an off-policy learner's work per protocol update (of ``reaches_per_update``
+    episodes; 8: a batch) cut to ``most`` gradient steps: it then collects a whole update
+    (``train_freq``: the update's steps) and makes ``most`` gradient steps after it. Unchanged for an
+    on-policy algorithm or one that already makes ``most`` or fewer. The change is recorded in
+    ``sources`` as ``reason``, so that a result file shows it.
 
     Raises:
         ValueError: for ``most`` not a positive integer.
     """
     if isinstance(most, bool) or not isinstance(most, int) or most < 1:
         raise ValueError(f"most must be a positive integer (gradient steps per batch), got {most!r}")
-    steps = gradient_steps_per_batch(spec)
+    steps = gradient_steps_per_batch(spec, reaches_per_update)
     if steps is None or steps <= most:
         return spec
-    capped = {"train_freq": [_protocol_batch_steps(spec.n_envs), "step"], "gradient_steps": most}
+    capped = {"train_freq": [_protocol_batch_steps(spec.n_envs, reaches_per_update), "step"], "gradient_steps": most}
     return replace(spec, algo_kwargs=spec.algo_kwargs | capped, sources=(*spec.sources, reason))
 
 
@@ -929,47 +988,79 @@ class SB3Agent:
 
     def _learner_state(self, learner: _Learner) -> dict[str, Any]:
         model = learner.model
+        return {
+            **self._learnt(learner),
+            "last_obs": torch.as_tensor(model._last_obs),
+            "last_episode_starts": torch.as_tensor(model._last_episode_starts),
+            "last_original_obs": _tensor_or_none(model._last_original_obs),
+            "action_space_rng": model.action_space.np_random.bit_generator.state,
+            "world": learner.resumable.checkpoint(),
+            "rngs": learner.rngs,
+        }
+
+    @staticmethod
+    def _learnt(learner: _Learner) -> dict[str, Any]:
+        """What one learner has learnt: networks and optimisers, SB3's counters, recurrent state,
+        normalisation statistics and replay buffer (not its env, observations or random streams)."""
+        model = learner.model
         _, tensor_names = model._get_torch_save_params()
         lstm = getattr(model, "_last_lstm_states", None)
         return {
             "parameters": model.get_parameters(),
             "tensors": {name: _attr(model, name).detach().clone() for name in tensor_names},
             "counters": {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)},
-            "last_obs": torch.as_tensor(model._last_obs),
-            "last_episode_starts": torch.as_tensor(model._last_episode_starts),
-            "last_original_obs": _tensor_or_none(model._last_original_obs),
             "lstm": None if lstm is None else [t.detach().clone() for t in (*lstm.pi, *lstm.vf)],
             "normalization": _normalization_or_none(learner.normalizer),
             "replay_buffer": _replay_state(model),
-            "action_space_rng": model.action_space.np_random.bit_generator.state,
-            "world": learner.resumable.checkpoint(),
-            "rngs": learner.rngs,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores :meth:`state_dict` into an agent built with the same spec, K and seed."""
+    @staticmethod
+    def _load_learnt(learner: _Learner, saved: Mapping[str, Any]) -> None:
+        model = learner.model
+        model.set_parameters(saved["parameters"], exact_match=True, device=model.device)
+        for name, value in saved["tensors"].items():
+            _attr(model, name).data.copy_(value)
+        for name, value in saved["counters"].items():
+            setattr(model, name, value)
+        if saved["lstm"] is not None:
+            h_pi, c_pi, h_vf, c_vf = (t.to(model.device) for t in saved["lstm"])
+            model._last_lstm_states = type(model._last_lstm_states)((h_pi, c_pi), (h_vf, c_vf))
+        if saved["normalization"] is not None:
+            _load_normalization(learner.normalizer, saved["normalization"])
+        if saved["replay_buffer"] is not None:
+            _load_replay(model, saved["replay_buffer"])
+
+    def learner_state(self) -> dict[str, Any]:
+        """What the learners have learnt (:class:`agents.interface.Resettable`), as copies: per learner
+        the networks and optimisers, SB3's counters, the recurrent state, the normalisation statistics
+        and the replay buffer of an off-policy algorithm; not their envs (schedule counters, arm
+        generators), last observations or random generators."""
+        return copy.deepcopy(
+            {"spec": self.spec.as_config(), "learners": [self._learnt(learner) for learner in self.learners]}
+        )
+
+    def load_learner_state(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`learner_state` into an agent built with the same spec and K."""
+        self._check_state(state)
+        for learner, saved in zip(self.learners, state["learners"], strict=True):
+            self._load_learnt(learner, saved)
+
+    def _check_state(self, state: Mapping[str, Any]) -> None:
         if len(state["learners"]) != self.num_networks:
             raise ValueError(f"the state holds {len(state['learners'])} learners, this agent has {self.num_networks}")
         if _plain(state["spec"]) != _plain(self.spec.as_config()):
             raise ValueError(f"the state was saved by learners of another spec ({state['spec']})")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` into an agent built with the same spec, K and seed."""
+        self._check_state(state)
         for learner, saved in zip(self.learners, state["learners"], strict=True):
             model = learner.model
-            model.set_parameters(saved["parameters"], exact_match=True, device=model.device)
-            for name, value in saved["tensors"].items():
-                _attr(model, name).data.copy_(value)
-            for name, value in saved["counters"].items():
-                setattr(model, name, value)
+            self._load_learnt(learner, saved)
             model._last_obs = saved["last_obs"].numpy()
             model._last_episode_starts = saved["last_episode_starts"].numpy()
             if saved["last_original_obs"] is not None:
                 model._last_original_obs = saved["last_original_obs"].numpy()
-            if saved["lstm"] is not None:
-                h_pi, c_pi, h_vf, c_vf = (t.to(model.device) for t in saved["lstm"])
-                model._last_lstm_states = type(model._last_lstm_states)((h_pi, c_pi), (h_vf, c_vf))
-            if saved["normalization"] is not None:
-                _load_normalization(learner.normalizer, saved["normalization"])
-            if saved["replay_buffer"] is not None:
-                _load_replay(model, saved["replay_buffer"])
             model.action_space.np_random.bit_generator.state = saved["action_space_rng"]
             learner.resumable.restore(saved["world"])
             learner.rngs = saved["rngs"]
@@ -1403,5 +1494,8 @@ def pretrain(spec: SB3Spec, args: PretrainArgs, out: str | Path, competent: Comp
         if finished:
             return meta
         chunk = min(args.check_every, args.batches - done)
-        agent.train(chunk * PAPER_BATCH_SIZE)
-        done += chunk
+        # in whole collections of the spec (a rollout of more than 8 reaches: --reaches-per-update)
+        unit = collection_episodes(spec)
+        episodes = -(-chunk * PAPER_BATCH_SIZE // unit) * unit
+        agent.train(episodes)
+        done += episodes // PAPER_BATCH_SIZE

@@ -90,8 +90,10 @@ def _run(args: argparse.Namespace) -> int:
         task=dict(args.task or []),
         phases=dict(args.phases or []),
         lr=args.lr,
-        practice_control=args.control == "practice",
+        practice_control="practice" in (args.control or []),
+        reset_control="reset" in (args.control or []),
         command=getattr(args, "command_line", None),
+        reaches_per_update=getattr(args, "reaches_per_update", None),
         **_learner(args),
     )
     print(summary_table(result))
@@ -105,12 +107,12 @@ def _demo(args: argparse.Namespace) -> int:
     # 2-core machine and makes each batch several times slower when anything else wants a core
     args.threads = 1
     # the practice control by default: savings against FF1 alone would count practice at the task too
-    args.control = args.control or "practice"
+    args.control = args.control or ["practice"]
     print(
         "savings-gym demo: 8 pretrained GRU-128 networks relearn a curl field (NF1 -> FF1 -> NF2 -> FF2, quick "
         + (
             "preset), beside the practice control (the same networks, null field until FF2's turn)"
-            if args.control == "practice"
+            if "practice" in args.control
             else "preset)"
         )
     )
@@ -463,9 +465,12 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     """What ``run`` and ``demo`` share: the practice control, phase lengths and task constants."""
     parser.add_argument(
         "--control",
-        choices=("none", "practice"),
+        nargs="+",
+        choices=("none", "practice", "reset"),
         default=None,
-        help="practice: also run the same learners in the null field for NF1+FF1+NF2 batches, then the field",
+        help="practice: also run the same learners in the null field for NF1+FF1+NF2 batches, then the field; "
+        "reset: also run them through FF2 from their state at NF1's start (no memory by construction); both may "
+        "be given",
     )
     parser.add_argument(
         "--phases",
@@ -542,6 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=_folder, default="runs/run", help="output folder (resumes a checkpoint found there)")
     run.add_argument("--checkpoint-seconds", type=_seconds, default=120.0, help="seconds between checkpoints")
     run.add_argument("--tensorboard", default=None, help="folder for TensorBoard scalars (needs tensorboard)")
+    run.add_argument(
+        "--reaches-per-update",
+        type=int,
+        default=None,
+        metavar="R",
+        help="training reaches per learner between two curve points, i.e. per update (a multiple of 8; default: "
+        "the preset's, 8; phases stay counted in batches of 8 reaches). SB3 learners and your own; not BPTT. "
+        "The run is then not for the board",
+    )
     _protocol_arguments(run)
     run.set_defaults(handler=_run)
 

@@ -1,7 +1,8 @@
 """Figures of a protocol run (matplotlib, written off-screen as PNG).
 
 * ``learning_curves.png``: FF1 and FF2 learning curves aligned at phase onset (and the practice
-  control's FFC where the run has it), mean across networks with a 95% bootstrap band (the same
+  control's FFC and the reset control's FFR where the run has them), mean across networks with a
+  95% bootstrap band (the same
   orientation as the metrics);
 * ``hand_paths.png``: the 8 test reaches at NF1 end, FF1 start and end, NF2 end, FF2 start
   (first network);
@@ -37,15 +38,23 @@ def _figure(width: float, height: float):
     return fig
 
 
+def _point(result: dict) -> str:
+    """What one point of a curve is: a batch of 8 reaches, or an update of more."""
+    reaches = result.get("updates", {}).get("reaches_per_update", 8)
+    return "batch" if reaches == 8 else f"update ({reaches} reaches)"
+
+
 def learning_curves_figure(result: dict):
-    """FF1 vs FF2 curves aligned at onset, and the practice control's FFC where the run has it
-    (dashed grey): mean and 95% CI band across networks."""
+    """FF1 vs FF2 curves aligned at onset, and the practice control's FFC (dashed grey) and the reset
+    control's FFR (dotted) where the run has them: mean and 95% CI band across networks."""
     sign = result["metrics"]["aggregate"]["orientation"]
     fig = _figure(6, 4)
     ax = fig.add_subplot()
     phases = [("FF1", "tab:blue", "-"), ("FF2", "tab:red", "-")]
-    if "FFC" in result["learning_curves"]:
-        phases.append(("FFC", "0.35", "--"))
+    controls = {"FFC": ("0.35", "--", "practice control"), "FFR": ("tab:purple", ":", "reset control")}
+    phases += [
+        (phase, color, style) for phase, (color, style, _) in controls.items() if phase in result["learning_curves"]
+    ]
     for phase, color, style in phases:
         curves = sign * np.asarray(result["learning_curves"][phase]) * 100  # cm
         mean = curves.mean(0)
@@ -57,13 +66,11 @@ def learning_curves_figure(result: dict):
             else np.stack([mean, mean], 1)
         )
         x = np.arange(curves.shape[1])
-        label = (
-            f"{phase}: practice control (n={curves.shape[0]})" if phase == "FFC" else f"{phase} (n={curves.shape[0]})"
-        )
-        ax.plot(x, mean, color=color, ls=style, label=label)
-        ax.fill_between(x, band[:, 0], band[:, 1], color=color, alpha=0.15 if phase == "FFC" else 0.25, lw=0)
+        what = f": {controls[phase][2]}" if phase in controls else ""
+        ax.plot(x, mean, color=color, ls=style, label=f"{phase}{what} (n={curves.shape[0]})")
+        ax.fill_between(x, band[:, 0], band[:, 1], color=color, alpha=0.15 if phase in controls else 0.25, lw=0)
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("batch since field onset")
+    ax.set_xlabel(f"{_point(result)} since field onset")
     ax.set_ylabel("lateral deviation (cm)")
     ax.set_title("Relearning the curl field: FF2 vs FF1")
     ax.legend()
@@ -127,7 +134,7 @@ def reach_quality_figure(result: dict):
     fig = _figure(8, 4.5)
     axes = fig.subplots(2, 1, sharex=True)
     start = 0
-    for phase in [p for p in reach if p not in ("NFC", "FFC")]:  # the main run's phases, in order
+    for phase in [p for p in reach if p not in ("NFC", "FFC", "FFR")]:  # the main run's phases, in order
         for ax, key in zip(axes, ("endpoint_error", "path_length"), strict=True):
             rows = np.asarray(reach[phase][key]) * 100  # cm
             x = start + np.arange(rows.shape[1])
@@ -141,7 +148,7 @@ def reach_quality_figure(result: dict):
     axes[1].axhline(criterion["min_path_fraction"] * criterion["reach_distance_m"] * 100, color="k", ls="--", lw=0.8)
     axes[0].set_ylabel("endpoint error (cm)")
     axes[1].set_ylabel("hand path (cm)")
-    axes[1].set_xlabel("batch")
+    axes[1].set_xlabel(_point(result))
     held = result["reach_held"]["per_network"]["held"]
     fig.suptitle(f"reach quality of the test reaches: the reach held in {sum(held)} of {len(held)} networks")
     return fig

@@ -55,7 +55,7 @@ from benchmarks.metrics import (
     mismatches,
     reach_held,
 )
-from benchmarks.protocol import PHASES, PRESETS, RESULT_UNITS, Preset, atomic_write_bytes, find_preset
+from benchmarks.protocol import PHASES, PRESETS, RESET_PHASE, RESULT_UNITS, Preset, atomic_write_bytes, find_preset
 from benchmarks.safe_io import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -66,7 +66,7 @@ from benchmarks.safe_io import (
     text_problem,
 )
 from savings_gym.envs import task_overrides, task_params
-from savings_gym.schedule import PRACTICE_PHASES
+from savings_gym.schedule import PAPER_BATCH_SIZE, PRACTICE_PHASES
 
 RESULT_FILE = "result.json"
 LATENT_FILE = "latent/latent.json"
@@ -83,6 +83,11 @@ SAFE_LINK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'*+,
 
 _number_matrix = {"type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}}}
 _sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+UNITS_BEFORE_UPDATES = {key: text for key, text in RESULT_UNITS.items() if key != "curve_points"} | {
+    "rates": "per window of metrics.window batches"
+}
+"""The ``units`` of result files written before reaches per update (issue 19): one curve point per batch."""
+
 SUBMISSION_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "savings-gym submission (result.json), version 1",
@@ -129,17 +134,20 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                     "properties": {
                         "name": {"type": "string"},
                         "batches": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                        # absent in files from before it existed: 8 (one batch per update)
+                        "reaches_per_update": {"type": "integer", "minimum": 8, "multipleOf": 8},
                     },
                 },
             },
         },
         "versions": {"type": "object", "additionalProperties": {"type": "string"}},
         # files since 2026-12-03 say what their numbers are in: lengths in m, as this version writes them
-        "units": {"const": dict(RESULT_UNITS)},
+        # (or as it did before reaches per update: rates per window of batches, no curve_points)
+        "units": {"enum": [dict(RESULT_UNITS), UNITS_BEFORE_UPDATES]},
         "learning_curves": {
             "type": "object",
             "required": ["FF1", "FF2"],
-            "properties": {phase: _number_matrix for phase in (*PHASES, *PRACTICE_PHASES)},
+            "properties": {phase: _number_matrix for phase in (*PHASES, *PRACTICE_PHASES, RESET_PHASE)},
             "additionalProperties": False,
         },
         "reach_curves": {
@@ -151,7 +159,7 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                     "properties": {"endpoint_error": _number_matrix, "path_length": _number_matrix},
                     "additionalProperties": False,
                 }
-                for phase in (*PHASES, *PRACTICE_PHASES)
+                for phase in (*PHASES, *PRACTICE_PHASES, RESET_PHASE)
             },
             "additionalProperties": False,
         },
@@ -349,8 +357,9 @@ def load(path: str | Path, submission: dict[str, str] | None = None, format_only
         submission: ``name``, ``description`` and/or ``link`` replacing those of the submission
             block (``add --name ...``), checked like the rest.
         format_only: the file's format only: what breaks a rule of the board rather than the format
-            (a preset the board does not know, e.g. ``--phases`` or ``--lr``, whose curves are then
-            checked against the lengths the file records; ``--task`` constants) goes to
+            (a preset the board does not know, e.g. ``--phases``, ``--lr`` or ``--reaches-per-update``,
+            whose curves are then checked against the lengths and updates the file records; ``--task``
+            constants) goes to
             ``Entry.refused`` instead of raising (:func:`validate_format`).
 
     Raises:
@@ -390,28 +399,35 @@ def load(path: str | Path, submission: dict[str, str] | None = None, format_only
         )
     else:
         rules += _task_problems(config, name)
-    preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"])
+    reaches = config["preset"].get("reaches_per_update", PAPER_BATCH_SIZE)
+    preset, _ = find_preset(config["preset"]["name"], config["preset"]["batches"], reaches)
     if config["preset"]["name"] not in PRESETS:
         rules.append(
             (name, "config/preset/name", f"unknown preset {_short(config['preset']['name'])}; known: {sorted(PRESETS)}")
         )
     elif preset is None:
         current = PRESETS[config["preset"]["name"]]
-        rules.append(
-            (
-                name,
-                "config/preset/batches",
-                f"{_short(config['preset']['batches'])} differ from preset {current.name!r}'s {current.batches}",
-            )
-        )
+        if current.batches != config["preset"]["batches"]:
+            where, why = "batches", f"{_short(config['preset']['batches'])} differ from preset {current.name!r}'s"
+            why += f" {current.batches}"
+        else:
+            where, why = "reaches_per_update", f"{reaches} differs from preset {current.name!r}'s"
+            why += f" {current.reaches_per_update} (absent: 8)"
+        rules.append((name, f"config/preset/{where}", why))
     if preset is None and format_only:  # the lengths the file says it ran
-        preset = Preset(str(config["preset"]["name"]), dict(config["preset"]["batches"]))
+        recorded = config["preset"]
+        try:
+            preset = Preset(str(recorded["name"]), dict(recorded["batches"]), reaches_per_update=reaches)
+        except ValueError as error:  # reaches per update that split a phase
+            problems.append((name, "config/preset/reaches_per_update", str(error)))
     networks = config["networks"]
-    control = config.get("practice_control", False)
-    if not isinstance(control, bool):
-        problems.append((name, "config/practice_control", f"must be true or false, got {_short(control)}"))
-        control = False
-    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, control)
+    controls = {}
+    for key in ("practice_control", "reset_control"):
+        controls[key] = config.get(key, False)
+        if not isinstance(controls[key], bool):
+            problems.append((name, f"config/{key}", f"must be true or false, got {_short(controls[key])}"))
+            controls[key] = False
+    curves = _checked_curves(result["learning_curves"], preset, networks, name, problems, **controls)
     gate = _checked_competence(result.get("competence"), networks, name, problems)
     held = _checked_reach(result, curves, networks, name, problems)
     metrics: dict = {}
@@ -535,19 +551,23 @@ def _checked_curves(
     name: str,
     problems: list[tuple[str, str, str]],
     practice_control: bool = False,
+    reset_control: bool = False,
 ) -> dict[str, np.ndarray]:
     """The learning curves as arrays; problems are appended for a missing phase (every phase the
     preset runs, NF2 always: the washout after-effect is read from it; NFC and FFC exactly when the
-    run had the practice control), a wrong count of networks or batches, ragged or non-finite curves."""
-    order = (*PHASES, *PRACTICE_PHASES)
+    run had the practice control, FFR exactly when it had the reset control), a wrong count of
+    networks or batches, ragged or non-finite curves."""
+    order = (*PHASES, *PRACTICE_PHASES, RESET_PHASE)
     needed = {"NF2"} | ({p for p, n in preset.batches.items() if n > 0} if preset is not None else set())
-    practice = set(PRACTICE_PHASES) if practice_control else set()
-    for phase in sorted((needed | practice) - set(given), key=order.index):
-        why = "the run had the practice control" if phase in practice else f"preset {config_name(preset)} runs {phase}"
-        problems.append((name, f"learning_curves/{phase}", f"missing: {why}"))
-    for phase in sorted(set(PRACTICE_PHASES) & set(given) - practice, key=order.index):
-        why = "a practice-control curve, but config/practice_control is not true"
-        problems.append((name, f"learning_curves/{phase}", why))
+    controls = {"practice": (set(PRACTICE_PHASES), practice_control), "reset": ({RESET_PHASE}, reset_control)}
+    for control, (phases, had) in controls.items():
+        for phase in sorted(phases - set(given) if had else set(), key=order.index):
+            problems.append((name, f"learning_curves/{phase}", f"missing: the run had the {control} control"))
+        for phase in sorted(phases & set(given) if not had else set(), key=order.index):
+            why = f"a {control}-control curve, but config/{control}_control is not true"
+            problems.append((name, f"learning_curves/{phase}", why))
+    for phase in sorted(needed - set(given), key=order.index):
+        problems.append((name, f"learning_curves/{phase}", f"missing: preset {config_name(preset)} runs {phase}"))
     curves = {}
     for phase, rows in given.items():
         where = f"learning_curves/{phase}"
@@ -566,17 +586,22 @@ def _checked_curves(
             problems.append((name, where, "holds NaN or inf"))
         expected = _expected_batches(preset, phase) if preset is not None else array.shape[1]
         if array.shape[1] != expected:
-            problems.append((name, where, f"{array.shape[1]} batches, preset {config_name(preset)} has {expected}"))
+            unit = "batches" if preset is None or preset.reaches_per_update == PAPER_BATCH_SIZE else "updates"
+            problems.append((name, where, f"{array.shape[1]} {unit}, preset {config_name(preset)} has {expected}"))
         curves[phase] = array
     return curves
 
 
 def _expected_batches(preset: Any, phase: str) -> int:
-    """Batches of a phase of the preset's protocol; the practice control's NFC spans NF1 + FF1 + NF2."""
+    """Curve points of a phase of the preset's protocol: its batches of 8 reaches, in updates of the
+    preset's reaches per update; the practice control's NFC spans NF1 + FF1 + NF2, its FFC and the
+    reset control's FFR are FF2's length."""
     null, field = PRACTICE_PHASES
     if phase == null:
-        return sum(preset.batches.get(p, 0) for p in ("NF1", "FF1", "NF2"))
-    return preset.batches.get("FF2" if phase == field else phase, 0)
+        batches = sum(preset.batches.get(p, 0) for p in ("NF1", "FF1", "NF2"))
+    else:
+        batches = preset.batches.get("FF2" if phase in (field, RESET_PHASE) else phase, 0)
+    return batches * PAPER_BATCH_SIZE // preset.reaches_per_update
 
 
 def config_name(preset: Any) -> str:

@@ -2,6 +2,12 @@
 
 Units: positions and deviations in metres, learning rates per window of ``window`` batches.
 
+A "batch" here is one point of a learning curve: the test reaches before one update. With the
+paper's protocol an update is one batch of 8 reaches; with more reaches per update
+(:attr:`benchmarks.protocol.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
+is in updates: a window is 5 updates, the early batches and batches to half error are updates, and
+:func:`reach_held`'s window is 10 updates.
+
 * :func:`lateral_deviation`: the signed maximum perpendicular distance of a hand path from the
   line joining the hand at step 25 to the target.
 * :func:`learning_curve`: per batch, the mean over the 8 test targets.
@@ -10,8 +16,8 @@ Units: positions and deviations in metres, learning rates per window of ``window
 * :func:`savings`: per network, the FF1 and FF2 rates, the savings index log(r_FF2 / r_FF1), the
   first-trial errors, and across networks a paired t-test, a sign-flip test on the median
   difference and bootstrap 95% confidence intervals (scipy); beside them the fit-free measures
-  (:func:`fit_free`) and, when the run has the practice control (phase ``FFC``), every measure
-  of FF2 against FFC and of FFC against FF1.
+  (:func:`fit_free`) and, when the run has the practice control (phase ``FFC``) or the reset
+  control (``FFR``), every measure of FF2 against the control and of the control against FF1.
 * Fit-free measures, per network and phase, of a curve whose first batch is the phase's first
   error e0: the normalised area mean(curve) / e0 (:func:`normalised_area`), the batches until a
   5-batch mean first falls to e0 / 2 (:func:`half_error_batches`, censored at the phase's end) and
@@ -37,6 +43,11 @@ from scipy import optimize, stats
 
 REFERENCE_STEP = 25  # the paper measures deviation from the line (hand at this step) -> target
 WINDOW = 5  # batches per window before fitting, as the paper
+RESET_PHASE = "FFR"
+"""The reset control's FF2 (:func:`benchmarks.protocol.reset_learners`): the learners of NF1's start."""
+CONTROLS = {"FFC": ("practice_control", "control", "practice"), RESET_PHASE: ("reset_control", "reset", "reset")}
+"""Control phase -> (its block in :func:`savings`, the name of FF2's measures against it, the name
+of its own measures against FF1): the practice control's FFC and the reset control's FFR."""
 
 
 def lateral_deviation(
@@ -656,7 +667,8 @@ def savings(
     Args:
         curves: phase name -> (K, batches) mean signed lateral deviation per network and batch;
             needs ``FF1`` and ``FF2`` (``NF1``/``NF2`` used when present; ``FFC``, the practice
-            control's field phase, adds the ``practice_control`` block).
+            control's field phase, adds the ``practice_control`` block, and ``FFR``, the reset
+            control's, the ``reset_control`` block).
         window: batches per window for the fits.
         seed: for the bootstrap.
         fits: phase -> per-network exponential fits (``amplitude``, ``rate``, ``offset``,
@@ -677,7 +689,9 @@ def savings(
         aggregates (:func:`aggregate`); ``fit_free`` (:func:`fit_free`, FF2 against FF1); with
         ``FFC``, ``practice_control``: per network the FFC fit, the savings index against the control
         log(r_FF2 / r_FFC) and the practice index log(r_FFC / r_FF1), their aggregates, and the
-        fit-free measures of FF2 against FFC and of FFC against FF1.
+        fit-free measures of FF2 against FFC and of FFC against FF1; with ``FFR``, ``reset_control``
+        likewise (``savings_index_vs_reset`` log(r_FF2 / r_FFR), ``reset_index`` log(r_FFR / r_FF1),
+        ``fit_free_vs_reset``, ``fit_free_reset``: :data:`CONTROLS` names them).
     """
     for phase in ("FF1", "FF2"):
         if phase not in curves:
@@ -688,7 +702,7 @@ def savings(
             warnings.simplefilter("ignore", RuntimeWarning)
             result = savings(kept, window, seed, fits)
         return {**result, **blocks}
-    fitted = ("FF1", "FF2", "FFC") if "FFC" in curves else ("FF1", "FF2")
+    fitted = ("FF1", "FF2", *(phase for phase in CONTROLS if phase in curves))
     rows = {p: np.atleast_2d(np.asarray(curves[p], np.float64)) for p in fitted}
     for phase in fitted[1:]:
         if rows[phase].shape[0] != rows["FF1"].shape[0]:
@@ -718,24 +732,25 @@ def savings(
         "aggregate": aggregate(per_network, curves, seed),
         "fit_free": fit_free(rows["FF2"], rows["FF1"], sign, window, seed),
     }
-    if "FFC" in curves:
-        against, practice = _log_ratio(rate["FF2"], rate["FFC"]), _log_ratio(rate["FFC"], rate["FF1"])
-        result["practice_control"] = {
+    for phase in fitted[2:]:
+        block, versus, own = CONTROLS[phase]
+        against, effect = _log_ratio(rate["FF2"], rate[phase]), _log_ratio(rate[phase], rate["FF1"])
+        result[block] = {
             "per_network": {
-                "rate_FFC": rate["FFC"].tolist(),
-                "fit_FFC": [dict(f) for f in fits["FFC"]],
-                "first_error_FFC": first["FFC"].tolist(),
-                "savings_index_vs_control": against.tolist(),
-                "practice_index": practice.tolist(),
+                f"rate_{phase}": rate[phase].tolist(),
+                f"fit_{phase}": [dict(f) for f in fits[phase]],
+                f"first_error_{phase}": first[phase].tolist(),
+                f"savings_index_vs_{versus}": against.tolist(),
+                f"{own}_index": effect.tolist(),
             },
             "aggregate": {
-                "savings_index_vs_control": _index_summary(against, seed),
-                "practice_index": _index_summary(practice, seed),
-                "first_error_FFC": asdict(bootstrap_ci(first["FFC"], seed=seed)),
-                "first_error_FF2_vs_FFC": _paired_tests(first["FFC"], first["FF2"], seed),
+                f"savings_index_vs_{versus}": _index_summary(against, seed),
+                f"{own}_index": _index_summary(effect, seed),
+                f"first_error_{phase}": asdict(bootstrap_ci(first[phase], seed=seed)),
+                f"first_error_FF2_vs_{phase}": _paired_tests(first[phase], first["FF2"], seed),
             },
-            "fit_free_vs_control": fit_free(rows["FF2"], rows["FFC"], sign, window, seed),
-            "fit_free_practice": fit_free(rows["FFC"], rows["FF1"], sign, window, seed),
+            f"fit_free_vs_{versus}": fit_free(rows["FF2"], rows[phase], sign, window, seed),
+            f"fit_free_{own}": fit_free(rows[phase], rows["FF1"], sign, window, seed),
         }
     return result
 
@@ -863,12 +878,13 @@ def check_recomputed(
     for key in ("first_error_FF1", "first_error_FF2", "faster_first_trial"):
         problems += mismatches(got[key], ours["per_network"][key], f"metrics/per_network/{key}")[:1]
     fits = {"FF1": ("per_network", got["fit_FF1"]), "FF2": ("per_network", got["fit_FF2"])}
-    if "FFC" in curves:
-        control = reported.get("practice_control")
-        given = control.get("per_network", {}).get("fit_FFC") if isinstance(control, dict) else None
+    for phase in (phase for phase in CONTROLS if phase in curves):
+        block = CONTROLS[phase][0]
+        control = reported.get(block)
+        given = control.get("per_network", {}).get(f"fit_{phase}") if isinstance(control, dict) else None
         if not isinstance(given, list) or len(given) != n:
-            return ours, [*problems, ("metrics/practice_control/per_network/fit_FFC", _short(given), f"{n} fits")]
-        fits["FFC"] = ("practice_control/per_network", given)
+            return ours, [*problems, (f"metrics/{block}/per_network/fit_{phase}", _short(given), f"{n} fits")]
+        fits[phase] = (f"{block}/per_network", given)
     sign = orient(curves)
     for phase, (block, given) in fits.items():
         rows = np.atleast_2d(np.asarray(curves[phase], np.float64))
@@ -883,16 +899,16 @@ def check_recomputed(
     for key in ("rate_FF1", "rate_FF2", "savings_index", "has_savings"):
         problems += mismatches(got[key], implied["per_network"][key], f"metrics/per_network/{key}")[:1]
     problems += mismatches(reported.get("aggregate"), implied["aggregate"], "metrics/aggregate")[:1]
-    for block in ("fit_free", "practice_control"):
-        if block in reported or block == "practice_control" and block in implied:
+    for block in ("fit_free", *(block for block, _, _ in CONTROLS.values())):
+        if block in reported or block != "fit_free" and block in implied:
             problems += mismatches(reported.get(block), implied.get(block), f"metrics/{block}")[:1]
     return ours, problems
 
 
 def _fits_of(metrics: Mapping[str, Any], phase: str) -> list[dict]:
     """The per-network fits of ``phase`` in a :func:`savings` dict."""
-    if phase == "FFC":
-        return metrics["practice_control"]["per_network"]["fit_FFC"]
+    if phase in CONTROLS:
+        return metrics[CONTROLS[phase][0]]["per_network"][f"fit_{phase}"]
     return metrics["per_network"][f"fit_{phase}"]
 
 

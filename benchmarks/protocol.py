@@ -1,11 +1,15 @@
 """The savings protocol: pretrain -> NF1 -> FF1 -> NF2 -> FF2 through the env's hidden schedule.
 
 Before every update each learner does the 8 test reaches under the field of the phase it is in;
-the mean signed lateral deviation per batch is its learning curve (as the paper). The runner
-only talks to agents through :class:`agents.interface.Agent`, checkpoints every few minutes, and
-writes its results atomically:
+the mean signed lateral deviation per update is its learning curve (as the paper, whose update is
+one batch of 8 reaches; :attr:`Preset.reaches_per_update` makes it more, phases still counted in
+batches of 8 reaches). Beside the main run, the practice control (curves ``NFC``, ``FFC``) and the
+reset control (``FFR``: the learners of NF1's start meet FF2; :func:`reset_learners`) can run. The
+runner only talks to agents through :class:`agents.interface.Agent`, checkpoints every few minutes,
+and writes its results atomically:
 
-* ``result.json``: config, package versions, seeds, the learning curves per phase and network,
+* ``result.json``: config, package versions, seeds, the phases in updates and in reaches
+  (``updates``), the learning curves per phase and network,
   the reach quality of every curve point (``reach_curves``: endpoint error and hand path length of
   the same test reaches, so that a curve that falls because the learner stopped reaching is seen:
   :func:`benchmarks.metrics.reach_held`) and the savings metrics (:func:`benchmarks.metrics.savings`,
@@ -19,6 +23,7 @@ A killed run resumed with the same command ends with the same curves as an unint
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
@@ -43,6 +48,7 @@ from benchmarks.metrics import (
     COMPETENCE_MAX_ENDPOINT_ERROR,
     REACH_DIGITS,
     REACH_RADIUS,
+    RESET_PHASE,
     channel_adaptation_index,
     competent,
     lateral_deviation,
@@ -51,6 +57,7 @@ from benchmarks.metrics import (
     reach_quality,
     savings,
 )
+from savings_gym import TRIAL_STEPS
 from savings_gym.schedule import (
     PAPER_BATCH_SIZE,
     PRACTICE_PHASES,
@@ -72,7 +79,10 @@ RESULT_UNITS = {
     "lengths": "m (learning curves, first errors, endpoint errors, path lengths); the CLI, report and board show cm",
     "times": "s",
     "field_gain": "N*s/m",
-    "rates": "per window of metrics.window batches",
+    "rates": "per window of metrics.window curve points",
+    "curve_points": "one per update, from the test reaches before it; an update is updates.reaches_per_update "
+    "training reaches per learner (8: one batch of the paper's protocol), so batch counts in metrics (windows, "
+    "batches to half error, the early batches) count updates",
 }
 """What a result file's numbers are in, written into every result file."""
 # hand paths kept for the figures: (label, phase, which batch of it)
@@ -103,6 +113,12 @@ class Preset:
             (:func:`agents.sb3_agent.imitate`; PPO from scratch does not learn to reach at these
             budgets); 0: RL from scratch. BPTT networks ignore it.
         description: what it is for.
+        reaches_per_update: training reaches per learner between two points of the learning curve,
+            i.e. per update (a positive multiple of 8; default 8, the paper's batch). Phases stay
+            counted in batches of 8 reaches, so a phase of B batches is 8B / R updates (curve points)
+            whatever R: learners of different R get the same experience per phase. BPTT agents take
+            only 8 (the paper's update is one batch of the 8 targets); RL learners need more
+            (issue 19). Checked by :func:`check_reaches_per_update`.
     """
 
     name: str
@@ -114,6 +130,12 @@ class Preset:
     bptt_pretrained: str | None = None
     imitation_steps: int = 0
     description: str = ""
+    reaches_per_update: int = PAPER_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        check_reaches_per_update(self.reaches_per_update)
+        if self.reaches_per_update != PAPER_BATCH_SIZE:  # whole batches are whole updates of 8
+            check_reaches_per_update(self.reaches_per_update, self.schedule(), f"preset {self.name!r}")
 
     def schedule(self) -> Schedule:
         return paper_schedule(self.field_gain, self.batches)
@@ -122,14 +144,21 @@ class Preset:
         """The practice control's schedule (:func:`savings_gym.schedule.practice_control_schedule`)."""
         return practice_control_schedule(self.field_gain, self.batches)
 
-    def with_changes(self, batches: Mapping[str, int] | None = None, lr: float | None = None) -> Preset:
-        """A copy with some phases' batch counts and/or the SGD rate replaced, named after the change
-        (``quick:lr=0.005,NF1=240``) so that its results are never mistaken for the preset's own (the
-        board refuses them).
+    def with_changes(
+        self,
+        batches: Mapping[str, int] | None = None,
+        lr: float | None = None,
+        reaches_per_update: int | None = None,
+    ) -> Preset:
+        """A copy with some phases' batch counts, the SGD rate and/or the reaches per update replaced,
+        named after the change (``quick:lr=0.005,reaches_per_update=64,NF1=240``) so that its results
+        are never mistaken for the preset's own (the board refuses them). A value equal to the
+        preset's own is no change.
 
         Raises:
             ValueError: for a name that is not one of :data:`PHASES`, a count that is not an integer
-                >= 0, or a learning rate that is not a positive finite number.
+                >= 0, a learning rate that is not a positive finite number, or reaches per update
+                that :func:`check_reaches_per_update` refuses.
         """
         batches = dict(batches or {})
         for phase, count in batches.items():
@@ -139,7 +168,15 @@ class Preset:
                 raise ValueError(f"phase batches: {phase} must be an integer >= 0, got {count!r}")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-        changes = ([f"lr={lr:g}"] if lr is not None else []) + [f"{phase}={n}" for phase, n in batches.items()]
+        if reaches_per_update == self.reaches_per_update:
+            reaches_per_update = None
+        if reaches_per_update is not None:
+            check_reaches_per_update(reaches_per_update)
+        changes = (
+            ([f"lr={lr:g}"] if lr is not None else [])
+            + ([f"reaches_per_update={reaches_per_update}"] if reaches_per_update is not None else [])
+            + [f"{phase}={n}" for phase, n in batches.items()]
+        )
         if not changes:
             return self
         return replace(
@@ -147,11 +184,34 @@ class Preset:
             name=f"{self.name}:{','.join(changes)}",
             batches={**self.batches, **batches},
             lr=self.lr if lr is None else float(lr),
+            reaches_per_update=self.reaches_per_update if reaches_per_update is None else reaches_per_update,
         )
 
     @property
     def total_batches(self) -> int:
         return sum(self.batches.values())
+
+
+def check_reaches_per_update(reaches: Any, schedule: Schedule | None = None, where: str = "the run") -> None:
+    """Refuses reaches per update (:attr:`Preset.reaches_per_update`) that are not a positive
+    multiple of 8 or, with ``schedule``, that do not make every finite phase a whole number of updates.
+
+    Raises:
+        ValueError: naming the value, the argument (``--reaches-per-update``) and the phase.
+    """
+    if isinstance(reaches, bool) or not isinstance(reaches, int) or reaches < 1 or reaches % PAPER_BATCH_SIZE:
+        raise ValueError(
+            f"reaches_per_update (--reaches-per-update) must be a positive multiple of {PAPER_BATCH_SIZE} (whole "
+            f"batches of the 8 centre-out targets), got {reaches!r}"
+        )
+    for phase in [] if schedule is None else schedule.phases:
+        if phase.n_episodes is not None and phase.n_episodes % reaches:
+            raise ValueError(
+                f"reaches_per_update={reaches} (--reaches-per-update): phase {phase.name} of {where} is "
+                f"{phase.n_episodes / PAPER_BATCH_SIZE:g} batches = {phase.n_episodes} reaches, not a whole number of "
+                f"updates of {reaches} reaches; give it a multiple of {reaches // PAPER_BATCH_SIZE} batches "
+                "(--phases) or choose another --reaches-per-update"
+            )
 
 
 _QUICK_WITHOUT_NF1 = Preset(
@@ -210,14 +270,17 @@ RETIRED_PRESETS = (_QUICK_WITHOUT_NF1,)
 """Earlier definitions of a preset name whose results are still read (the board lists them, marked)."""
 
 
-def find_preset(name: str, batches: Mapping[str, int]) -> tuple[Preset | None, bool]:
-    """The preset a result file names, by name and phase lengths: (preset, retired), with retired
-    True for one of :data:`RETIRED_PRESETS`; (None, False) when neither knows it."""
+def find_preset(
+    name: str, batches: Mapping[str, int], reaches_per_update: int = PAPER_BATCH_SIZE
+) -> tuple[Preset | None, bool]:
+    """The preset a result file names, by name, phase lengths and reaches per update (a file without
+    them: 8): (preset, retired), with retired True for one of :data:`RETIRED_PRESETS`; (None, False)
+    when neither knows it."""
     current = PRESETS.get(name)
-    if current is not None and current.batches == batches:
+    if current is not None and (current.batches, current.reaches_per_update) == (batches, reaches_per_update):
         return current, False
     for old in RETIRED_PRESETS:
-        if old.name == name and old.batches == batches:
+        if (old.name, old.batches, old.reaches_per_update) == (name, batches, reaches_per_update):
             return old, True
     return None, False
 
@@ -242,6 +305,8 @@ class RunState:
     reach: dict[str, dict[str, list[list[float]]]] | None = field(default_factory=dict)
     adaptation: dict[str, list[list[float]]] = field(default_factory=dict)
     """phase -> per batch, the (K,) mean adaptation index of the channel test reaches (channel phases)."""
+    reset_from: dict[str, Any] | None = None
+    """The reset control's learner state at NF1's start, kept until FF2 restores it (then None)."""
 
 
 REACH_KEYS = ("endpoint_error", "path_length")
@@ -284,11 +349,11 @@ def protocol_schedule(env_id: str, preset: Preset, batches: Mapping[str, int] | 
     return builders[env_id]()
 
 
-def batch_test(schedule: Schedule, batch: int) -> tuple[float, bool]:
-    """What the protocol's test reaches before batch ``batch`` are played under: the curl gain of the
-    batch's first field trial (N*s/m; it ramps in a gradual phase) and, for a batch of channel trials
-    only, the channel (gain 0)."""
-    gains, channels = schedule.trials_at(batch * PAPER_BATCH_SIZE + np.arange(PAPER_BATCH_SIZE))
+def batch_test(schedule: Schedule, batch: int, reaches_per_update: int = PAPER_BATCH_SIZE) -> tuple[float, bool]:
+    """What the protocol's test reaches before update ``batch`` (of ``reaches_per_update`` training
+    reaches; 8: a batch) are played under: the curl gain of the update's first field trial (N*s/m; it
+    ramps in a gradual phase) and, for an update of channel trials only, the channel (gain 0)."""
+    gains, channels = schedule.trials_at(batch * reaches_per_update + np.arange(reaches_per_update))
     if channels.all():
         return 0.0, True
     return float(gains[np.argmax(~channels)]), False
@@ -341,6 +406,7 @@ def run_protocol(
     task: Mapping[str, Any] | None = None,
     command: str | None = None,
     schedule: Schedule | None = None,
+    reset_control: bool = False,
 ) -> dict | None:
     """Runs (or resumes) the protocol and writes the result files.
 
@@ -352,11 +418,17 @@ def run_protocol(
         config: how the agent was made (written to the result and checked on resume).
         checkpoint_seconds: seconds between checkpoints.
         progress: show a progress line.
-        stop_after: stop (with a checkpoint) once this many batches are done; for tests.
+        stop_after: stop (with a checkpoint) once this many updates (curve points) are done; for tests.
         practice_control: also run the practice control: a second copy of the same learners,
             built by ``make_agent`` on envs of :meth:`Preset.practice_schedule`, in the null field for
             NF1 + FF1 + NF2 batches (curve ``NFC``) and then in the field for FF2's (``FFC``),
             batch by batch beside the main run. FF2 against FFC is savings net of practice.
+        reset_control: also run the reset control, the learners with no memory by construction: a
+            further copy built by ``make_agent`` on the main schedule, which keeps its learner state
+            at NF1's start (after pretraining) and at FF2's start takes the main run's state with that
+            learner state restored (:func:`reset_learners`); its FF2 curve is ``FFR``. FF2 against FFR
+            is savings against no memory; FFR against FF1 shows none by construction (NF1 apart). The
+            learners must offer :class:`agents.interface.Resettable`'s methods.
         env_id: the registered id the envs are made of (default: ``config["env_id"]``, else
             ``ArmCurlField-v0``).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams` fields).
@@ -365,6 +437,9 @@ def run_protocol(
             :func:`protocol_schedule`). Before a batch of channel trials the test reaches are made in
             the channel and their adaptation index is recorded (``adaptation_index`` in the result).
 
+    Every learner trains ``preset.reaches_per_update`` (R) reaches per update, ``train(R)``, after the
+    test reaches that make the update's curve point; a phase of B batches is 8B / R updates.
+
     Returns:
         The result dict, or None when stopped early.
 
@@ -372,8 +447,10 @@ def run_protocol(
     nothing runs. A finished run leaves no ``checkpoint.pt`` (``phase_ends/`` keeps the learners).
 
     Raises:
-        ValueError: when the folder holds a checkpoint or a finished result of a different run,
-            naming the config fields that differ.
+        ValueError: when the folder holds a checkpoint or a finished result of a different run
+            (naming the config fields that differ), for reaches per update that do not make every
+            phase of the schedule a whole number of updates, or for a reset control of learners
+            without ``learner_state`` / ``load_learner_state``.
         agents.interface.ScheduleMismatchError: when an agent's envs are not where the schedule says
             before a batch (it trains elsewhere, or its resumed state skips batches).
     """
@@ -381,12 +458,20 @@ def run_protocol(
     out.mkdir(parents=True, exist_ok=True)
     env_id = env_id or config.get("env_id", "ArmCurlField-v0")
     main = preset.schedule() if schedule is None else schedule
-    if practice_control and main != preset.schedule():
-        raise ValueError("the practice control is defined for the paper's schedule; run it with ArmCurlField-v0")
+    for control, wanted in (("practice", practice_control), ("reset", reset_control)):
+        if wanted and main != preset.schedule():
+            raise ValueError(f"the {control} control is defined for the paper's schedule; run it with ArmCurlField-v0")
     if main.total_episodes is None or "FF1" not in main.names:
         raise ValueError(f"the protocol needs a finite schedule with an FF1 phase, got {main!r}")
+    reaches = preset.reaches_per_update
+    check_reaches_per_update(reaches, main, f"preset {preset.name!r}")
     checkpoint = out / "checkpoint.pt"
-    full_config = {**config, "preset": asdict(preset), "practice_control": practice_control}
+    full_config = {
+        **config,
+        "preset": asdict(preset),
+        "practice_control": practice_control,
+        "reset_control": reset_control,
+    }
     finished = _finished_result(out, full_config)
     if finished is not None:
         return finished
@@ -397,52 +482,81 @@ def run_protocol(
         runs.append((envs, make_agent(envs)))
     if practice_control:
         _check_independent(runs[0][1], runs[1][1])
+    reset = None
+    if reset_control:  # a copy of the main run's learners, on its schedule; it waits until FF2
+        envs = ProtocolEnvs(main, env_id, task)
+        reset = (envs, make_agent(envs))
+        _check_resettable(reset[1])
+        _check_independent(runs[0][1], reset[1])
+    agents = {"agent": runs[0][1]} | ({"control": runs[1][1]} if practice_control else {})
+    agents |= {"reset_control": reset[1]} if reset is not None else {}
     state = RunState(deviations={name: [] for name in main.names})
     if practice_control:
         state.deviations.update({name: [] for name in PRACTICE_PHASES})
+    if reset_control:
+        state.deviations[RESET_PHASE] = []
     if checkpoint.exists():
-        state = _resume(checkpoint, full_config, [agent for _, agent in runs])
-    total = main.total_episodes // PAPER_BATCH_SIZE
+        state = _resume(checkpoint, full_config, agents)
+    if reset is not None and state.batch == 0:
+        state.reset_from = reset[1].learner_state()  # NF1's start, after pretraining
+    total = main.total_episodes // reaches  # updates, one curve point each
     started, last_save = time.time(), time.time()
-    bar = _progress(total, state.batch, progress)
+    bar = _progress(total, state.batch, progress, "updates" if reaches != PAPER_BATCH_SIZE else "batches")
     while state.batch < total:
-        if state.batch == main.start_of("FF1") // PAPER_BATCH_SIZE and state.competence is None:
+        done = state.batch * reaches  # training episodes per learner so far
+        if done == main.start_of("FF1") and state.competence is None:
             state.competence = measure_competence(runs[0][1], runs[0][0].params.dt)
-        for i, (envs, agent) in enumerate(runs):
-            envs.check(state.batch)
-            _save_phase_ends(out, envs.schedule, agent, state.batch)
-            phase = envs.schedule.phase_at(state.batch * PAPER_BATCH_SIZE)
-            gain, channel = batch_test(envs.schedule, state.batch)
-            record = evaluate_then_train(agent, gain, channel)
+        if reset is not None and done == main.start_of("FF2"):  # before the main run's first FF2 update
+            if state.reset_from is None:
+                raise RuntimeError("the reset control reached FF2 without the learner state of NF1's start")
+            reset_learners(reset[1], runs[0][1], state.reset_from)
+            state.reset_from = None
+        resetting = reset is not None and done >= main.start_of("FF2")
+        for i, (envs, agent) in enumerate(runs + ([reset] if resetting else [])):
+            envs.check(state.batch, reaches)
+            phase = envs.schedule.phase_at(done)
+            name = RESET_PHASE if reset is not None and agent is reset[1] else phase.name
+            if name != RESET_PHASE:  # the reset control's phases before FF2 are the main run's
+                _save_phase_ends(out, envs.schedule, agent, done)
+            gain, channel = batch_test(envs.schedule, state.batch, reaches)
+            record = evaluate_then_train(agent, gain, channel, reaches)
             # the hand-path figures and the progress line follow the main run
-            deviation = record_point(state, phase.name, record, envs.params.dt, envs.schedule if i == 0 else None)
+            deviation = record_point(state, name, record, envs.params.dt, envs.schedule if i == 0 else None, reaches)
             if channel:
                 index = _channel_index(record, envs.params, reference_gain=preset.field_gain)
-                state.adaptation.setdefault(phase.name, []).append(index.tolist())
+                state.adaptation.setdefault(name, []).append(index.tolist())
             if i == 0:
                 shown = (phase.name, deviation.mean())
         state.batch += 1
         bar(state.batch, *shown)
         stopping = stop_after is not None and state.batch >= stop_after
         if time.time() - last_save > checkpoint_seconds or stopping:
-            _save_checkpoint(checkpoint, full_config, [agent for _, agent in runs], state)
+            _save_checkpoint(checkpoint, full_config, agents, state)
             last_save = time.time()
         if stopping and state.batch < total:
             return None
     for envs, agent in runs:
-        envs.check(state.batch)
-        _save_phase_ends(out, envs.schedule, agent, state.batch)
+        envs.check(state.batch, reaches)
+        _save_phase_ends(out, envs.schedule, agent, state.batch * reaches)
+    if reset is not None and main.start_of("FF2") < main.total_episodes:  # it took over at FF2's start
+        reset[0].check(state.batch, reaches)
     result = finish(out, state, full_config, time.time() - started, runs[0][0].params.reach_distance, command)
     checkpoint.unlink(missing_ok=True)  # result.json and phase_ends/ hold everything a finished run keeps
     return result
 
 
 def record_point(
-    state: RunState, phase: str, record: ReachRecord, dt: float, schedule: Schedule | None = None
+    state: RunState,
+    phase: str,
+    record: ReachRecord,
+    dt: float,
+    schedule: Schedule | None = None,
+    reaches_per_update: int = PAPER_BATCH_SIZE,
 ) -> np.ndarray:
     """Adds one point of the learning curves to ``state``: the lateral deviation of each test reach
     and (where ``state`` records it) the reach quality, under ``phase``; with ``schedule`` (in
-    training episodes of 8 per batch), also the hand paths at the protocol's landmarks (:data:`SNAPSHOTS`).
+    training episodes, ``reaches_per_update`` per point), also the hand paths at the protocol's
+    landmarks (:data:`SNAPSHOTS`).
 
     Returns:
         (K, 8) signed lateral deviation of the test reaches (m).
@@ -455,7 +569,7 @@ def record_point(
         for key in REACH_KEYS:
             row[key].append(np.round(quality[key], REACH_DIGITS).tolist())
     if schedule is not None:
-        _keep_snapshot(state, schedule, phase, record)
+        _keep_snapshot(state, schedule, phase, record, reaches_per_update)
     return deviation
 
 
@@ -536,21 +650,63 @@ def _check_independent(main: Agent, control: Agent) -> None:
         )
 
 
-def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
-    """The run state of a checkpoint, its learners loaded into ``agents`` (main, then control)."""
+ADDED_CONFIG_DEFAULTS = {"reset_control": False}
+"""Config keys added after files were written, at the value a file without them means."""
+ADDED_PRESET_DEFAULTS = {"reaches_per_update": PAPER_BATCH_SIZE}
+"""Likewise for the config's ``preset`` block."""
+
+
+def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config as checks of "the same run" compare it (a checkpoint's, a sweep cell's): its JSON
+    form without the keys of :data:`ADDED_CONFIG_DEFAULTS` and :data:`ADDED_PRESET_DEFAULTS` at
+    their defaults, so that checkpoints and results written before those keys existed still match."""
+    plain = json.loads(json.dumps(config))
+    for key, default in ADDED_CONFIG_DEFAULTS.items():
+        if plain.get(key, default) == default:
+            plain.pop(key, None)
+    preset = plain.get("preset")
+    if isinstance(preset, dict):
+        for key, default in ADDED_PRESET_DEFAULTS.items():
+            if preset.get(key, default) == default:
+                preset.pop(key, None)
+    return plain
+
+
+def reset_learners(control: Agent, main: Agent, learner_state: Mapping[str, Any]) -> None:
+    """The reset control at FF2's start: ``control``, a copy of ``main``'s learners built on the same
+    schedule, takes the main run's whole state (its envs where the schedule stands, its random
+    streams) and then the ``learner_state`` it kept at NF1's start
+    (:class:`agents.interface.Resettable`): the learners as they were after pretraining, with no memory
+    of NF1, FF1 or NF2, living FF2 as the main run does."""
+    control.load_state_dict(main.state_dict())
+    control.load_learner_state(copy.deepcopy(learner_state))
+
+
+def _check_resettable(agent: Agent) -> None:
+    missing = [name for name in ("learner_state", "load_learner_state") if not callable(getattr(agent, name, None))]
+    if missing:
+        raise ValueError(
+            f"{type(agent).__name__} has no {' / '.join(missing)}: the reset control (--control reset) restores the "
+            "learner state of NF1's start at FF2's start; offer agents.interface.Resettable's two methods "
+            "(weights and optimiser state out and back in)"
+        )
+
+
+def _resume(checkpoint: Path, config: dict, agents: Mapping[str, Agent]) -> RunState:
+    """The run state of a checkpoint, its learners loaded into ``agents`` (by their checkpoint keys,
+    :func:`_save_checkpoint`)."""
     saved = load_checkpoint(checkpoint)
     if not isinstance(saved, dict) or not {"config", "agent", "batch", "deviations", "snapshots"} <= saved.keys():
         raise ValueError(f"{checkpoint} is not a savings-gym run checkpoint (keys missing); delete it to start over")
-    differences = config_differences(saved["config"], json.loads(json.dumps(config)))
+    differences = config_differences(comparable(saved["config"]), comparable(config))
     if differences:
         raise ValueError(
             f"{checkpoint} belongs to another run: {differences}. To continue that run, run its own command "
             f"(with the learner's source as it was); to start this one, use another --out or delete {checkpoint}"
         )
     try:
-        agents[0].load_state_dict(saved["agent"])
-        if len(agents) > 1:
-            agents[1].load_state_dict(saved["control"])
+        for key, agent in agents.items():
+            agent.load_state_dict(saved[key])
         # a checkpoint from before reach quality was recorded resumes without it (None), not with a part
         reach = saved.get("reach") if "reach" in saved or saved["batch"] == 0 else None
         return RunState(
@@ -560,6 +716,7 @@ def _resume(checkpoint: Path, config: dict, agents: list[Agent]) -> RunState:
             saved.get("competence"),
             reach,
             saved.get("adaptation", {}),
+            saved.get("reset_from"),
         )
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValueError(
@@ -604,7 +761,7 @@ def _finished_result(out: Path, config: dict) -> dict | None:
         recorded = result["config"]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a savings-gym result ({error!r}); use another --out") from None
-    differences = config_differences(recorded, json.loads(json.dumps(config)))
+    differences = config_differences(comparable(recorded), comparable(config))
     if differences:
         raise ValueError(
             f"{out} holds a finished run of another config: {differences}. Use another --out for this one "
@@ -614,11 +771,14 @@ def _finished_result(out: Path, config: dict) -> dict | None:
     return result
 
 
-def evaluate_then_train(agent: Agent, field_gain: float, channel: bool = False) -> ReachRecord:
+def evaluate_then_train(
+    agent: Agent, field_gain: float, channel: bool = False, episodes: int = PAPER_BATCH_SIZE
+) -> ReachRecord:
     """One point of the learning curve and one update: the test reaches under ``field_gain`` (in the
-    error-clamp channel when ``channel``), then a batch of training. An agent that can do both from
-    the same weights in one pass offers ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent`
-    does); others are asked in turn.
+    error-clamp channel when ``channel``), then ``episodes`` training episodes per learner
+    (``train(episodes)``; 8: a batch). An agent that can do both from the same weights in one pass
+    offers ``evaluate_then_train`` (:class:`agents.bptt.BPTTAgent` does), used for other than 8
+    episodes only when it takes an ``episodes`` keyword; others are asked in turn.
 
     Raises:
         ValueError: for ``channel`` with an agent whose ``evaluate`` takes no ``channel`` keyword or
@@ -631,11 +791,14 @@ def evaluate_then_train(agent: Agent, field_gain: float, channel: bool = False) 
             "agents.interface.run_test_reaches(..., channel=True))"
         )
     both = getattr(agent, "evaluate_then_train", None)
-    if both is not None and (not channel or "channel" in inspect.signature(both).parameters):
-        record = both(field_gain, channel=True) if channel else both(field_gain)
+    takes = set() if both is None else set(inspect.signature(both).parameters)
+    fits = (not channel or "channel" in takes) and (episodes == PAPER_BATCH_SIZE or "episodes" in takes)
+    if both is not None and fits:
+        extra = ({"channel": True} if channel else {}) | ({"episodes": episodes} if "episodes" in takes else {})
+        record = both(field_gain, **extra)
     else:
         record = agent.evaluate(field_gain, channel=True) if channel else agent.evaluate(field_gain)
-        agent.train(PAPER_BATCH_SIZE)
+        agent.train(episodes)
     if channel and record.hand_velocity is None:
         raise ValueError(f"{type(agent).__name__}.evaluate(channel=True) recorded no hand_velocity")
     return record
@@ -661,30 +824,33 @@ def _channel_index(record: ReachRecord, params: Any, reference_gain: float) -> n
 PHASE_ENDS = "phase_ends"
 
 
-def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent, batches: int) -> None:
+def _save_phase_ends(out: Path, schedule: Schedule, agent: Agent, episodes: int) -> None:
     """The learners as each phase ends (a phase of no batches ends where it starts), for analyses
-    such as ``savings-gym latent``; written once, atomically, in ``out/phase_ends/<phase>.pt``."""
+    such as ``savings-gym latent``, once they have trained ``episodes`` episodes each; written once,
+    atomically, in ``out/phase_ends/<phase>.pt``."""
     for phase in schedule.phases:
         if phase.n_episodes is None:
             continue
         end = schedule.start_of(phase.name) + phase.n_episodes
         path = out / PHASE_ENDS / f"{phase.name}.pt"
-        if batches * PAPER_BATCH_SIZE >= end and not path.exists():
+        if episodes >= end and not path.exists():
             atomic_torch_save(agent.state_dict(), path)
 
 
-def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: ReachRecord) -> None:
+def _keep_snapshot(state: RunState, schedule: Schedule, phase: str, record: ReachRecord, reaches: int) -> None:
     done = len(state.deviations[phase])
-    n = next(p.n_episodes for p in schedule.phases if p.name == phase) // PAPER_BATCH_SIZE
+    n = next(p.n_episodes for p in schedule.phases if p.name == phase) // reaches
     for label, snap_phase, which in SNAPSHOTS:
         if snap_phase == phase and done - 1 == (which % n):
             state.snapshots[label] = {"hand_position": record.hand_position.tolist(), "target": record.target.tolist()}
 
 
-def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunState) -> None:
+def _save_checkpoint(path: Path, config: dict, agents: Mapping[str, Agent], state: RunState) -> None:
+    """Writes the run's state and every agent's (``agent``: the main run's; ``control``: the practice
+    control's; ``reset_control``)."""
     saved = {
         "config": json.loads(json.dumps(config)),
-        "agent": agents[0].state_dict(),
+        **{key: agent.state_dict() for key, agent in agents.items()},
         "batch": state.batch,
         "deviations": state.deviations,
         "snapshots": state.snapshots,
@@ -692,8 +858,8 @@ def _save_checkpoint(path: Path, config: dict, agents: list[Agent], state: RunSt
         "reach": state.reach,
         "adaptation": state.adaptation,
     }
-    if len(agents) > 1:
-        saved["control"] = agents[1].state_dict()
+    if state.reset_from is not None:
+        saved["reset_from"] = state.reset_from
     atomic_torch_save(saved, path)
 
 
@@ -749,7 +915,7 @@ def make_result(
         }
     gate = None if competence is None else competence["per_network"]["competent"]
     included = gate if held is None else [g and h for g, h in zip(gate, held, strict=True)]
-    paradigm = adaptation is not None or bool(set(curves) - set(PHASES) - set(PRACTICE_PHASES))
+    paradigm = adaptation is not None or bool(set(curves) - set(PHASES) - set(PRACTICE_PHASES) - {RESET_PHASE})
     ramped = config.get("env_id") == "ArmCurlFieldGradual-v0"
     paradigm = paradigm or ramped
     extra = {}
@@ -758,6 +924,9 @@ def make_result(
             "adaptation_index": {p: np.asarray(a).tolist() for p, a in (adaptation or {}).items()},
             "paradigm_metrics": paradigm_metrics(curves, adaptation, competence=included),
         }
+    preset = config.get("preset")
+    reaches = preset.get("reaches_per_update", PAPER_BATCH_SIZE) if isinstance(preset, dict) else PAPER_BATCH_SIZE
+    steps = (config.get("task") or {}).get("trial_steps", TRIAL_STEPS)
     result = {
         "format": "savings-gym-result",
         "version": RESULT_VERSION,
@@ -767,6 +936,7 @@ def make_result(
         "seconds_this_session": seconds,
         "command": command,
         "units": dict(RESULT_UNITS),  # a copy: a result changed later must not change the constant
+        "updates": updates_block(curves, reaches, steps),
         "learning_curves": {p: np.asarray(c).tolist() for p, c in curves.items()},  # phase -> [network][batch]
         "competence": competence,
         **(reach or {}),
@@ -776,6 +946,25 @@ def make_result(
     fitted = {"FF1", "FF2"} <= set(curves) and not ramped
     result["metrics"] = savings(curves, competence=gate, reach=held) if fitted else {}
     return result
+
+
+def updates_block(curves: Mapping[str, np.ndarray], reaches_per_update: int, steps_per_reach: int) -> dict[str, Any]:
+    """A result's ``updates``: its phases in both units, curve points (updates) and training
+    experience per learner (reaches, env steps); ``reaches_per_update`` 8 is one batch per update."""
+    per_phase = {}
+    for phase, curve in curves.items():
+        n = int(np.shape(curve)[-1]) if np.ndim(curve) else 0
+        per_phase[phase] = {
+            "updates": n,
+            "reaches": n * reaches_per_update,
+            "env_steps": n * reaches_per_update * steps_per_reach,
+        }
+    return {
+        "reaches_per_update": int(reaches_per_update),
+        "steps_per_reach": int(steps_per_reach),
+        "env_steps_per_update": int(reaches_per_update * steps_per_reach),
+        "per_phase": per_phase,
+    }
 
 
 def reach_criterion(reach_distance: float) -> dict[str, float]:
@@ -821,11 +1010,13 @@ def write_result(out: Path, result: dict, state: RunState) -> None:
     atomic_write_json(out / "result.json", result)
 
 
-def _progress(total: int, start: int, enabled: bool) -> Callable[[int, str, float], None]:
-    """A one-line progress bar on a terminal; a line every 5% of the run elsewhere (logs)."""
+def _progress(total: int, start: int, enabled: bool, unit: str = "batches") -> Callable[[int, str, float], None]:
+    """A one-line progress bar on a terminal; a line every 5% of the run elsewhere (logs); ``total``
+    and the rate count ``unit`` (updates: curve points)."""
     import sys
 
     began, first, tty = time.time(), start, sys.stdout.isatty()
+    one = {"batches": "batch", "updates": "update"}.get(unit, unit)
 
     def update(done: int, phase: str, deviation: float) -> None:
         if not enabled or (not tty and done % max(1, total // 20) and done != total):
@@ -834,8 +1025,8 @@ def _progress(total: int, start: int, enabled: bool) -> Callable[[int, str, floa
         eta = (total - done) / rate if rate > 0 else float("nan")
         filled = int(30 * done / total)
         line = (
-            f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} batches  {phase}  "
-            f"deviation {deviation * 100:+.2f} cm  {rate:.2f} batch/s  eta {eta:.0f} s"
+            f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {unit}  {phase}  "
+            f"deviation {deviation * 100:+.2f} cm  {rate:.2f} {one}/s  eta {eta:.0f} s"
         )
         print("\r" + line if tty else line, end="" if tty and done < total else "\n", flush=True)
 

@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 
 import savings_gym
-from agents.bptt import PRETRAINED_DIR, Args, BPTTAgent, derived_seed, join_pretrained, load_pretrained, pretrain
+from agents.bptt import (
+    PRETRAINED_DIR,
+    Args,
+    BPTTAgent,
+    bptt_update_refusal,
+    derived_seed,
+    join_pretrained,
+    load_pretrained,
+    pretrain,
+)
 from agents.controllers import CELLS
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from benchmarks.metrics import bootstrap_ci, lateral_deviation, paradigm_metrics, reach_quality
@@ -33,12 +42,14 @@ from benchmarks.protocol import (
     PARADIGM_PHASES,
     PHASES,
     Preset,
+    check_reaches_per_update,
     evaluate_then_train,
     get_preset,
     protocol_schedule,
     run_protocol,
 )
 from savings_gym.envs import task_params
+from savings_gym.schedule import PAPER_BATCH_SIZE
 
 BPTT_AGENTS = tuple(CELLS)
 SB3_PREFIX = "sb3:"
@@ -84,9 +95,11 @@ def check_run_arguments(
     out: str | Path,
     env_id: str = "ArmCurlField-v0",
     hyperparams: Any = None,
+    reaches_per_update: int = PAPER_BATCH_SIZE,
 ) -> Path:
     """Validates the command line before any work starts (for SB3 agents: the algorithm, the env and
-    the hyperparameters too, see :func:`agents.sb3_agent.make_spec`).
+    the hyperparameters too, see :func:`agents.sb3_agent.make_spec`; BPTT agents take only 8
+    reaches per update).
 
     Raises:
         ValueError: naming the argument and what was expected.
@@ -100,7 +113,7 @@ def check_run_arguments(
             )
         if env_id not in PROTOCOL_ENV_IDS + PARADIGM_IDS:
             raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS + PARADIGM_IDS)}, got {env_id!r}")
-        sb3_spec(agent, env_id, hyperparams, hidden)
+        sb3_spec(agent, env_id, hyperparams, hidden, reaches_per_update)
     elif is_custom_learner(agent):
         if env_id not in PROTOCOL_ENV_IDS + PARADIGM_IDS:
             raise ValueError(f"--env must be one of {list(PROTOCOL_ENV_IDS + PARADIGM_IDS)}, got {env_id!r}")
@@ -119,6 +132,8 @@ def check_run_arguments(
             )
         if hyperparams:
             raise ValueError("--hyperparams applies to sb3:<Algo> agents; BPTT agents take --hidden")
+        if reaches_per_update != PAPER_BATCH_SIZE:
+            raise ValueError(bptt_update_refusal(reaches_per_update))
     if hidden is not None and hidden < 1:
         raise ValueError(f"--hidden must be >= 1, got {hidden}")
     if networks < 1:
@@ -279,28 +294,38 @@ def bptt_agent_factory(
     return make, {**weights_provenance(source, out), "pretrained_meta": meta}
 
 
-def sb3_spec(agent: str, env_id: str, hyperparams: Any = None, hidden: int | None = None):
+def sb3_spec(
+    agent: str,
+    env_id: str,
+    hyperparams: Any = None,
+    hidden: int | None = None,
+    reaches_per_update: int = PAPER_BATCH_SIZE,
+):
     """The :class:`agents.sb3_agent.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
     from agents.sb3_agent import make_spec
 
-    return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden)
+    return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden, reaches_per_update)
 
 
 def smoke_sized(spec, preset: Preset):
     """``spec`` as a run of ``preset`` trains it: on the smoke preset (also with ``--phases`` or
     ``--lr``), an off-policy learner makes at most :data:`SMOKE_GRADIENT_STEPS` gradient steps per
-    batch (:func:`agents.sb3_agent.cap_gradient_steps`), and a line says so; else unchanged."""
+    batch (per update, at other than 8 reaches per update; :func:`agents.sb3_agent.cap_gradient_steps`),
+    and a line says so; else unchanged."""
     from agents.sb3_agent import cap_gradient_steps, gradient_steps_per_batch
 
     if preset.name.partition(":")[0] != "smoke":
         return spec
+    reaches = preset.reaches_per_update
+    unit = "batch" if reaches == PAPER_BATCH_SIZE else "update"
     capped = cap_gradient_steps(
-        spec, SMOKE_GRADIENT_STEPS, f"preset smoke: {SMOKE_GRADIENT_STEPS} gradient steps per batch"
+        spec, SMOKE_GRADIENT_STEPS, f"preset smoke: {SMOKE_GRADIENT_STEPS} gradient steps per {unit}", reaches
     )
     if capped is not spec:
         print(
-            f"smoke preset: sb3:{spec.algo} makes {SMOKE_GRADIENT_STEPS} gradient steps per batch after collecting it, "
-            f"instead of its hyperparameters' {gradient_steps_per_batch(spec)}, so that the plumbing check stays short"
+            f"smoke preset: sb3:{spec.algo} makes {SMOKE_GRADIENT_STEPS} gradient steps per {unit} after collecting "
+            f"it, instead of its hyperparameters' {gradient_steps_per_batch(spec, reaches)}, so that the plumbing "
+            "check stays short"
         )
     return capped
 
@@ -427,11 +452,11 @@ class TensorBoardScalars:
     def evaluate(self, field_gain: float) -> ReachRecord:
         return self.agent.evaluate(field_gain)
 
-    def evaluate_then_train(self, field_gain: float) -> ReachRecord:
+    def evaluate_then_train(self, field_gain: float, episodes: int = PAPER_BATCH_SIZE) -> ReachRecord:
         """The protocol's step (:func:`benchmarks.protocol.evaluate_then_train`), its test reaches logged;
         other evaluations (the competence gate's) are not points of the learning curve and are not logged."""
         step = self.envs.episodes_completed
-        record = evaluate_then_train(self.agent, field_gain)
+        record = evaluate_then_train(self.agent, field_gain, episodes=episodes)
         self._log(record, step)
         return record
 
@@ -450,6 +475,12 @@ class TensorBoardScalars:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state)
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped agent's optional methods (:class:`agents.interface.Resettable`), where it has them."""
+        if name in ("learner_state", "load_learner_state") and "agent" in self.__dict__:
+            return getattr(self.agent, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def _logged(make: Callable[[ProtocolEnvs], Agent], folder: Path) -> Callable[[ProtocolEnvs], Agent]:
@@ -474,6 +505,8 @@ def run(
     lr: float | None = None,
     practice_control: bool = False,
     command: str | None = None,
+    reaches_per_update: int | None = None,
+    reset_control: bool = False,
 ) -> dict:
     """Runs the protocol for a learner and returns the result dict (also written to ``out``).
 
@@ -496,24 +529,33 @@ def run(
         lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``);
             a learner of one's own gets the preset's rate, or this, if its constructor takes ``lr``.
         practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
+        reset_control: also run the reset control: the learners of NF1's start through FF2 (``FFR``;
+            :func:`benchmarks.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
+        reaches_per_update: training reaches per learner per update (curve point) replacing the
+            preset's (:attr:`~benchmarks.protocol.Preset.reaches_per_update`; renamed likewise, e.g.
+            ``quick:reaches_per_update=64``): SB3 learners and learners of your own; BPTT agents
+            take only 8.
     """
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
     phases = dict(phases or {})
     own = {name: phases.pop(name) for name in PARADIGM_PHASES if name in phases}
-    preset_obj = preset_obj.with_changes(phases, lr)
+    preset_obj = preset_obj.with_changes(phases, lr, reaches_per_update)
+    reaches = preset_obj.reaches_per_update
     if own and env_id not in PARADIGM_IDS:
         raise ValueError(f"--phases {sorted(own)}: {env_id} has no such phase; its phases are {list(PHASES)}")
     schedule = protocol_schedule(env_id, preset_obj, own) if env_id in PARADIGM_IDS else None
+    if schedule is not None:
+        check_reaches_per_update(reaches, schedule, f"{env_id} at preset {preset_obj.name!r}")
     task = dict(task or {})
     try:  # validates the overrides before any work
         task_constants = asdict(task_params(env_id, **task))
     except (TypeError, ValueError) as error:
         raise ValueError(f"--task: {error}") from error
-    out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams)
+    out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams, reaches)
     board = tensorboard_folder(tensorboard)
     if agent.startswith(SB3_PREFIX):
-        spec = smoke_sized(sb3_spec(agent, env_id, hyperparams, hidden), preset_obj)
+        spec = smoke_sized(sb3_spec(agent, env_id, hyperparams, hidden, reaches), preset_obj)
         make, provenance = sb3_agent_factory(spec, networks, preset_obj, out, seed, device, board)
         hidden = spec.hidden
         details = {"sb3": spec.as_config()}
@@ -554,6 +596,7 @@ def run(
         checkpoint_seconds=checkpoint_seconds,
         practice_control=practice_control,
         command=command,
+        reset_control=reset_control,
         schedule=schedule,
     )
 
@@ -656,7 +699,8 @@ def pretrain_agent(
 
 def summary_table(result: dict) -> str:
     """The savings table printed at the end of a run: every measure against FF1 and, when the run had
-    the practice control, against its field phase FFC (and the practice effect, FFC against FF1)."""
+    the practice control, against its field phase FFC (and the practice effect, FFC against FF1); with
+    the reset control, against its FFR (and FFR against FF1, no savings by construction)."""
     if "paradigm_metrics" in result:
         return paradigm_summary(result)
     metrics = result["metrics"]
@@ -680,9 +724,12 @@ def summary_table(result: dict) -> str:
             f"{ci(index)} ({count(fraction, n_fits)} fits > 0)",
         ]
 
+    reaches = result.get("updates", {}).get("reaches_per_update", PAPER_BATCH_SIZE)
+    # a curve point per batch of 8 reaches, or per update of more (``--reaches-per-update``)
+    unit, one = ("batches", "batch") if reaches == PAPER_BATCH_SIZE else (f"updates of {reaches} reaches", "update")
     labels = [
-        f"early error reduction, first {metrics['fit_free']['early_batches']} batches (later - earlier)",
-        "batches to half the first error (earlier - later)",
+        f"early error reduction, first {metrics['fit_free']['early_batches']} {unit} (later - earlier)",
+        f"{unit.split()[0]} to half the first error (earlier - later)",
         "area under the curve / first error (later / earlier)",
         "savings index log(r_later / r_earlier), fitted",
     ]
@@ -693,13 +740,17 @@ def summary_table(result: dict) -> str:
         )
     ]
     control = metrics.get("practice_control")
-    if control:
-        agg = control["aggregate"]
-        for title, block, index in (
-            ("FF2 vs control FFC", control["fit_free_vs_control"], agg["savings_index_vs_control"]),
-            ("practice: FFC vs FF1", control["fit_free_practice"], agg["practice_index"]),
-        ):
-            columns.append((title, measures(block, index, index["fraction_above_zero"], index["networks"])))
+    for block, (title, versus, own, phase) in {
+        "practice_control": ("control FFC", "control", "practice", "FFC"),
+        "reset_control": ("reset FFR", "reset", "reset", "FFR"),
+    }.items():
+        if block in metrics:
+            agg = metrics[block]["aggregate"]
+            for heading, fit_free, index in (
+                (f"FF2 vs {title}", metrics[block][f"fit_free_vs_{versus}"], agg[f"savings_index_vs_{versus}"]),
+                (f"{own}: {phase} vs FF1", metrics[block][f"fit_free_{own}"], agg[f"{own}_index"]),
+            ):
+                columns.append((heading, measures(fit_free, index, index["fraction_above_zero"], index["networks"])))
     width = max(map(len, labels))
     cell = max(len(v) for _, values in columns for v in values)
     lines = []
@@ -721,10 +772,12 @@ def summary_table(result: dict) -> str:
         lines.append(row.rstrip())
     cm = "{:.2f}"
     first = (
-        f"  first-batch error (cm): FF1 {ci(m['first_error_FF1'], 100, cm)}, FF2 {ci(m['first_error_FF2'], 100, cm)}"
+        f"  first-{one} error (cm): FF1 {ci(m['first_error_FF1'], 100, cm)}, FF2 {ci(m['first_error_FF2'], 100, cm)}"
     )
     if control:
         first += f", FFC {ci(control['aggregate']['first_error_FFC'], 100, cm)}"
+    if "reset_control" in metrics:
+        first += f", FFR {ci(metrics['reset_control']['aggregate']['first_error_FFR'], 100, cm)}"
     smaller = count(m["fraction_smaller_first_error"], m["networks"])
     lines.append(first + f"; smaller in FF2 than FF1 for {smaller}")
     lines.append(
@@ -735,7 +788,7 @@ def summary_table(result: dict) -> str:
         f"{r1:.4f} -> {r2:.4f}" if math.isfinite(r1) and math.isfinite(r2) else "no fit"
         for r1, r2 in zip(p["rate_FF1"], p["rate_FF2"], strict=True)
     ]
-    lines.append("  fitted rate per network (per 5-batch window), FF1 -> FF2: " + ", ".join(rates))
+    lines.append(f"  fitted rate per network (per {metrics['window']}-{one} window), FF1 -> FF2: " + ", ".join(rates))
     return "\n".join(lines)
 
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from benchmarks.metrics import bootstrap_ci
-from benchmarks.protocol import Preset, atomic_write_bytes, atomic_write_json, get_preset
+from benchmarks.protocol import Preset, atomic_write_bytes, atomic_write_json, comparable, get_preset
 from benchmarks.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
 from benchmarks.safe_io import read_json
 from savings_gym.field import MAX_FIELD_GAIN
@@ -248,7 +248,8 @@ def _finished(out: Path, cell: Cell, settings: CellSettings) -> bool:
     }
     if cell.hidden is not None:
         expected["hidden"] = cell.hidden
-    differing = sorted(key for key, value in expected.items() if config.get(key) != value)
+    given = comparable({key: config.get(key) for key in expected})
+    differing = sorted(key for key, value in comparable(expected).items() if given.get(key) != value)
     if differing:
         raise ValueError(
             f"{file} is the result of another run ({', '.join(differing)} differ): use another --out, "

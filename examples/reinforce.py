@@ -1,8 +1,9 @@
 """A template learner: K GRU policies trained by REINFORCE, in plain torch, through the savings protocol.
 
 Copy it, change the model or the update, and keep what the protocol relies on (``agents/interface.py``):
-envs built from the ``envs`` given, ``train(8)`` (8 episodes per network in them), ``evaluate(field_gain)``
-(the 8 test reaches, changing nothing), ``state_dict`` / ``load_state_dict`` (all a resume needs, env too).
+envs built from the ``envs`` given, ``train(R)`` (one update: R episodes per network in them, R = 8 unless
+``--reaches-per-update``), ``evaluate(field_gain)`` (the 8 test reaches, changing nothing), ``state_dict`` /
+``load_state_dict`` (all a resume needs, env too); ``learner_state`` / ``load_learner_state`` serve ``--control reset``.
 ``Reinforce`` warm-starts from the shipped BPTT GRUs, which reach (``ReinforceFromScratch``: random). Run:
 
     savings-gym run --agent examples/reinforce.py:Reinforce --networks 5 --preset smoke --threads 1 --out runs/reinforce
@@ -10,6 +11,7 @@ envs built from the ``envs`` given, ``train(8)`` (8 episodes per network in them
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -46,16 +48,7 @@ class Reinforce:
 
     PRETRAINED: str | None = "gru{hidden}.pt"  # the warm start, in agents/pretrained/; None: random weights
 
-    def __init__(
-        self,
-        envs: ProtocolEnvs,
-        num_networks: int,
-        seed: int = 0,
-        device: str = "cpu",
-        hidden: int | None = None,
-        lr: float = 5e-3,
-        noise: float = 0.05,
-    ):
+    def __init__(self, envs: ProtocolEnvs, num_networks: int, seed=0, device="cpu", hidden=None, lr=5e-3, noise=0.05):
         self.num_networks, self.noise, self.envs = num_networks, noise, envs
         # one batched simulation, one world (own schedule counter) per network: 8 arms each
         self.env = envs.vector(ARMS * num_networks, num_worlds=num_networks)
@@ -92,21 +85,24 @@ class Reinforce:
         return torch.stack(means)
 
     def train(self, episodes: int) -> None:
-        """One batch: every network plays 8 episodes, then one REINFORCE step on their returns."""
-        if episodes != ARMS:
-            raise ValueError(f"episodes must be {ARMS} (one batch), got {episodes}")
-        obs, _ = self.env.reset()  # the next 8 episodes of each network's schedule
-        hidden: list[torch.Tensor | None] = [None] * self.num_networks
-        log_probs = torch.zeros(self.num_networks, ARMS)  # summed over the episode, per network and arm
-        returns = np.zeros(self.num_networks * ARMS)
-        for _ in range(100):  # steps: one episode (1 s) of every arm
-            means = self._means(obs, hidden)
-            noise = torch.stack([torch.randn(ARMS, 6, generator=g) for g in self.generators]) * self.noise
-            actions = (means + noise).detach()  # a constant: the gradient reaches the weights through the means
-            log_probs = log_probs + torch.distributions.Normal(means, self.noise).log_prob(actions).sum(-1)
-            obs, reward, _, _, _ = self.env.step(actions.view(-1, 6).numpy())
-            returns += reward
-        returns = torch.as_tensor(returns, dtype=torch.float32).view(self.num_networks, ARMS)
+        """One update: every network plays ``episodes`` episodes, in rounds of its 8 arms, then one REINFORCE
+        step on all their returns."""
+        if episodes < ARMS or episodes % ARMS:
+            raise ValueError(f"episodes must be a multiple of {ARMS} (rounds of the 8 arms), got {episodes}")
+        rounds = episodes // ARMS
+        log_probs, returns = [], np.zeros((self.num_networks, rounds, ARMS))  # per round: summed over each episode
+        for r in range(rounds):
+            obs, _ = self.env.reset()  # the next 8 episodes of each network's schedule
+            hidden: list[torch.Tensor | None] = [None] * self.num_networks
+            log_probs.append(torch.zeros(self.num_networks, ARMS))
+            for _ in range(100):  # steps: one episode (1 s) of every arm
+                means = self._means(obs, hidden)
+                noise = torch.stack([torch.randn(ARMS, 6, generator=g) for g in self.generators]) * self.noise
+                actions = (means + noise).detach()  # a constant: the gradient reaches the weights via the means
+                log_probs[r] = log_probs[r] + torch.distributions.Normal(means, self.noise).log_prob(actions).sum(-1)
+                obs, reward, _, _, _ = self.env.step(actions.view(-1, 6).numpy())
+                returns[:, r] += reward.reshape(self.num_networks, ARMS)
+        log_probs, returns = torch.cat(log_probs, 1), torch.as_tensor(returns, dtype=torch.float32).flatten(1)
         advantage = (returns - returns.mean(1, keepdim=True)) / (returns.std(1, keepdim=True) + 1e-6)
         self.optimizer.zero_grad()
         (-(advantage * log_probs).mean(1).sum()).backward()  # the networks' losses: independent gradients
@@ -128,19 +124,21 @@ class Reinforce:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimiser, noise generators and the env's schedule counter and random streams."""
-        return {
-            "nets": self.nets.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generators": [generator.get_state() for generator in self.generators],
-            "env": self.env.get_state(),
-        }
+        generators = [generator.get_state() for generator in self.generators]
+        return {**self.learner_state(), "generators": generators, "env": self.env.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.nets.load_state_dict(state["nets"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_learner_state(state)
         for generator, saved in zip(self.generators, state["generators"], strict=True):
             generator.set_state(saved)
         self.env.set_state(state["env"])
+
+    def learner_state(self) -> dict[str, Any]:  # a copy of weights and optimiser: what --control reset restores
+        return copy.deepcopy({"nets": self.nets.state_dict(), "optimizer": self.optimizer.state_dict()})
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:  # the noise and the env stay as they are
+        self.nets.load_state_dict(state["nets"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 class ReinforceFromScratch(Reinforce):

@@ -408,6 +408,13 @@ def test_format_only_still_refuses_bad_units_and_hashes(tmp_path, change, field)
     assert any(where == field for _, where, _ in error.value.problems), error.value.problems
 
 
+def test_units_written_before_reaches_per_update_are_still_read(tmp_path):
+    result = _result(preset=SMOKE)
+    result["units"] = dict(leaderboard.UNITS_BEFORE_UPDATES)  # the shipped entries': rates per window of batches
+    assert "curve_points" not in result["units"]
+    leaderboard.validate_format(_write(tmp_path / "old", result))
+
+
 def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):
     from benchmarks.cli import main
 

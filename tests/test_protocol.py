@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, use_shipped_pretrained=True)
 
 
-def _run(out, stop_after=None):
+def _run(out, stop_after=None, **controls):
+    """Two shipped GRU-16 networks through TINY (with ``practice_control`` / ``reset_control`` as given)."""
     make, provenance = bptt_agent_factory("gru", 16, 2, TINY, out, seed=1, device="cpu")
     config = {"agent": "gru", "hidden": 16, "networks": 2, "seed": 1}
-    return run_protocol(make, TINY, out, config, progress=False, stop_after=stop_after)
+    return run_protocol(make, TINY, out, config, progress=False, stop_after=stop_after, **controls)
 
 
 def test_run_writes_a_self_describing_result(tmp_path):
@@ -206,14 +207,9 @@ def test_the_practice_control_trains_copies_of_the_same_networks_without_touchin
 
 
 def test_a_stopped_run_with_the_practice_control_resumes_to_the_same_curves(tmp_path):
-    def go(out, stop_after=None):
-        make, _ = bptt_agent_factory("gru", 16, 2, TINY, out, seed=1, device="cpu")
-        config = {"agent": "gru", "hidden": 16, "networks": 2, "seed": 1}
-        return run_protocol(make, TINY, out, config, progress=False, stop_after=stop_after, practice_control=True)
-
-    whole = go(tmp_path / "whole")
-    assert go(tmp_path / "split", stop_after=3) is None
-    assert go(tmp_path / "split")["learning_curves"] == whole["learning_curves"]
+    whole = _run(tmp_path / "whole", practice_control=True)
+    assert _run(tmp_path / "split", stop_after=3, practice_control=True) is None
+    assert _run(tmp_path / "split", practice_control=True)["learning_curves"] == whole["learning_curves"]
 
 
 def test_a_practice_control_sharing_the_main_runs_weights_is_refused(tmp_path):
