@@ -76,7 +76,7 @@ MAX_BYTES = MAX_JSON_BYTES  # result.json (the paper preset's 8 networks write ~
 MAX_LATENT_BYTES = 1024 * 1024  # latent/latent.json (a few kB)
 MAX_FIGURE_BYTES = 5 * 1024 * 1024  # a PNG figure (~100 kB)
 # presets whose numbers are results: ``smoke`` exercises the code and its numbers mean nothing
-BOARD_PRESETS = ("quick", "faithful", "paper")
+BOARD_PRESETS = ("quick", "faithful", "rl", "paper")
 # a submission's link is shown as a link only when it is an https URL with nothing that could end
 # the attribute or the Markdown link it sits in
 SAFE_LINK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'*+,;=:@/?#-]*)?")

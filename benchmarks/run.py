@@ -552,6 +552,8 @@ def run(
         task_constants = asdict(task_params(env_id, **task))
     except (TypeError, ValueError) as error:
         raise ValueError(f"--task: {error}") from error
+    if agent.startswith(SB3_PREFIX):  # the preset's own settings for this algorithm, under the command line's
+        hyperparams = preset_obj.sb3_overrides(agent.removeprefix(SB3_PREFIX), hyperparams)
     out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams, reaches)
     board = tensorboard_folder(tensorboard)
     if agent.startswith(SB3_PREFIX):

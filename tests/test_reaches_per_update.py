@@ -4,6 +4,7 @@ refusals of what does not fit, an exact resume, the board's view of R."""
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from agents.sb3_agent import collection_episodes, make_spec
 from benchmarks import leaderboard
 from benchmarks.cli import main
 from benchmarks.protocol import PRESETS, Preset, get_preset, run_protocol
-from benchmarks.run import sb3_agent_factory, sb3_spec
+from benchmarks.run import run, sb3_agent_factory, sb3_spec
 from savings_gym.schedule import paper_schedule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -78,7 +79,8 @@ def test_at_8_reaches_per_update_the_spec_and_the_preset_are_the_ones_without_it
     for algo in ("PPO", "RecurrentPPO", "SAC", "A2C"):
         assert make_spec(algo, reaches_per_update=8) == make_spec(algo)
     assert get_preset("quick").with_changes(reaches_per_update=8) is get_preset("quick")
-    assert all(preset.reaches_per_update == 8 for preset in PRESETS.values())
+    # every preset but the RL one keeps the paper's batch of 8
+    assert [name for name, preset in PRESETS.items() if preset.reaches_per_update != 8] == ["rl"]
 
 
 @pytest.mark.filterwarnings("ignore:.*A2C has no shipped hyperparameters")
@@ -246,3 +248,30 @@ def test_sb3_pretraining_trains_in_whole_rollouts_of_a_longer_update(tmp_path):
     spec = make_spec("PPO", hyperparams=FAST, reaches_per_update=16)
     meta = pretrain(spec, PretrainArgs(batches=1, networks=1, check_every=1), tmp_path / "p.pt")
     assert meta["batches_done"] == 2  # a budget of one batch of 8 reaches, in one rollout of 16
+
+
+def test_a_presets_sb3_hyperparameters_sit_under_the_command_lines(tmp_path):
+    preset = replace(
+        get_preset("smoke").with_changes(PHASES, reaches_per_update=16),
+        sb3_hyperparams={"PPO": {"n_epochs": 1, "batch_size": 400}},
+    )
+    assert preset.sb3_overrides("SAC", {"gamma": 0.9}) == {"gamma": 0.9}  # not named: the yaml's
+    assert preset.sb3_overrides("PPO") == [{"n_epochs": 1, "batch_size": 400}]
+    assert preset.sb3_overrides("PPO", {"batch_size": 800}) == [{"n_epochs": 1, "batch_size": 400}, {"batch_size": 800}]
+    result = run("sb3:PPO", None, 1, preset, tmp_path / "run", progress=False, hyperparams={"batch_size": 800})
+    used = result["config"]["sb3"]["algo_kwargs"]
+    assert (used["n_epochs"], used["batch_size"], used["n_steps"]) == (1, 800, 200)  # the command line wins
+    assert result["config"]["preset"]["sb3_hyperparams"] == {"PPO": {"n_epochs": 1, "batch_size": 400}}
+
+
+def test_the_rl_preset_is_whole_updates_of_its_reaches_for_sb3_learners_and_refused_for_bptt(tmp_path):
+    rl = get_preset("rl")
+    assert rl.reaches_per_update > 8 and "rl" in leaderboard.BOARD_PRESETS
+    assert all(8 * batches % rl.reaches_per_update == 0 for batches in rl.batches.values())
+    for algo in ("RecurrentPPO", "PPO"):
+        spec = make_spec(algo, hyperparams=rl.sb3_overrides(algo), reaches_per_update=rl.reaches_per_update)
+        assert spec.algo_kwargs["n_steps"] * spec.n_envs == 100 * rl.reaches_per_update  # one rollout per update
+        assert spec.algo_kwargs["learning_rate"] == rl.sb3_hyperparams[algo]["learning_rate"]
+    with pytest.raises(SystemExit):
+        main(["run", "--agent", "gru", "--networks", "1", "--preset", "rl", "--out", str(tmp_path / "bptt")])
+    assert not (tmp_path / "bptt").exists()
