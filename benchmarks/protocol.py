@@ -1050,9 +1050,10 @@ def _progress(total: int, start: int, enabled: bool, unit: str = "batches") -> C
 
     began, first, tty = time.time(), start, sys.stdout.isatty()
     one = {"batches": "batch", "updates": "update"}.get(unit, unit)
+    every = max(1, -(-total // 20))  # at most 20 lines in a log, however short the run
 
     def update(done: int, phase: str, deviation: float) -> None:
-        if not enabled or (not tty and done % max(1, total // 20) and done != total):
+        if not enabled or (not tty and done % every and done != total):
             return
         rate = (done - first) / max(time.time() - began, 1e-9)
         eta = (total - done) / rate if rate > 0 else float("nan")

@@ -366,3 +366,14 @@ def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, m
     assert provenance["pretrained_from"] == "<run>/pretrained.pt"
     faithful = PRESETS["faithful"]
     assert (faithful.lr, faithful.bptt_pretrained, faithful.batches["NF2"]) == (5e-3, "gru128-faithful.pt", 600)
+
+
+def test_the_progress_line_in_a_log_is_at_most_20_lines_however_short_or_long_the_run(capsys):
+    from benchmarks.protocol import _progress
+
+    for total in (1, 7, 37, 600):
+        update = _progress(total, 0, True)
+        for done in range(1, total + 1):
+            update(done, "FF1", 0.01)
+        lines = capsys.readouterr().out.splitlines()  # pytest's captured stdout is not a terminal
+        assert 1 <= len(lines) <= 20 and lines[-1].startswith(f"[{'#' * 30}] {total}/{total} batches  FF1")
