@@ -278,6 +278,7 @@ def _two_state(args: argparse.Namespace) -> int:
 
     from benchmarks.protocol import atomic_write_json
     from benchmarks.state_space import result_report
+    from benchmarks.sweep import format_ci
 
     path = args.run_dir / "result.json"
     if not path.exists():
@@ -286,7 +287,7 @@ def _two_state(args: argparse.Namespace) -> int:
     atomic_write_json(args.run_dir / "two_state.json", report)
 
     def ci(d: dict) -> str:
-        return f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+        return format_ci(d, "{:+.3f}")
 
     print(f"two-state model fitted per network to every phase ({len(report['fits'])} networks)")
     if report["beyond_model"] is None:
@@ -310,6 +311,7 @@ def _two_state(args: argparse.Namespace) -> int:
 def _gradual(args: argparse.Namespace) -> int:
     from benchmarks.protocol import atomic_write_json
     from benchmarks.run import gradual_comparison
+    from benchmarks.sweep import format_ci
 
     runs = []
     for name, folder in (("gradual_dir", args.gradual_dir), ("abrupt_dir", args.abrupt_dir)):
@@ -320,27 +322,22 @@ def _gradual(args: argparse.Namespace) -> int:
     report = gradual_comparison(*runs)
     atomic_write_json(args.gradual_dir / "gradual_comparison.json", report)
 
-    def ci(block: dict, scale: float = 1.0) -> str:
-        d = block["aggregate"]
-        return f"{scale * d['estimate']:+.3f} [{scale * d['low']:+.3f}, {scale * d['high']:+.3f}]"
+    def ci(interval: dict, scale: float) -> str:
+        return format_ci({key: scale * interval[key] for key in ("estimate", "low", "high")}, "{:+.3f}")
 
     print("gradual minus abrupt, paired per network (the same networks start both runs):")
-    for path, label, scale in (
-        (("after_effect",), "after-effect, NF2's first window (cm, oriented as the field's errors)", 100.0),
-        (("relearning", "rate_FF2"), "FF2 relearning rate (fitted, per window of 5 batches)", 1.0),
-        (("relearning", "area_FF2"), "FF2 normalised area (below 0: faster relearning)", 1.0),
+    for name, label, scale in (
+        ("after_effect", "after-effect, NF2's first window (cm, oriented as the field's errors)", 100.0),
+        ("rate_FF2", "FF2 relearning rate (fitted, per window of 5 batches)", 1.0),
+        ("area_FF2", "FF2 normalised area (below 0: faster relearning)", 1.0),
     ):
-        sides = [
-            report[run].get(path[0], {}).get(path[-1], {}) if len(path) > 1 else report[run].get(path[0], {})
-            for run in ("gradual", "abrupt")
-        ]
-        difference = report.get(f"{path[-1]}_difference")
-        if difference is None or not all(sides):
+        compared = report.get(f"{name}_difference")
+        if compared is None:
             print(f"  {label}: not measured (a phase too short)")
             continue
         print(
-            f"  {label}: gradual {ci(sides[0], scale)}, abrupt {ci(sides[1], scale)}, "
-            f"difference {ci(difference, scale)}"
+            f"  {label}: gradual {ci(compared['gradual'], scale)}, abrupt {ci(compared['abrupt'], scale)}, "
+            f"difference {ci(compared['aggregate'], scale)}"
         )
     print(f"wrote {args.gradual_dir}/gradual_comparison.json")
     return 0

@@ -859,16 +859,19 @@ def gradual_comparison(gradual: dict, abrupt: dict) -> dict:
         ("rate_FF2", ("relearning", "rate_FF2")),
         ("area_FF2", ("relearning", "area_FF2")),
     ):
-        values = []
+        values, sides = [], []
         for metrics in both:
             for key in path:
                 metrics = metrics.get(key, {})
             values.append(np.asarray(metrics.get("per_network", []), np.float64))
+            sides.append(metrics.get("aggregate"))
         if len(values[0]) and len(values[0]) == len(values[1]):
             difference = values[0] - values[1]
             out[f"{name}_difference"] = {
                 "per_network": difference.tolist(),
                 "aggregate": asdict(bootstrap_ci(difference)),
+                "gradual": sides[0],  # each run's own aggregate, beside the paired difference
+                "abrupt": sides[1],
             }
     return out
 
