@@ -326,30 +326,31 @@ class CompiledBPTT:
             # h entering each step and the last h, filled while each step's h is in cache: the
             # loss reads slots 1.., the recurrent weights' gradient slots ..T-1, neither copies it
             hidden = self._buffer("hidden", (k, steps + 1, b, c.hidden_size))
-            inputs, gates, outputs, desired, test_hand, test_hidden = [], [], [], [], [], []
+            # what the loss reads, written step by step while it is in cache (stacking 100 steps'
+            # tensors after the loop reads them again from memory): work arrays kept between
+            # batches; the test record is the caller's, so it is made anew
+            hand = self._buffer("hand", (steps, split, state.arm.hand.shape[-1]))
+            force = self._buffer("force", (steps, split, state.arm.force.shape[-1]))
+            desired = self._buffer("desired", (steps, split, 2))
+            if test_env is not None:
+                test_hand = h.new_empty(k, h.shape[1] - b, steps, 2)
+                test_hidden = h.new_empty(k, h.shape[1] - b, steps, c.hidden_size)
+            inputs, gates = [], []
             for t in range(steps):
                 hidden[:, t].copy_(h[:, :b])
                 inputs.append((h, obs, state))
-                gates_h, h, obs, state, train_desired = self._forward(
-                    self.task, weights, h, obs, state, noise[:, t + 1], b
-                )
+                gates_h, h, obs, state, desired_t = self._forward(self.task, weights, h, obs, state, noise[:, t + 1], b)
                 gates.append(gates_h)
-                outputs.append(state)
-                desired.append(train_desired)
+                hand[t].copy_(state.arm.hand[:split])
+                force[t].copy_(state.arm.force[:split])
+                desired[t].copy_(desired_t)
                 if test_env is not None:
-                    test_hand.append(state.arm.hand[split:, 0:2])
-                    test_hidden.append(h[:, b:])
+                    test_hand[:, :, t].copy_(state.arm.hand[split:, 0:2].view(k, -1, 2))
+                    test_hidden[:, :, t].copy_(h[:, b:])
             hidden[:, steps].copy_(h[:, :b])
 
             # the loss over the recorded trajectory and its gradients, (T, K*B, .) and (K, T+1, B, H)
-            losses, g_hand, g_force, g_hidden = self._loss_grad(
-                loss_fn,
-                (k, b),
-                torch.stack([o.arm.hand[:split] for o in outputs]),
-                torch.stack([o.arm.force[:split] for o in outputs]),
-                hidden,
-                torch.stack(desired),
-            )
+            losses, g_hand, g_force, g_hidden = self._loss_grad(loss_fn, (k, b), hand, force, hidden, desired)
 
         # backward through time, one compiled vector-Jacobian product per step
         weight_grads = any(getattr(c, n).requires_grad for n in ("w_ih", "b_ih", "w_out", "b_out"))
@@ -389,8 +390,7 @@ class CompiledBPTT:
         if test_env is None:
             return Trajectory(losses, None, None)
         test_env.advance(_rows(state, split, None)._replace(step=steps))
-        hand = torch.stack(test_hand).view(steps, k, -1, 2)
-        return Trajectory(losses, hand.permute(1, 2, 0, 3), torch.stack(test_hidden).permute(1, 2, 0, 3))
+        return Trajectory(losses, test_hand, test_hidden)
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
         """A work array kept from batch to batch: allocating one anew each batch costs page faults."""
