@@ -9,7 +9,9 @@ One learner ("network") is one SB3 model with its own seed, its own native vecto
 counter. With ``n_envs: 8`` and ``n_steps: 100`` a rollout is one episode of the 8 arms, i.e. one
 batch of the paper's protocol, so an on-policy learner makes one update per protocol batch; a
 protocol of R reaches per update (``make_spec(..., reaches_per_update=R)``) makes the rollout R
-episodes (``n_steps`` R / ``n_envs`` x 100) unless the hyperparameters set ``n_steps``. The
+episodes (``n_steps`` R / ``n_envs`` x 100) unless the hyperparameters set ``n_steps``, and
+``n_envs`` may then be any divisor of R (the ``rl`` preset plays its 64 reaches as one episode of
+64 arms: the same experience, each time step one batched step). The
 learner trains continuously through NF1 -> FF1 -> NF2 -> FF2: its weights, optimiser and
 normalisation statistics are never reset at a phase change, and nothing tells it the phase
 (``ArmCurlFieldCued-v0`` shows the field gain: the control with context).
@@ -284,7 +286,7 @@ class SB3Spec:
         algo: algorithm class name, e.g. ``"RecurrentPPO"``.
         env_id: the env the learners live in.
         policy: policy alias, e.g. ``"MlpLstmPolicy"``.
-        n_envs: arms per learner (a divisor of the protocol's 8 episodes per batch).
+        n_envs: arms per learner (a divisor of the protocol's reaches per update: 8 for a batch).
         normalize: ``VecNormalize`` keyword arguments, or None for no normalisation.
         policy_kwargs: policy keyword arguments (activation functions as ``"nn.<Name>"``).
         algo_kwargs: the other constructor arguments.
@@ -362,6 +364,16 @@ class SB3Spec:
 
 
 HyperparamsLike = Mapping[str, Any] | str | Path
+
+
+def hyperparam_layers(hyperparams: HyperparamsLike | Sequence[HyperparamsLike] | None) -> list[HyperparamsLike]:
+    """Hyperparameters as :func:`make_spec` takes them (None, a dict, a yaml path, or a list of
+    those applied in order) as a list of layers, so that callers can add their own on top."""
+    if hyperparams is None:
+        return []
+    if isinstance(hyperparams, Mapping | str | Path):
+        return [hyperparams]
+    return list(hyperparams)
 
 
 def _protocol_batch_steps(n_envs: int, reaches_per_update: int = PAPER_BATCH_SIZE) -> int:
@@ -487,11 +499,8 @@ def make_spec(
             UserWarning,
             stacklevel=2,
         )
-    overrides = [] if hyperparams is None else hyperparams
-    if isinstance(overrides, Mapping | str | Path):
-        overrides = [overrides]
     shipped_layers = len(layers)
-    for item in overrides:
+    for item in hyperparam_layers(hyperparams):
         if isinstance(item, Mapping):
             layers.append(("hyperparams dict", dict(item)))
         elif isinstance(item, str | Path):
@@ -531,8 +540,10 @@ def make_spec(
     if policy not in algo_class.policy_aliases:
         raise ValueError(f"hyperparams policy={policy!r}: sb3:{algo} takes {sorted(algo_class.policy_aliases)}")
     n_envs = values.pop("n_envs", PAPER_BATCH_SIZE)
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1 or PAPER_BATCH_SIZE % n_envs:
-        raise ValueError(f"hyperparams n_envs={n_envs!r}: must divide the protocol batch of {PAPER_BATCH_SIZE}")
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1 or reaches_per_update % n_envs:
+        raise ValueError(
+            f"hyperparams n_envs={n_envs!r}: must divide the protocol's {reaches_per_update} reaches per update"
+        )
     values.pop("n_timesteps", None)  # rl-zoo3's budget; the protocol sets its own
     for key in SCHEDULABLE:
         if isinstance(values.get(key), str):

@@ -143,7 +143,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _bench_rl(args: argparse.Namespace) -> int:
     from benchmarks import rl_throughput
 
-    print(rl_throughput.report(rl_throughput.run(quick=args.quick, n_envs=args.n_envs, threads=args.threads)))
+    print(
+        rl_throughput.report(
+            rl_throughput.run(quick=args.quick, arms=tuple(args.n_envs), threads=args.threads, preset=args.preset)
+        )
+    )
     return 0
 
 
@@ -524,7 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.set_defaults(handler=_bench_gpu)
     rl = which.add_parser("rl", help="RecurrentPPO training steps/s on our vector env vs SB3's DummyVecEnv of gym.make")
     rl.add_argument("--quick", action="store_true", help="a short smoke run (numbers not for the record)")
-    rl.add_argument("--n-envs", type=_integer(1), default=16, help="arms trained together, on both sides")
+    rl.add_argument(
+        "--n-envs",
+        type=_integer(1),
+        nargs="+",
+        default=[8, 64],
+        help="arms per learner, on both sides, each a divisor of the preset's reaches per update (default: 8 64)",
+    )
+    rl.add_argument(
+        "--preset",
+        default="rl",
+        help="whose SB3 hyperparameters and reaches per update both sides train with (default: rl; quick: the "
+        "shipped yaml at 8 reaches per update)",
+    )
     rl.add_argument(
         "--threads", type=_integer(0), default=1, help="torch CPU threads (1: SB3's advice for small networks)"
     )

@@ -151,10 +151,9 @@ class Preset:
         own = self.sb3_hyperparams.get(algo)
         if not own:
             return hyperparams
-        given = (
-            [] if hyperparams is None else list(hyperparams) if isinstance(hyperparams, list | tuple) else [hyperparams]
-        )
-        return [dict(own), *given]
+        from agents.sb3_agent import hyperparam_layers  # SB3 is an optional extra: imported only for SB3 runs
+
+        return [dict(own), *hyperparam_layers(hyperparams)]
 
     def practice_schedule(self) -> Schedule:
         """The practice control's schedule (:func:`savings_gym.schedule.practice_control_schedule`)."""
@@ -273,7 +272,9 @@ PRESETS = {
     # RL learners at 64 reaches per update (issue 19; calibration: benchmarks/RESULTS.md, "RecurrentPPO
     # at 64 reaches per update"): at lr 3e-4 the shipped RecurrentPPO learners remove about half their
     # FF1 error in 50 updates with their reach held, and need about twice that to wash out; at 6e-4
-    # their reach collapses already in NF1. BPTT agents refuse it (one batch of 8 per update).
+    # their reach collapses already in NF1. BPTT agents refuse it (one batch of 8 per update). An
+    # update's 64 reaches are one episode of 64 arms (3-4x faster to train than 8 episodes of 8 arms,
+    # `savings-gym bench rl`; the runs before 2026-12-03 evening used 8 arms, as their config says).
     "rl": Preset(
         "rl",
         {"NF1": 16, "FF1": 400, "NF2": 800, "FF2": 400},
@@ -281,10 +282,10 @@ PRESETS = {
         imitation_steps=1500,
         reaches_per_update=64,
         sb3_hyperparams={
-            algo: {"batch_size": 3200, "learning_rate": 3e-4, "n_epochs": 4, "exploration_std": 0.01}
+            algo: {"n_envs": 64, "batch_size": 3200, "learning_rate": 3e-4, "n_epochs": 4, "exploration_std": 0.01}
             for algo in ("RecurrentPPO", "PPO")
         },
-        description="SB3 learners from the shipped RL weights, one update per 64 reaches (n_steps 800 on 8 arms, "
+        description="SB3 learners from the shipped RL weights, one update per 64 reaches (one episode of 64 arms, "
         "batch 3,200, lr 3e-4, 4 epochs, action std 0.01): NF1 2, FF1 50, NF2 100, FF2 50 updates",
     ),
     "smoke": Preset(

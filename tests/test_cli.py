@@ -46,7 +46,27 @@ def test_bench_rl_prints_both_sides_and_the_ratio(capsys):
         torch.set_num_threads(threads)  # the bench sets one thread (its default --threads 1)
     out = capsys.readouterr().out
     assert "DummyVecEnv(gym.make)" in out and "SB3VecEnv (ours)" in out
-    assert out.count("RecurrentPPO") == 2 and out.count("x\n") >= 2
+    rows = [line.split() for line in out.splitlines() if line.startswith("RecurrentPPO")]
+    # the rl preset's 64 reaches per update on 8 arms, both sides, with their ratio
+    assert [row[:4] for row in rows] == [
+        ["RecurrentPPO", "8", "64", "training"],
+        ["RecurrentPPO", "8", "64", "rollouts"],
+    ]
+    assert all(row[-1].endswith("x") and float(row[-1][:-1]) > 0 for row in rows)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n-envs", "24"], "arms (--n-envs) must each divide preset 'rl''s 64 reaches per update, got 24"),
+        (["--preset", "quick", "--n-envs", "16"], "divide preset 'quick''s 8 reaches per update, got 16"),
+        (["--preset", "nope"], "preset (--preset) must be one of"),
+    ],
+)
+def test_bench_rl_refuses_arms_that_do_not_divide_an_update(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "rl", *argv])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_unknown_command_is_refused(capsys):

@@ -25,10 +25,11 @@ FAST = {"n_epochs": 1}  # one gradient pass per update: n_updates counts the upd
 EVEN = ["--phases", *(f"{phase}={n}" for phase, n in PHASES.items())]
 
 
-def _sb3_run(out, reaches, stop_after=None):
-    """``sb3:PPO`` (one learner) through the protocol at ``reaches`` per update; returns the result and the agent."""
+def _sb3_run(out, reaches, stop_after=None, arms=8):
+    """``sb3:PPO`` (one learner, on ``arms`` arms) through the protocol at ``reaches`` per update;
+    returns the result and the agent."""
     preset = get_preset("smoke").with_changes(PHASES, reaches_per_update=reaches)
-    spec = sb3_spec("sb3:PPO", "ArmCurlField-v0", FAST, None, reaches)
+    spec = sb3_spec("sb3:PPO", "ArmCurlField-v0", FAST | {"n_envs": arms}, None, reaches)
     make, _ = sb3_agent_factory(spec, 1, preset, out, seed=0, device="cpu")
     agents = []
 
@@ -64,6 +65,20 @@ def test_an_sb3_learner_at_16_reaches_per_update_makes_half_the_curve_points_on_
     assert config["reaches_per_update"] == 16 and config["batches"] == get_preset("smoke").batches | PHASES
     assert sixteen["updates"]["reaches_per_update"] == 16 and sixteen["updates"]["env_steps_per_update"] == 1600
     assert eight["updates"]["reaches_per_update"] == 8 and eight["config"]["preset"]["reaches_per_update"] == 8
+
+
+def test_sixteen_arms_play_an_update_of_16_reaches_as_one_episode_each(tmp_path):
+    wide, agent = _sb3_run(tmp_path / "wide", 16, arms=16)
+    narrow, _ = _sb3_run(tmp_path / "narrow", 16)
+    assert agent.spec.n_envs == 16 and agent.spec.algo_kwargs["n_steps"] == 100  # one rollout of one episode
+    assert agent.episodes_completed == 8 * sum(PHASES.values()) and agent.learners[0].model._n_updates == 6
+    for phase, batches in PHASES.items():
+        assert np.shape(wide["learning_curves"][phase]) == (1, batches // 2)
+    assert wide["updates"] == narrow["updates"]  # the same experience, in the same updates
+    # the same learner and test reaches before any training (the normaliser's running statistics have seen
+    # 16 reset observations instead of 8, a hair apart); afterwards other arms' noise, other curves
+    assert wide["learning_curves"]["NF1"][0][0] == pytest.approx(narrow["learning_curves"]["NF1"][0][0], rel=1e-4)
+    assert wide["learning_curves"]["FF2"] != narrow["learning_curves"]["FF2"]
 
 
 def test_a_run_at_16_reaches_per_update_stopped_and_resumed_ends_identically(tmp_path):
@@ -114,6 +129,11 @@ def test_on_policy_rollouts_are_one_update_unless_the_hyperparameters_set_n_step
             r"train_freq=\[300, 'step'\]: one collection must divide a protocol update",
         ),
         (lambda: make_spec("PPO", reaches_per_update=12), "must be a positive multiple of 8.*got 12"),
+        (
+            lambda: make_spec("PPO", hyperparams={"n_envs": 24}, reaches_per_update=64),
+            "n_envs=24: must divide the protocol's 64 reaches per update",
+        ),
+        (lambda: make_spec("PPO", hyperparams={"n_envs": 16}), "n_envs=16: must divide the protocol's 8 reaches"),
         (
             lambda: make_spec("PPO", hyperparams={"reaches_per_update": 64}),
             "reaches_per_update is a protocol setting .* --reaches-per-update",

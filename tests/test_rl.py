@@ -254,7 +254,7 @@ def test_tensorboard_scalars_or_a_clean_skip(tmp_path):
         (["--agent", "sb3:PPO", "--hyperparams", "n_epoch=3"], "unknown key(s) ['n_epoch'] for sb3:PPO"),
         (["--agent", "sb3:PPO", "--hyperparams", "learning_rate=lin_3e-4"], "schedules are not supported"),
         (["--agent", "sb3:PPO", "--hyperparams", "n_steps=2048"], "must divide a protocol batch of 100 steps"),
-        (["--agent", "sb3:PPO", "--hyperparams", "n_envs=16"], "n_envs=16: must divide the protocol batch of 8"),
+        (["--agent", "sb3:PPO", "--hyperparams", "n_envs=16"], "n_envs=16: must divide the protocol's 8 reaches"),
         (["--agent", "sb3:PPO", "--hyperparams", "env_kwargs={}"], "['env_kwargs'] not supported"),
         (["--agent", "sb3:PPO", "--hyperparams", "seed=3"], "['seed'] are set by the adapter"),
         (
