@@ -694,6 +694,43 @@ def _check_action_space(spec: SB3Spec) -> None:
 
 
 # -- the test reaches -----------------------------------------------------------------------------
+class _DeterministicActor:
+    """A model's deterministic policy stepped through test reaches: what ``model.predict(obs,
+    state, episode_start, deterministic=True)`` returns (``tests/test_rl.py`` checks it bit for
+    bit), without predict's per-call work: the recurrent state stays a tensor instead of a round
+    trip through NumPy, and the policy is put in eval mode once (as predict does at every call)."""
+
+    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize | None):
+        self.policy = model.policy
+        self.normalizer = normalizer
+        self.recurrent = isinstance(self.policy, RecurrentActorCriticPolicy)
+        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.policy.set_training_mode(False)
+
+    def __call__(self, obs: np.ndarray, start: bool) -> np.ndarray:
+        policy = self.policy
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        observation = torch.as_tensor(obs, device=policy.device)
+        if self.recurrent:
+            if self.state is None or start:
+                zeros = torch.zeros(
+                    (policy.lstm_hidden_state_shape[0], len(obs), policy.lstm_hidden_state_shape[2]),
+                    device=policy.device,
+                )
+                self.state = (zeros, zeros)
+            starts = torch.full((len(obs),), float(start), device=policy.device)
+            actions, self.state = policy._predict(
+                observation, lstm_states=self.state, episode_starts=starts, deterministic=True
+            )
+        else:
+            actions = policy._predict(observation, deterministic=True)
+        actions = actions.cpu().numpy().reshape((-1, *policy.action_space.shape))
+        if policy.squash_output:
+            return policy.unscale_action(actions)
+        return np.clip(actions, policy.action_space.low, policy.action_space.high)
+
+
 @torch.no_grad()
 def evaluate_models(
     models: Sequence[tuple[BaseAlgorithm, VecNormalize | None]],
@@ -713,21 +750,16 @@ def evaluate_models(
     no random draws. Recurrent policies start each test reach from a zero state; their actor's LSTM
     state after every step is returned in ``hidden`` (K, 8, T, H).
     """
-    states: list[Any] = [None] * len(models)
-    recurrent = all(isinstance(model.policy, RecurrentActorCriticPolicy) for model, _ in models)
+    actors = [_DeterministicActor(model, normalizer) for model, normalizer in models]
+    recurrent = all(actor.recurrent for actor in actors)
     hidden: list[list[np.ndarray]] = [[] for _ in models]
 
     def policy(obs: np.ndarray, t: int) -> np.ndarray:
         actions = []
-        starts = np.full(N_TEST_TARGETS, t == 0)
-        for k, (model, normalizer) in enumerate(models):
-            own = obs[k * N_TEST_TARGETS : (k + 1) * N_TEST_TARGETS]
-            if normalizer is not None:
-                own = normalizer.normalize_obs(own)
-            action, states[k] = model.predict(own, state=states[k], episode_start=starts, deterministic=True)
+        for k, actor in enumerate(actors):
+            actions.append(actor(obs[k * N_TEST_TARGETS : (k + 1) * N_TEST_TARGETS], start=t == 0))
             if recurrent:
-                hidden[k].append(states[k][0][-1])  # actor LSTM, last layer: (8, H)
-            actions.append(action)
+                hidden[k].append(actor.state[0][-1].cpu().numpy())  # actor LSTM, last layer: (8, H)
         return np.concatenate(actions)
 
     record = run_test_reaches(policy, len(models), field_gain, env_id=env_id, eval_seed=eval_seed, **env_kwargs)

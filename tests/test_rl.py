@@ -125,6 +125,36 @@ def test_evaluation_leaves_the_learners_unchanged():
     assert watched.state_dict()["learners"][0]["world"] == unwatched.state_dict()["learners"][0]["world"]
 
 
+@pytest.mark.parametrize("algo", ["RecurrentPPO", "PPO", "SAC"])
+def test_the_test_reaches_are_what_sb3s_own_predict_plays(algo):
+    """The evaluation's own policy step (no per-call conversions) against ``model.predict``, bit for bit."""
+    from agents.interface import run_test_reaches
+
+    agent = _agent(algo)
+    agent.train(8)  # away from the initial weights and statistics
+    models = [(learner.model, learner.normalizer) for learner in agent.learners]
+    states, hidden = [None] * len(models), [[] for _ in models]
+
+    def predict(obs, t):
+        actions = []
+        for k, (model, normalizer) in enumerate(models):
+            own = obs[8 * k : 8 * (k + 1)]
+            own = own if normalizer is None else normalizer.normalize_obs(own)
+            starts = np.full(8, t == 0)
+            action, states[k] = model.predict(own, state=states[k], episode_start=starts, deterministic=True)
+            actions.append(action)
+            if algo == "RecurrentPPO":
+                hidden[k].append(states[k][0][-1])
+        return np.concatenate(actions)
+
+    for gain in (8.0, 0.0):  # twice: the recurrent state starts again at zero
+        record = agent.evaluate(gain)
+        reference = run_test_reaches(predict, len(models), gain, eval_seed=0)
+        np.testing.assert_array_equal(record.hand_position, reference.hand_position)
+        if algo == "RecurrentPPO":
+            np.testing.assert_array_equal(record.hidden, np.stack([np.stack(h[-100:], axis=1) for h in hidden]))
+
+
 def test_recurrent_state_is_recorded_and_the_cued_env_shows_the_field():
     record = _agent("RecurrentPPO").evaluate(8.0)
     assert isinstance(record, ReachRecord) and record.hidden.shape == (2, 8, 100, 16)
