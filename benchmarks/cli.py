@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def _bench_env(args: argparse.Namespace) -> int:
-    from benchmarks import env_throughput
+    from benchmarks.speed import env_throughput
 
     comparisons = env_throughput.run(quick=args.quick)
     machine = platform.processor() or platform.machine()
@@ -77,7 +77,7 @@ def _learner(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmarks.run import run, summary_table
+    from benchmarks.savings.run import run, summary_table
 
     result = run(
         args.agent,
@@ -120,7 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from benchmarks.run import pretrain_agent
+    from benchmarks.savings.run import pretrain_agent
 
     pretrain_agent(
         args.agent,
@@ -141,7 +141,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _bench_rl(args: argparse.Namespace) -> int:
-    from benchmarks import rl_throughput
+    from benchmarks.speed import rl_throughput
 
     print(
         rl_throughput.report(
@@ -152,7 +152,7 @@ def _bench_rl(args: argparse.Namespace) -> int:
 
 
 def _bench_bptt(args: argparse.Namespace) -> int:
-    from benchmarks import bptt_throughput
+    from benchmarks.speed import bptt_throughput
 
     if args.threads:
         import torch
@@ -167,20 +167,20 @@ def _bench_bptt(args: argparse.Namespace) -> int:
 
 
 def _bench_gpu(args: argparse.Namespace) -> int:
-    from benchmarks import gpu_check
+    from benchmarks.speed import gpu_check
 
     return gpu_check.main(dry_run=args.dry_run)
 
 
 def _bench_sweep(args: argparse.Namespace) -> int:
-    from benchmarks import sweep_throughput
+    from benchmarks.speed import sweep_throughput
 
     print(sweep_throughput.main(quick=args.quick, devices=args.devices, workers=args.workers))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from benchmarks.sweep import FIGURE, MANIFEST, SUMMARY, run_sweep
+    from benchmarks.sweep.runner import FIGURE, MANIFEST, SUMMARY, run_sweep
 
     manifest = run_sweep(
         args.agent,
@@ -209,7 +209,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> None:
     """``leaderboard validate [--format-only]``: one line on the run, and with ``--format-only`` the
     board's admission rules it would still break."""
-    from benchmarks import leaderboard
+    from benchmarks.board import leaderboard
 
     try:
         entry = (
@@ -250,7 +250,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from benchmarks import leaderboard
+    from benchmarks.board import leaderboard
 
     if args.action == "validate":
         _validate(args)
@@ -264,7 +264,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _latent(args: argparse.Namespace) -> int:
-    from benchmarks.latent import LatentConfig, run_latent
+    from benchmarks.savings.latent import LatentConfig, run_latent
 
     results = run_latent(args.run_dir, LatentConfig(prep_step=args.prep_step, force_step=args.force_step, tdr=args.tdr))
     p = results["persistence_NF2"]
@@ -280,9 +280,9 @@ def _latent(args: argparse.Namespace) -> int:
 def _two_state(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from benchmarks.protocol import atomic_write_json
-    from benchmarks.state_space import result_report
-    from benchmarks.sweep import format_ci
+    from benchmarks.savings.protocol import atomic_write_json
+    from benchmarks.savings.state_space import result_report
+    from benchmarks.sweep.runner import format_ci
 
     path = args.run_dir / "result.json"
     if not path.exists():
@@ -313,9 +313,9 @@ def _two_state(args: argparse.Namespace) -> int:
 
 
 def _gradual(args: argparse.Namespace) -> int:
-    from benchmarks.protocol import atomic_write_json
-    from benchmarks.run import gradual_comparison
-    from benchmarks.sweep import format_ci
+    from benchmarks.savings.protocol import atomic_write_json
+    from benchmarks.savings.run import gradual_comparison
+    from benchmarks.sweep.runner import format_ci
 
     runs = []
     for name, folder in (("gradual_dir", args.gradual_dir), ("abrupt_dir", args.abrupt_dir)):
@@ -348,7 +348,7 @@ def _gradual(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from benchmarks.report import write_report
+    from benchmarks.board.report import write_report
 
     print(f"wrote {write_report(args.run_dir)}")
     return 0
@@ -382,7 +382,7 @@ def _seconds(text: str) -> float:
 
 def _device(text: str) -> str:
     """An argparse type: a torch device this machine has (cuda only where CUDA is available)."""
-    from benchmarks.sweep import check_device
+    from benchmarks.sweep.runner import check_device
 
     try:
         check_device(text)
@@ -429,7 +429,7 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _phase_batches(text: str) -> tuple[str, int]:
     """An argparse type: ``PHASE=BATCHES`` (e.g. ``NF1=240``)."""
-    from benchmarks.protocol import PARADIGM_PHASES, PHASES
+    from benchmarks.savings.protocol import PARADIGM_PHASES, PHASES
 
     phase, sep, count = text.partition("=")
     if not sep or phase not in PHASES + PARADIGM_PHASES or not count.isdigit():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_leaderboard import _result, _write
 
-from benchmarks import leaderboard
-from benchmarks.metrics import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality, savings
-from benchmarks.protocol import Preset, run_protocol
+from benchmarks.board import leaderboard
+from benchmarks.savings.metrics import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality, savings
+from benchmarks.savings.protocol import Preset, run_protocol
 
 TARGETS = np.array([[0.1 * math.cos(a), 0.1 * math.sin(a)] for a in np.arange(8) * math.pi / 4])
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import leaderboard
-from benchmarks.metrics import savings
-from benchmarks.protocol import PRESETS, atomic_write_json
+from benchmarks.board import leaderboard
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.protocol import PRESETS, atomic_write_json
 
 SHIPPED = Path(__file__).parent.parent / "leaderboard" / "gru-32-20017918"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import leaderboard
-from benchmarks.metrics import savings
-from benchmarks.protocol import PRESETS, atomic_write_json, make_result
+from benchmarks.board import leaderboard
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.protocol import PRESETS, atomic_write_json, make_result
 from savings_gym.envs import task_params
 
 QUICK = PRESETS["quick"]
@@ -172,7 +172,7 @@ def test_duplicates_of_an_entry_are_rejected(tmp_path, good):
 
 
 def _with_latent(folder, projections, tamper=None):
-    from benchmarks.latent import persistence
+    from benchmarks.savings.latent import persistence
 
     latent = {"networks": len(projections), "per_network": {"projection_NF2": list(projections)}}
     latent["persistence_NF2"] = persistence(np.asarray(projections))
@@ -437,7 +437,7 @@ def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):
 
 
 def test_report_page(tmp_path, good):
-    from benchmarks.report import write_report
+    from benchmarks.board.report import write_report
 
     page = write_report(good).read_text()
     assert "gru-test" in page and "savings index" in page and "not analysed" in page
@@ -490,7 +490,7 @@ def test_practice_control_curves_are_validated_against_the_config(tmp_path):
 
 
 def test_a_retired_preset_validates_and_is_marked(tmp_path):
-    from benchmarks.protocol import RETIRED_PRESETS, find_preset
+    from benchmarks.savings.protocol import RETIRED_PRESETS, find_preset
 
     old = RETIRED_PRESETS[0]
     assert find_preset(old.name, old.batches) == (old, True)

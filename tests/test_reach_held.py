@@ -11,9 +11,9 @@ import torch
 from test_competence import Still, _gated
 from test_leaderboard import _result, _write
 
-from benchmarks import leaderboard
-from benchmarks.metrics import COLLAPSE_MIN_ENDPOINT_ERROR, reach_held, savings
-from benchmarks.protocol import Preset, make_result, run_protocol
+from benchmarks.board import leaderboard
+from benchmarks.savings.metrics import COLLAPSE_MIN_ENDPOINT_ERROR, reach_held, savings
+from benchmarks.savings.protocol import Preset, make_result, run_protocol
 
 BATCHES = 40
 

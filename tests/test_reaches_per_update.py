@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from agents.interface import ProtocolEnvs, ScheduleMismatchError
-from agents.sb3_agent import collection_episodes, make_spec
-from benchmarks import leaderboard
+from agents.sb3.learner import collection_episodes, make_spec
+from benchmarks.board import leaderboard
 from benchmarks.cli import main
-from benchmarks.protocol import PRESETS, Preset, get_preset, run_protocol
-from benchmarks.run import run, sb3_agent_factory, sb3_spec
+from benchmarks.savings.protocol import PRESETS, Preset, get_preset, run_protocol
+from benchmarks.savings.run import run, sb3_agent_factory, sb3_spec
 from savings_gym.schedule import paper_schedule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -177,7 +177,7 @@ def test_the_command_line_refuses_them_before_any_work(argv, message, tmp_path, 
 
 def test_a_bptt_agent_refuses_other_updates_than_its_batch(tmp_path):
     from agents.bptt import BPTTAgent, load_pretrained
-    from benchmarks.run import shipped_pretrained
+    from benchmarks.savings.run import shipped_pretrained
 
     controllers, _ = load_pretrained(shipped_pretrained("gru", 16), networks=range(1))
     agent = BPTTAgent(controllers, paper_schedule(batches={"NF1": 2, "FF1": 2}), engine="eager")
@@ -214,7 +214,7 @@ def test_the_schedule_check_counts_updates_of_r_reaches():
 
 
 def test_the_template_learner_trains_r_reaches_per_update(tmp_path):
-    from benchmarks.run import custom_agent_factory
+    from benchmarks.savings.run import custom_agent_factory
 
     preset = Preset("tiny16", {"NF1": 2, "FF1": 2, "NF2": 2, "FF2": 2}, reaches_per_update=16)
     make, details = custom_agent_factory("examples/reinforce.py:Reinforce", 16, 1, tmp_path, seed=0, device="cpu")
@@ -227,7 +227,7 @@ def test_the_template_learner_trains_r_reaches_per_update(tmp_path):
 def test_the_board_reads_r_and_old_files_without_it_as_8(tmp_path, monkeypatch):
     from dataclasses import asdict
 
-    from benchmarks.protocol import make_result
+    from benchmarks.savings.protocol import make_result
 
     rl = Preset("rl", {"NF1": 4, "FF1": 48, "NF2": 24, "FF2": 48}, reaches_per_update=32)
     monkeypatch.setitem(PRESETS, "rl", rl)  # as a preset that sets R itself will
@@ -263,7 +263,7 @@ def leaderboard_folder(folder, result):
 
 
 def test_sb3_pretraining_trains_in_whole_rollouts_of_a_longer_update(tmp_path):
-    from agents.sb3_agent import PretrainArgs, pretrain
+    from agents.sb3.learner import PretrainArgs, pretrain
 
     spec = make_spec("PPO", hyperparams=FAST, reaches_per_update=16)
     meta = pretrain(spec, PretrainArgs(batches=1, networks=1, check_every=1), tmp_path / "p.pt")

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import leaderboard
+from benchmarks.board import leaderboard
 from benchmarks.cli import main
-from benchmarks.protocol import Preset
-from benchmarks.sweep import (
+from benchmarks.savings.protocol import Preset
+from benchmarks.sweep.runner import (
     MANIFEST,
     RAY_EXTRA,
     SUMMARY,
@@ -96,8 +96,8 @@ def test_ray_tasks_write_the_same_result_files_as_the_local_pool(local_sweep, tm
 
 VICTIM = f"""
 import sys
-from benchmarks.protocol import Preset
-from benchmarks.sweep import run_sweep
+from benchmarks.savings.protocol import Preset
+from benchmarks.sweep.runner import run_sweep
 
 if __name__ == "__main__":
     run_sweep("gru", [8], 1, {MINI!r}, sys.argv[1], seeds=[0, 1], workers=1, checkpoint_seconds=0, log=None)
@@ -132,8 +132,8 @@ def test_a_killed_sweep_reruns_without_redoing_finished_cells(local_sweep, tmp_p
 
 LONG_VICTIM = """
 import sys
-from benchmarks.protocol import Preset
-from benchmarks.sweep import run_sweep
+from benchmarks.savings.protocol import Preset
+from benchmarks.sweep.runner import run_sweep
 
 if __name__ == "__main__":
     long = Preset("long", {"NF1": 0, "FF1": 100000}, pretrain_batches=1, use_shipped_pretrained=False)

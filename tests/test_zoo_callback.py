@@ -1,4 +1,4 @@
-"""The protocol's measurements inside an rl-zoo3 run (benchmarks/zoo_callback.py): a real rl-zoo3 run
+"""The protocol's measurements inside an rl-zoo3 run (benchmarks/savings/zoo_callback.py): a real rl-zoo3 run
 with the callback named in its yaml, and the callback driven by a real SB3 model in-process."""
 
 import json
@@ -18,10 +18,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 import savings_gym  # noqa: F401  (registers the ids)
-from agents.sb3_agent import PROTOCOL_CALLBACK, evaluate_models, make_spec
-from benchmarks import leaderboard
-from benchmarks.metrics import lateral_deviation
-from benchmarks.zoo_callback import ProtocolCallback
+from agents.sb3.learner import PROTOCOL_CALLBACK, evaluate_models, make_spec
+from benchmarks.board import leaderboard
+from benchmarks.savings.metrics import lateral_deviation
+from benchmarks.savings.zoo_callback import ProtocolCallback
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = {"NF1": 1, "FF1": 2, "NF2": 1, "FF2": 2}  # episodes per arm: with 8 arms, batches

@@ -4,14 +4,14 @@ A submission is a run folder holding the ``result.json`` that ``savings-gym run`
 ``savings-gym-result``, version 1; :data:`SUBMISSION_SCHEMA`). Validation trusts nothing: the
 schema (checked with ``jsonschema``), a known env id and version, a known preset with curve lengths
 that match it, at least :data:`MIN_NETWORKS` networks, finite curves, metrics that match the ones
-recomputed from the raw curves with :func:`benchmarks.metrics.savings`, and no duplicate of an
+recomputed from the raw curves with :func:`benchmarks.savings.metrics.savings`, and no duplicate of an
 entry already on the board. Each problem names the file, the field and the reason. A submission
 may also hold ``latent/latent.json`` (``savings-gym latent``): its NF2 persistence is recomputed
 from the per-network projections and shown as a column.
 
 Ranking: by the most reliable savings measure, :data:`RANK_MEASURE` (chosen by
 :func:`split_half_reliability` on the shipped entries: the early error reduction, FF2 minus FF1,
-:func:`benchmarks.metrics.fit_free`), of every network, summarised by its interquartile mean (IQM)
+:func:`benchmarks.savings.metrics.fit_free`), of every network, summarised by its interquartile mean (IQM)
 with a 95% bootstrap CI over networks (rliable's recommendation; one task, so the stratified
 bootstrap is the plain one, done with scipy: the ``rliable`` package drags in arch, seaborn and
 pandas). An entry's rank counts the entries whose CI lies entirely on the savings side of its own,
@@ -43,7 +43,16 @@ import jsonschema
 import numpy as np
 
 import savings_gym
-from benchmarks.metrics import (
+from benchmarks.safe_io import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    UnsafeFileError,
+    parse_json,
+    png_problem,
+    read_regular,
+    text_problem,
+)
+from benchmarks.savings.metrics import (
     COLLAPSE_MIN_ENDPOINT_ERROR,
     COLLAPSE_MIN_PATH_FRACTION,
     COMPETENCE_MAX_ENDPOINT_ERROR,
@@ -55,15 +64,14 @@ from benchmarks.metrics import (
     mismatches,
     reach_held,
 )
-from benchmarks.protocol import PHASES, PRESETS, RESET_PHASE, RESULT_UNITS, Preset, atomic_write_bytes, find_preset
-from benchmarks.safe_io import (
-    MAX_JSON_BYTES,
-    MAX_JSON_DEPTH,
-    UnsafeFileError,
-    parse_json,
-    png_problem,
-    read_regular,
-    text_problem,
+from benchmarks.savings.protocol import (
+    PHASES,
+    PRESETS,
+    RESET_PHASE,
+    RESULT_UNITS,
+    Preset,
+    atomic_write_bytes,
+    find_preset,
 )
 from savings_gym.envs import task_overrides, task_params
 from savings_gym.schedule import PAPER_BATCH_SIZE, PRACTICE_PHASES
@@ -230,7 +238,7 @@ class Entry:
 
     @property
     def reach(self) -> tuple[int, int] | None:
-        """(networks whose reach held, networks) (:func:`benchmarks.metrics.reach_held`); None for a
+        """(networks whose reach held, networks) (:func:`benchmarks.savings.metrics.reach_held`); None for a
         result from before reach quality was recorded."""
         block = self.metrics.get("reach")
         return None if block is None else (block["held"], block["networks"])
@@ -244,7 +252,8 @@ class Entry:
 
     @property
     def retired_preset(self) -> bool:
-        """Whether the run used an earlier definition of its preset (:data:`benchmarks.protocol.RETIRED_PRESETS`)."""
+        """Whether the run used an earlier definition of its preset
+        (:data:`benchmarks.savings.protocol.RETIRED_PRESETS`)."""
         preset = self.result["config"]["preset"]
         return find_preset(preset["name"], preset["batches"])[1]
 
@@ -348,7 +357,7 @@ def load(path: str | Path, submission: dict[str, str] | None = None, format_only
     :data:`MAX_FIGURE_BYTES`) and a JSON nesting limit; the schema; submission strings
     (:func:`check_text`); a known env id and preset; a curve for every network in every phase the
     preset runs, finite and of the preset's lengths; the reported metrics against their
-    recomputation (:func:`benchmarks.metrics.check_recomputed`); latent/latent.json's persistence
+    recomputation (:func:`benchmarks.savings.metrics.check_recomputed`); latent/latent.json's persistence
     against the projections; figures/learning_curves.png is a PNG. Board rules are
     :func:`board_problems`'s.
 
@@ -485,7 +494,7 @@ def _checked_competence(
 def _checked_reach(
     result: dict, curves: dict[str, np.ndarray], networks: int, name: str, problems: list[tuple[str, str, str]]
 ) -> list[bool] | None:
-    """Whether each network's reach held (:func:`benchmarks.metrics.reach_held`), recomputed from the
+    """Whether each network's reach held (:func:`benchmarks.savings.metrics.reach_held`), recomputed from the
     file's reach curves (taken on trust like the learning curves; the flags never are) at the env
     id's default reach distance (the board takes no ``--task`` runs); None for a result from before
     reach quality was recorded (``reach_curves`` absent), or with problems appended."""
@@ -611,7 +620,7 @@ def config_name(preset: Any) -> str:
 def _validated_latent(folder: Path, networks: int, problems: list, files: dict[str, bytes]) -> dict | None:
     """The submission's preparatory-activity results, if it has them, with the NF2 persistence
     recomputed from the per-network projections (problems are appended, not raised)."""
-    from benchmarks.latent import persistence
+    from benchmarks.savings.latent import persistence
 
     name = str(folder / LATENT_FILE)
     data = _read(folder, LATENT_FILE, MAX_LATENT_BYTES, problems, required=False)
@@ -836,7 +845,7 @@ def split_half_reliability(board_entries: list[Entry]) -> dict[str, dict[str, fl
     """
     from scipy import stats
 
-    from benchmarks.metrics import savings
+    from benchmarks.savings.metrics import savings
 
     per_entry: dict[str, list[float]] = {m: [] for m in SAVINGS_MEASURES}
     counted: dict[str, int] = {m: 0 for m in SAVINGS_MEASURES}
@@ -868,8 +877,8 @@ RELIABILITY_MIN_NETWORKS = 5
 
 
 def iqm_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """IQM (:func:`benchmarks.metrics.iqm`) with its 95% bootstrap CI over networks (NaNs dropped;
-    :func:`benchmarks.metrics.bootstrap_ci`: deterministic, blind to network order)."""
+    """IQM (:func:`benchmarks.savings.metrics.iqm`) with its 95% bootstrap CI over networks (NaNs dropped;
+    :func:`benchmarks.savings.metrics.bootstrap_ci`: deterministic, blind to network order)."""
     ci = bootstrap_ci(values, statistic=iqm)
     return ci.estimate, ci.low, ci.high
 
@@ -1046,7 +1055,7 @@ def render_markdown(table: list[dict]) -> str:
 
 def _curve_png(result: dict) -> str:
     """FF1 vs FF2 learning curves as a base64 PNG (inline in the page: nothing is fetched)."""
-    from benchmarks.figures import learning_curves_figure, png
+    from benchmarks.savings.figures import learning_curves_figure, png
 
     return base64.b64encode(png(learning_curves_figure(result))).decode()
 

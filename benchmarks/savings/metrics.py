@@ -4,7 +4,7 @@ Units: positions and deviations in metres, learning rates per window of ``window
 
 A "batch" here is one point of a learning curve: the test reaches before one update. With the
 paper's protocol an update is one batch of 8 reaches; with more reaches per update
-(:attr:`benchmarks.protocol.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
+(:attr:`benchmarks.savings.protocol.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
 is in updates: a window is 5 updates, the early batches and batches to half error are updates, and
 :func:`reach_held`'s window is 10 updates.
 
@@ -44,7 +44,7 @@ from scipy import optimize, stats
 REFERENCE_STEP = 25  # the paper measures deviation from the line (hand at this step) -> target
 WINDOW = 5  # batches per window before fitting, as the paper
 RESET_PHASE = "FFR"
-"""The reset control's FF2 (:func:`benchmarks.protocol.reset_learners`): the learners of NF1's start."""
+"""The reset control's FF2 (:func:`benchmarks.savings.protocol.reset_learners`): the learners of NF1's start."""
 CONTROLS = {"FFC": ("practice_control", "control", "practice"), RESET_PHASE: ("reset_control", "reset", "reset")}
 """Control phase -> (its block in :func:`savings`, the name of FF2's measures against it, the name
 of its own measures against FF1): the practice control's FFC and the reset control's FFR."""
@@ -446,7 +446,7 @@ def paradigm_metrics(
       field's errors (so the after-effect of A is negative), per network with a CI; and
       ``relearning`` (phase FF2): its fitted rate, first error (m) and normalised area. Computed
       alike on a gradual run and on the abrupt one of the same lengths (``ArmCurlField-v0``), they
-      compare the two (:func:`benchmarks.run.gradual_comparison`).
+      compare the two (:func:`benchmarks.savings.run.gradual_comparison`).
 
     Args:
         competence: (K,) networks past the competence gate; the others are left out (None: all count).

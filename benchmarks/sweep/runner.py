@@ -1,7 +1,7 @@
 """``savings-gym sweep``: the savings protocol over a grid of learners, sizes, field strengths and seeds.
 
 Every combination of the given agents, hidden sizes, curl gains and seeds is one *cell*: a protocol
-run (:func:`benchmarks.run.run`) in its own sub-folder of the sweep folder, named after what it
+run (:func:`benchmarks.savings.run.run`) in its own sub-folder of the sweep folder, named after what it
 varies (``gru_h64_k8_s0``: agent, hidden units, gain in N*s/m, seed), holding the usual result
 files (``result.json``, ``curves.npz``, ``figures/``, ``checkpoint.pt``; each a valid leaderboard
 submission, ``savings-gym leaderboard add <cell folder>``) and ``run.log``, the cell's output.
@@ -48,10 +48,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.metrics import bootstrap_ci
-from benchmarks.protocol import Preset, atomic_write_bytes, atomic_write_json, comparable, get_preset
-from benchmarks.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
 from benchmarks.safe_io import read_json
+from benchmarks.savings.metrics import bootstrap_ci
+from benchmarks.savings.protocol import Preset, atomic_write_bytes, atomic_write_json, comparable, get_preset
+from benchmarks.savings.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
 from savings_gym.field import MAX_FIELD_GAIN
 
 BACKENDS = ("local", "ray")
@@ -303,7 +303,7 @@ def worker_context():
     context = multiprocessing.get_context("forkserver")
     # torch._dynamo: torch imports it when the first optimizer is made, seconds per worker otherwise;
     # a name that fails to import is skipped by the server; no effect once the server runs
-    context.set_forkserver_preload(["benchmarks.sweep", "benchmarks.run", "torch._dynamo"])
+    context.set_forkserver_preload(["benchmarks.sweep.runner", "benchmarks.savings.run", "torch._dynamo"])
     return context
 
 
@@ -502,7 +502,7 @@ def run_sweep(
         agents: learners (``"gru,lstm"`` or a list).
         hidden: hidden sizes (``"16,32"`` or a list; None: each agent's default).
         networks: independent networks per cell.
-        preset: a preset name or :class:`~benchmarks.protocol.Preset`.
+        preset: a preset name or :class:`~benchmarks.savings.protocol.Preset`.
         out: the sweep folder (one sub-folder per cell, ``sweep.json``, ``summary.json``).
         field_gains: curl gains of the FF phases (N*s/m); None: the preset's.
         seeds: run seeds.
@@ -654,11 +654,11 @@ def group_savings(results: list[dict]) -> dict[str, Any]:
 
     Returns:
         ``networks`` (all); ``competent``, those past the competence gate, over which everything
-        else is computed (:func:`benchmarks.metrics.savings`); ``networks_with_fit``; the mean
+        else is computed (:func:`benchmarks.savings.metrics.savings`); ``networks_with_fit``; the mean
         savings index log(r_FF2 / r_FF1), the fraction of networks with r_FF2 > r_FF1 (among
         those with both fits), the first-batch errors of FF1 and FF2 (cm) and the fraction of
         networks with a smaller FF2 one, each with a 95% bootstrap CI over networks
-        (:func:`benchmarks.metrics.bootstrap_ci`); and ``pretrained_endpoint_error_cm``, the mean
+        (:func:`benchmarks.savings.metrics.bootstrap_ci`); and ``pretrained_endpoint_error_cm``, the mean
         endpoint error of the networks on the 8 test reaches when pretraining ended (None where
         no cell recorded it), because savings means little in networks that never learned to reach.
     """
@@ -739,7 +739,7 @@ def aggregate(out: str | Path, manifest: dict[str, Any] | None = None) -> dict[s
         "figure": str(FIGURE) if sized else None,
     }
     if sized:
-        from benchmarks.figures import png
+        from benchmarks.savings.figures import png
 
         atomic_write_bytes(out / FIGURE, png(savings_vs_hidden_figure(rows)))
     atomic_write_json(out / SUMMARY, summary)
@@ -749,7 +749,7 @@ def aggregate(out: str | Path, manifest: dict[str, Any] | None = None) -> dict[s
 def savings_vs_hidden_figure(rows: list[dict]):
     """Savings index, fraction of networks with savings and first-batch errors against hidden size,
     one line per (agent, field gain), 95% CIs as error bars."""
-    from benchmarks.figures import _figure
+    from benchmarks.savings.figures import _figure
 
     fig = _figure(13, 3.8)
     panels = [fig.add_subplot(1, 3, i + 1) for i in range(3)]

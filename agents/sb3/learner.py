@@ -20,7 +20,7 @@ Learning curves come from the deterministic policy (``deterministic=True``, recu
 per learner and zeroed at the start of each test reach) on the 8 test reaches under the current
 field, the same test reaches and lateral deviation as the BPTT agents.
 
->>> from agents.sb3_agent import SB3Agent, make_spec
+>>> from agents.sb3.learner import SB3Agent, make_spec
 >>> from savings_gym.schedule import paper_schedule
 >>> spec = make_spec("PPO", hyperparams={"n_epochs": 1, "batch_size": 400})
 >>> agent = SB3Agent(spec, paper_schedule(batches={"NF1": 1, "FF1": 1}), num_networks=2, seed=0)
@@ -66,7 +66,7 @@ try:
     from stable_baselines3.common.utils import get_device
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise ImportError('agents.sb3_agent needs SB3 and sb3-contrib: pip install "savings-gym[rl]"') from error
+    raise ImportError('agents.sb3.learner needs SB3 and sb3-contrib: pip install "savings-gym[rl]"') from error
 
 import sb3_contrib
 
@@ -79,7 +79,7 @@ from savings_gym.sb3 import SB3VecEnv, make_sb3_vec_env
 from savings_gym.schedule import PAPER_BATCH_SIZE, PAPER_GAIN, Schedule, null_schedule
 from savings_gym.task import CUE_LAYOUT, N_MUSCLES, N_TEST_TARGETS, observation_bounds
 
-HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+HYPERPARAMS_DIR = Path(__file__).parents[1] / "hyperparams"
 DEFAULT_TEACHER = PRETRAINED_DIR / "gru128.pt"  # the BPTT networks SB3 learners imitate by default
 PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
 """The envs a savings run can use (``ArmReach-v0`` is for pretraining)."""
@@ -107,7 +107,7 @@ ZOO_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs", "no
 # are loaded (a shipped learner imitated with a wide std explores too much to adapt at 64 reaches per
 # update: issue 19), without changing which pretrained files fit the spec
 ADAPTER_KEYS = ("exploration_std",)
-PROTOCOL_CALLBACK = "benchmarks.zoo_callback.ProtocolCallback"
+PROTOCOL_CALLBACK = "benchmarks.savings.zoo_callback.ProtocolCallback"
 """The callback that measures the protocol in an rl-zoo3 run: a yaml's ``callback`` naming only it is
 ignored here, where the protocol measures itself, so one file serves both routes."""
 # rl-zoo3 keys that would change the env or the training loop the protocol owns
@@ -471,7 +471,7 @@ def make_spec(
         hyperparams: overrides, see above.
         hidden: LSTM units (``policy_kwargs.lstm_hidden_size``) of a recurrent policy.
         reaches_per_update: the protocol's training episodes per learner per update (R; a positive
-            multiple of 8, the preset's :attr:`~benchmarks.protocol.Preset.reaches_per_update`). For
+            multiple of 8, the preset's :attr:`~benchmarks.savings.protocol.Preset.reaches_per_update`). For
             R other than 8, an on-policy learner's ``n_steps`` becomes R / ``n_envs`` episodes of 100
             steps (one rollout, one update per curve point; recorded in ``sources``) unless
             ``hyperparams`` set it, and then it must divide that; an off-policy learner's

@@ -2,7 +2,7 @@
 run the protocol, report.
 
 Learners: ``gru`` (the paper's), ``lstm``, ``rnn``, trained by BPTT (:mod:`agents.bptt`), and
-``sb3:<Algo>``, any Stable-Baselines3 or sb3-contrib algorithm (:mod:`agents.sb3_agent`), e.g.
+``sb3:<Algo>``, any Stable-Baselines3 or sb3-contrib algorithm (:mod:`agents.sb3.learner`), e.g.
 ``sb3:RecurrentPPO`` or ``sb3:PPO``, optionally on ``ArmCurlFieldCued-v0`` (told the field).
 
 SB3 learners start from pretrained weights: the shipped ones (``agents/pretrained/<algo>[-cued].pt``)
@@ -37,8 +37,8 @@ from agents.bptt import (
 )
 from agents.controllers import CELLS
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
-from benchmarks.metrics import bootstrap_ci, lateral_deviation, paradigm_metrics, reach_quality
-from benchmarks.protocol import (
+from benchmarks.savings.metrics import bootstrap_ci, lateral_deviation, paradigm_metrics, reach_quality
+from benchmarks.savings.protocol import (
     PARADIGM_PHASES,
     PHASES,
     Preset,
@@ -55,7 +55,8 @@ BPTT_AGENTS = tuple(CELLS)
 SB3_PREFIX = "sb3:"
 PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
 PARADIGM_IDS = savings_gym.PARADIGM_IDS
-"""The paradigms beyond A-B-A (issue 21): every learner runs them (:func:`benchmarks.protocol.protocol_schedule`)."""
+"""The paradigms beyond A-B-A (issue 21): every learner runs them
+(:func:`benchmarks.savings.protocol.protocol_schedule`)."""
 DEFAULT_HIDDEN = 128
 # competence after pretraining, on the 8 null-field test reaches of the deterministic policy
 MAX_ENDPOINT_ERROR = 0.02  # m, mean distance of the hand to the target at the last step
@@ -82,7 +83,7 @@ def shipped_pretrained(cell: str, hidden: int) -> Path:
 
 def _sb3_algorithms() -> list[str]:
     try:
-        from agents.sb3_agent import algorithms
+        from agents.sb3.learner import algorithms
     except ImportError:  # without the rl extra
         return []
     return list(algorithms())
@@ -98,7 +99,7 @@ def check_run_arguments(
     reaches_per_update: int = PAPER_BATCH_SIZE,
 ) -> Path:
     """Validates the command line before any work starts (for SB3 agents: the algorithm, the env and
-    the hyperparameters too, see :func:`agents.sb3_agent.make_spec`; BPTT agents take only 8
+    the hyperparameters too, see :func:`agents.sb3.learner.make_spec`; BPTT agents take only 8
     reaches per update).
 
     Raises:
@@ -149,7 +150,7 @@ def check_run_arguments(
     return out
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def portable_path(source: str | Path, out: str | Path) -> str:
@@ -301,8 +302,8 @@ def sb3_spec(
     hidden: int | None = None,
     reaches_per_update: int = PAPER_BATCH_SIZE,
 ):
-    """The :class:`agents.sb3_agent.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
-    from agents.sb3_agent import make_spec
+    """The :class:`agents.sb3.learner.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
+    from agents.sb3.learner import make_spec
 
     return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden, reaches_per_update)
 
@@ -310,9 +311,9 @@ def sb3_spec(
 def smoke_sized(spec, preset: Preset):
     """``spec`` as a run of ``preset`` trains it: on the smoke preset (also with ``--phases`` or
     ``--lr``), an off-policy learner makes at most :data:`SMOKE_GRADIENT_STEPS` gradient steps per
-    batch (per update, at other than 8 reaches per update; :func:`agents.sb3_agent.cap_gradient_steps`),
+    batch (per update, at other than 8 reaches per update; :func:`agents.sb3.learner.cap_gradient_steps`),
     and a line says so; else unchanged."""
-    from agents.sb3_agent import cap_gradient_steps, gradient_steps_per_batch
+    from agents.sb3.learner import cap_gradient_steps, gradient_steps_per_batch
 
     if preset.name.partition(":")[0] != "smoke":
         return spec
@@ -364,7 +365,7 @@ def sb3_agent_factory(
     tensorboard: Path | None = None,
     check_every: int = 50,
 ) -> tuple[Callable[[ProtocolEnvs], Agent], dict[str, Any]]:
-    """A function envs -> :class:`agents.sb3_agent.SB3Agent` starting from pretrained weights
+    """A function envs -> :class:`agents.sb3.learner.SB3Agent` starting from pretrained weights
     (``envs``: the :class:`~agents.interface.ProtocolEnvs` the protocol builds).
 
     Shipped weights are used when the preset allows and a file fits the spec's networks with enough
@@ -374,7 +375,7 @@ def sb3_agent_factory(
     ``preset.pretrain_batches`` are spent. A preset with ``pretrain_batches=0`` and no shipped
     weights starts from scratch.
     """
-    from agents.sb3_agent import (
+    from agents.sb3.learner import (
         DEFAULT_TEACHER,
         PretrainArgs,
         SB3Agent,
@@ -453,7 +454,7 @@ class TensorBoardScalars:
         return self.agent.evaluate(field_gain)
 
     def evaluate_then_train(self, field_gain: float, episodes: int = PAPER_BATCH_SIZE) -> ReachRecord:
-        """The protocol's step (:func:`benchmarks.protocol.evaluate_then_train`), its test reaches logged;
+        """The protocol's step (:func:`benchmarks.savings.protocol.evaluate_then_train`), its test reaches logged;
         other evaluations (the competence gate's) are not points of the learning curve and are not logged."""
         step = self.envs.episodes_completed
         record = evaluate_then_train(self.agent, field_gain, episodes=episodes)
@@ -516,24 +517,24 @@ def run(
         hidden: recurrent units (BPTT: default 128; SB3: the LSTM of a recurrent policy, default
             from the hyperparameters).
         networks: independent learners.
-        preset: a preset name or :class:`~benchmarks.protocol.Preset`.
+        preset: a preset name or :class:`~benchmarks.savings.protocol.Preset`.
         out: output folder (a checkpoint there is resumed).
         env_id: ``ArmCurlField-v0``, or ``ArmCurlFieldCued-v0`` (SB3 only: told the field).
-        hyperparams: SB3 overrides (see :func:`agents.sb3_agent.make_spec`).
+        hyperparams: SB3 overrides (see :func:`agents.sb3.learner.make_spec`).
         tensorboard: folder for TensorBoard scalars (skipped with a warning without tensorboard).
         task: task constants replacing the env id's defaults, e.g. ``{"test_go_time": 0.44}``
             (:class:`savings_gym.task.TaskParams`; all of them are recorded in the result).
         phases: batch counts replacing the preset's, e.g. ``{"NF1": 240}`` (the preset is then
             renamed, e.g. ``quick:NF1=240``, and its results are not for the board); for a paradigm
-            id also its own phases (``FFB``, ``EC``: :func:`benchmarks.protocol.protocol_schedule`).
+            id also its own phases (``FFB``, ``EC``: :func:`benchmarks.savings.protocol.protocol_schedule`).
         lr: an SGD learning rate replacing the preset's (renamed likewise, e.g. ``quick:lr=0.005``);
             a learner of one's own gets the preset's rate, or this, if its constructor takes ``lr``.
-        practice_control: also run the practice control (:func:`benchmarks.protocol.run_protocol`).
+        practice_control: also run the practice control (:func:`benchmarks.savings.protocol.run_protocol`).
         reset_control: also run the reset control: the learners of NF1's start through FF2 (``FFR``;
-            :func:`benchmarks.protocol.run_protocol`).
+            :func:`benchmarks.savings.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
         reaches_per_update: training reaches per learner per update (curve point) replacing the
-            preset's (:attr:`~benchmarks.protocol.Preset.reaches_per_update`; renamed likewise, e.g.
+            preset's (:attr:`~benchmarks.savings.protocol.Preset.reaches_per_update`; renamed likewise, e.g.
             ``quick:reaches_per_update=64``): SB3 learners and learners of your own; BPTT agents
             take only 8.
     """
@@ -628,7 +629,7 @@ def pretrain_agent(
     batches) or ``batches`` are spent, and are written (weights and normalisation statistics only) to
     ``out``, by default :data:`PRETRAIN_OUT`/<the shipped file's name> (the shipped weights in
     agents/pretrained/ are replaced only when ``out`` names them); with ``imitate`` (a file of
-    BPTT networks) they first distil those networks (:func:`agents.sb3_agent.imitate`). BPTT
+    BPTT networks) they first distil those networks (:func:`agents.sb3.learner.imitate`). BPTT
     agents run :func:`agents.bptt.pretrain` for ``batches``, as networks ``first_network`` onwards of
     the run (a long run in pieces), or with ``join`` write the pieces' files joined into one
     (:func:`agents.bptt.join_pretrained`) instead of training. Rerunning the same command resumes.
@@ -643,9 +644,9 @@ def pretrain_agent(
     if agent.startswith(SB3_PREFIX) and (first_network or join):
         raise ValueError("--first-network and --join are for BPTT agents (gru, lstm, rnn)")
     if agent.startswith(SB3_PREFIX):
-        from agents.sb3_agent import PretrainArgs
-        from agents.sb3_agent import pretrain as pretrain_sb3
-        from agents.sb3_agent import shipped_pretrained as shipped_sb3
+        from agents.sb3.learner import PretrainArgs
+        from agents.sb3.learner import pretrain as pretrain_sb3
+        from agents.sb3.learner import shipped_pretrained as shipped_sb3
 
         spec = sb3_spec(agent, env_id, hyperparams, hidden)
         target = Path(out) if out is not None else PRETRAIN_OUT / shipped_sb3(spec).name
@@ -795,7 +796,7 @@ def summary_table(result: dict) -> str:
 
 
 def paradigm_summary(result: dict) -> str:
-    """The table printed at the end of a paradigm run (:func:`benchmarks.metrics.paradigm_metrics`):
+    """The table printed at the end of a paradigm run (:func:`benchmarks.savings.metrics.paradigm_metrics`):
     means and 95% bootstrap CIs over the competent networks."""
     metrics = result["paradigm_metrics"]
 
@@ -837,7 +838,7 @@ def paradigm_summary(result: dict) -> str:
 
 
 def gradual_comparison(gradual: dict, abrupt: dict) -> dict:
-    """The gradual paradigm against its abrupt version: :func:`benchmarks.metrics.paradigm_metrics`
+    """The gradual paradigm against its abrupt version: :func:`benchmarks.savings.metrics.paradigm_metrics`
     of both runs' learning curves (result dicts of ``ArmCurlFieldGradual-v0`` and ``ArmCurlField-v0``
     with the same preset, networks and seed) and, per network, gradual minus abrupt of the
     after-effect (m, oriented as the field's errors), the FF2 rate and the FF2 area, with bootstrap

@@ -12,10 +12,10 @@ and writes its results atomically:
   (``updates``), the learning curves per phase and network,
   the reach quality of every curve point (``reach_curves``: endpoint error and hand path length of
   the same test reaches, so that a curve that falls because the learner stopped reaching is seen:
-  :func:`benchmarks.metrics.reach_held`) and the savings metrics (:func:`benchmarks.metrics.savings`,
+  :func:`benchmarks.savings.metrics.reach_held`) and the savings metrics (:func:`benchmarks.savings.metrics.savings`,
   over the networks that pass the competence gate and whose reach held);
 * ``curves.npz``: the deviation of every test reach (phase -> (K, batches, 8));
-* ``figures/``: learning curves, hand paths, savings index per network (:mod:`benchmarks.figures`);
+* ``figures/``: learning curves, hand paths, savings index per network (:mod:`benchmarks.savings.figures`);
 * ``phase_ends/<phase>.pt``: the learners' state at the end of each phase (for ``savings-gym latent``).
 
 A killed run resumed with the same command ends with the same curves as an uninterrupted one.
@@ -40,7 +40,7 @@ import torch
 
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
-from benchmarks.metrics import (
+from benchmarks.savings.metrics import (
     COLLAPSE_ENDPOINT_FACTOR,
     COLLAPSE_MIN_ENDPOINT_ERROR,
     COLLAPSE_MIN_PATH_FRACTION,
@@ -110,7 +110,7 @@ class Preset:
             from when its cell and size match the run's (default: ``<cell><hidden>.pt``).
         imitation_steps: SB3 learners pretrained by the run (no shipped weights fit) first imitate
             the shipped GRU-128 networks for this many gradient steps, when their policy can
-            (:func:`agents.sb3_agent.imitate`; PPO from scratch does not learn to reach at these
+            (:func:`agents.sb3.learner.imitate`; PPO from scratch does not learn to reach at these
             budgets); 0: RL from scratch. BPTT networks ignore it.
         description: what it is for.
         reaches_per_update: training reaches per learner between two points of the learning curve,
@@ -147,11 +147,11 @@ class Preset:
     def sb3_overrides(self, algo: str, hyperparams: Any = None) -> Any:
         """The hyperparameter layers of an ``sb3:<algo>`` run of this preset: the preset's for
         ``algo`` first, then ``hyperparams`` (the command line's: a dict, a yaml path or a list of
-        those, see :func:`agents.sb3_agent.make_spec`), which win."""
+        those, see :func:`agents.sb3.learner.make_spec`), which win."""
         own = self.sb3_hyperparams.get(algo)
         if not own:
             return hyperparams
-        from agents.sb3_agent import hyperparam_layers  # SB3 is an optional extra: imported only for SB3 runs
+        from agents.sb3.learner import hyperparam_layers  # SB3 is an optional extra: imported only for SB3 runs
 
         return [dict(own), *hyperparam_layers(hyperparams)]
 
@@ -642,8 +642,8 @@ def finish(
 
 def measure_competence(agent: Agent, dt: float = 0.01) -> dict[str, Any]:
     """The competence gate's measurements: every network's 8 null-field test reaches, taken where
-    the protocol calls it (before FF1's first update), as :func:`benchmarks.metrics.reach_quality`
-    (m, s) and :func:`benchmarks.metrics.competent`. Leaves the agent unchanged (``evaluate``)."""
+    the protocol calls it (before FF1's first update), as :func:`benchmarks.savings.metrics.reach_quality`
+    (m, s) and :func:`benchmarks.savings.metrics.competent`. Leaves the agent unchanged (``evaluate``)."""
     return competence_of(agent.evaluate(0.0), dt)
 
 
@@ -921,13 +921,13 @@ def make_result(
             are then over the competent networks only. None: not measured.
         reach_curves: phase -> ``{"endpoint_error", "path_length"}`` -> (K, batches) (m), the reach
             quality of every curve point; with ``competence`` and ``reach_distance``, the metrics
-            are also only over the networks whose reach held (:func:`benchmarks.metrics.reach_held`).
+            are also only over the networks whose reach held (:func:`benchmarks.savings.metrics.reach_held`).
         reach_distance: the test reaches' start-to-target distance (m).
         adaptation: channel phase -> (K, batches) adaptation index of the channel test reaches.
 
     A run of a paradigm beyond A-B-A (phases other than :data:`PHASES`, or an adaptation index)
     also gets ``adaptation_index`` and ``paradigm_metrics``
-    (:func:`benchmarks.metrics.paradigm_metrics`); its ``metrics`` (the savings of FF2 against FF1)
+    (:func:`benchmarks.savings.metrics.paradigm_metrics`); its ``metrics`` (the savings of FF2 against FF1)
     are empty.
     """
     name = f"{config['agent']}-{config['hidden']}" if config.get("hidden") else str(config["agent"])
@@ -1002,7 +1002,7 @@ def updates_block(curves: Mapping[str, np.ndarray], reaches_per_update: int, ste
 
 
 def reach_criterion(reach_distance: float) -> dict[str, float]:
-    """The numbers of :func:`benchmarks.metrics.reach_held`'s criterion, as a result file records them."""
+    """The numbers of :func:`benchmarks.savings.metrics.reach_held`'s criterion, as a result file records them."""
     return {
         "window_batches": COLLAPSE_WINDOW,
         "max_endpoint_error_factor": COLLAPSE_ENDPOINT_FACTOR,
@@ -1038,7 +1038,7 @@ def write_result(out: Path, result: dict, state: RunState) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{p: np.asarray(d).transpose(1, 0, 2) for p, d in state.deviations.items() if d})
     atomic_write_bytes(out / "curves.npz", buffer.getvalue())
-    from benchmarks.figures import write_figures
+    from benchmarks.savings.figures import write_figures
 
     write_figures(out / "figures", result, state.snapshots)
     atomic_write_json(out / "result.json", result)
