@@ -280,9 +280,9 @@ def _latent(args: argparse.Namespace) -> int:
 def _two_state(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from benchmarks.savings.protocol import atomic_write_json
+    from benchmarks.safe_io import atomic_write_json
+    from benchmarks.savings.metrics import format_ci
     from benchmarks.savings.state_space import result_report
-    from benchmarks.sweep.runner import format_ci
 
     path = args.run_dir / "result.json"
     if not path.exists():
@@ -313,9 +313,9 @@ def _two_state(args: argparse.Namespace) -> int:
 
 
 def _gradual(args: argparse.Namespace) -> int:
-    from benchmarks.savings.protocol import atomic_write_json
+    from benchmarks.safe_io import atomic_write_json
+    from benchmarks.savings.metrics import format_ci
     from benchmarks.savings.run import gradual_comparison
-    from benchmarks.sweep.runner import format_ci
 
     runs = []
     for name, folder in (("gradual_dir", args.gradual_dir), ("abrupt_dir", args.abrupt_dir)):

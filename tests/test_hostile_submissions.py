@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from benchmarks.board import leaderboard
+from benchmarks.safe_io import atomic_write_json
 from benchmarks.savings.metrics import savings
-from benchmarks.savings.protocol import PRESETS, atomic_write_json
+from benchmarks.savings.protocol import PRESETS
 
 SHIPPED = Path(__file__).parent.parent / "leaderboard" / "gru-32-20017918"
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from benchmarks.board import leaderboard
+from benchmarks.safe_io import atomic_write_json
 from benchmarks.savings.metrics import savings
-from benchmarks.savings.protocol import PRESETS, atomic_write_json, make_result
+from benchmarks.savings.protocol import PRESETS, make_result
 from savings_gym.envs import task_params
 
 QUICK = PRESETS["quick"]

@@ -47,6 +47,7 @@ from benchmarks.safe_io import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     UnsafeFileError,
+    atomic_write_bytes,
     parse_json,
     png_problem,
     read_regular,
@@ -64,15 +65,7 @@ from benchmarks.savings.metrics import (
     mismatches,
     reach_held,
 )
-from benchmarks.savings.protocol import (
-    PHASES,
-    PRESETS,
-    RESET_PHASE,
-    RESULT_UNITS,
-    Preset,
-    atomic_write_bytes,
-    find_preset,
-)
+from benchmarks.savings.protocol import PHASES, PRESETS, RESET_PHASE, RESULT_UNITS, Preset, find_preset
 from savings_gym.envs import task_overrides, task_params
 from savings_gym.schedule import PAPER_BATCH_SIZE, PRACTICE_PHASES
 

@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 
 from benchmarks.board.leaderboard import MAX_FIGURE_BYTES, RESULT_FILE, Entry, load
-from benchmarks.safe_io import png_problem, read_json, read_regular
-from benchmarks.savings.protocol import atomic_write_bytes
+from benchmarks.safe_io import atomic_write_bytes, png_problem, read_json, read_regular
 from benchmarks.savings.run import summary_table
 
 

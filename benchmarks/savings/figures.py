@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.safe_io import atomic_write_bytes
 from benchmarks.savings.metrics import bootstrap_ci
 
 
@@ -218,8 +219,6 @@ def paradigm_figure(result: dict):
 def write_figures(folder: Path, result: dict, snapshots: dict) -> None:
     """All figures of a run into ``folder`` (each written atomically): the savings figures where the
     run measured savings, and :func:`paradigm_figure` for a paradigm run."""
-    from benchmarks.savings.protocol import atomic_write_bytes
-
     figures = {"hand_paths.png": hand_paths_figure(snapshots)}
     if result.get("metrics"):
         figures["learning_curves.png"] = learning_curves_figure(result)

@@ -199,6 +199,13 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[..., Any] = np.mean, se
     return Interval(float(statistic(values)), float(low), float(high))
 
 
+def format_ci(interval: dict[str, float], fmt: str = "{:+.2f}") -> str:
+    """``estimate [low, high]``, or ``n/a`` where there is no estimate (no network with a fit)."""
+    if not math.isfinite(interval["estimate"]):
+        return "n/a"
+    return f"{fmt.format(interval['estimate'])} [{fmt.format(interval['low'])}, {fmt.format(interval['high'])}]"
+
+
 def iqm(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:
     """Interquartile mean: the mean of the middle 50% (robust to a few outlying seeds)."""
     result = stats.trim_mean(values, 0.25, axis=axis)

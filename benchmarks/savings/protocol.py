@@ -27,7 +27,6 @@ import copy
 import inspect
 import json
 import math
-import os
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ import torch
 
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from agents.serialization import atomic_torch_save, load_checkpoint
+from benchmarks.safe_io import atomic_write_bytes, atomic_write_json
 from benchmarks.savings.metrics import (
     COLLAPSE_ENDPOINT_FACTOR,
     COLLAPSE_MIN_ENDPOINT_ERROR,
@@ -391,21 +391,6 @@ def batch_test(schedule: Schedule, batch: int, reaches_per_update: int = PAPER_B
     if channels.all():
         return 0.0, True
     return float(gains[np.argmax(~channels)]), False
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, allow_nan=True).encode())
 
 
 def versions() -> dict[str, str]:

@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.safe_io import read_json
-from benchmarks.savings.metrics import bootstrap_ci
-from benchmarks.savings.protocol import Preset, atomic_write_bytes, atomic_write_json, comparable, get_preset
+from benchmarks.safe_io import atomic_write_bytes, atomic_write_json, read_json
+from benchmarks.savings.metrics import bootstrap_ci, format_ci
+from benchmarks.savings.protocol import Preset, comparable, get_preset
 from benchmarks.savings.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
 from savings_gym.field import MAX_FIELD_GAIN
 
@@ -785,13 +785,6 @@ def savings_vs_hidden_figure(rows: list[dict]):
     panels[1].set_ylim(-0.05, 1.05)
     fig.suptitle("savings vs network size (mean over networks, 95% bootstrap CIs)")
     return fig
-
-
-def format_ci(interval: dict[str, float], fmt: str = "{:+.2f}") -> str:
-    """``estimate [low, high]``, or ``n/a`` where there is no estimate (no network with a fit)."""
-    if not math.isfinite(interval["estimate"]):
-        return "n/a"
-    return f"{fmt.format(interval['estimate'])} [{fmt.format(interval['low'])}, {fmt.format(interval['high'])}]"
 
 
 SUMMARY_COLUMNS = (
