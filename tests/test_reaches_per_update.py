@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.interface import ProtocolEnvs, ScheduleMismatchError
-from agents.sb3.learner import collection_episodes, make_spec
+from agents.sb3.spec import collection_episodes, make_spec
 from benchmarks.board import leaderboard
 from benchmarks.cli import main
 from benchmarks.savings.protocol import PRESETS, Preset, get_preset, run_protocol
@@ -263,7 +263,7 @@ def leaderboard_folder(folder, result):
 
 
 def test_sb3_pretraining_trains_in_whole_rollouts_of_a_longer_update(tmp_path):
-    from agents.sb3.learner import PretrainArgs, pretrain
+    from agents.sb3.pretraining import PretrainArgs, pretrain
 
     spec = make_spec("PPO", hyperparams=FAST, reaches_per_update=16)
     meta = pretrain(spec, PretrainArgs(batches=1, networks=1, check_every=1), tmp_path / "p.pt")

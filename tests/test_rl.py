@@ -17,7 +17,10 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from agents.interface import ReachRecord
-from agents.sb3.learner import CueScaledNormalize, SB3Agent, WholeSequenceLstmPolicy, fits, load_pretrained, make_spec
+from agents.sb3.learner import SB3Agent
+from agents.sb3.policies import CueScaledNormalize, WholeSequenceLstmPolicy
+from agents.sb3.pretraining import load_pretrained
+from agents.sb3.spec import fits, make_spec
 from agents.serialization import load_checkpoint
 from benchmarks.board import leaderboard
 from benchmarks.cli import main
@@ -328,7 +331,7 @@ TEACHER = ROOT / "agents" / "pretrained" / "gru16.pt"  # the smallest shipped BP
 
 @pytest.mark.parametrize("algo", ["RecurrentPPO", "PPO"])
 def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_alone(algo):
-    from agents.sb3.learner import Imitation, imitate, load_teachers, record_teacher
+    from agents.sb3.imitation import Imitation, imitate, load_teachers, record_teacher
 
     hidden = 16 if algo == "RecurrentPPO" else None
     spec = make_spec(algo, hyperparams=_fast(algo), hidden=hidden)
@@ -362,7 +365,7 @@ def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_a
 
 
 def test_imitation_refuses_bad_settings(tmp_path):
-    from agents.sb3.learner import Imitation, imitate
+    from agents.sb3.imitation import Imitation, imitate
 
     agent = SB3Agent(make_spec("PPO", hyperparams=_fast("PPO")), paper_schedule(), 1, env_id="ArmReach-v0")
     with pytest.raises(ValueError, match="imitation episodes must be an integer >= 64, got 8"):
@@ -392,7 +395,7 @@ def test_pretraining_by_imitation_records_it_and_resumes_without_redoing_it(tmp_
 
 
 def test_learners_copy_only_the_teachers_that_meet_the_criterion_themselves():
-    from agents.sb3.learner import Imitation, competent_teachers, imitate
+    from agents.sb3.imitation import Imitation, competent_teachers, imitate
 
     gru128 = ROOT / "agents" / "pretrained" / "gru128.pt"
     networks, figures = competent_teachers(gru128, competence)
@@ -411,7 +414,7 @@ def test_learners_copy_only_the_teachers_that_meet_the_criterion_themselves():
 def test_each_learner_ships_the_weights_of_the_first_check_it_passes(tmp_path):
     """Learner 0 passes at the first check only: it keeps those weights; learner 1 never passes and
     ships its latest; a rerun of the finished call gives the same file."""
-    from agents.sb3.learner import PretrainArgs, pretrain
+    from agents.sb3.pretraining import PretrainArgs, pretrain
 
     spec = make_spec("PPO", hyperparams=_fast("PPO"))
     calls = []
@@ -471,7 +474,7 @@ def test_hyperparams_on_the_command_line_read_exponents_as_numbers():
 )
 def test_shipped_rl_weights_fit_the_shipped_hyperparameters(algo, env_id):
     """The quick preset starts from these files only while they match the shipped yaml's networks."""
-    from agents.sb3.learner import shipped_pretrained
+    from agents.sb3.pretraining import shipped_pretrained
 
     spec = make_spec(algo, env_id)
     blob = load_pretrained(shipped_pretrained(spec))
@@ -514,7 +517,7 @@ def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
 
 
 def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(capsys):
-    from agents.sb3.learner import gradient_steps_per_batch
+    from agents.sb3.spec import gradient_steps_per_batch
     from benchmarks.savings.protocol import get_preset
     from benchmarks.savings.run import SMOKE_GRADIENT_STEPS, smoke_sized
 

@@ -18,7 +18,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 import savings_gym  # noqa: F401  (registers the ids)
-from agents.sb3.learner import PROTOCOL_CALLBACK, evaluate_models, make_spec
+from agents.sb3.hyperparams import PROTOCOL_CALLBACK
+from agents.sb3.learner import evaluate_models
+from agents.sb3.spec import make_spec
 from benchmarks.board import leaderboard
 from benchmarks.savings.metrics import lateral_deviation
 from benchmarks.savings.zoo_callback import ProtocolCallback

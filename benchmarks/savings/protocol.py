@@ -110,7 +110,7 @@ class Preset:
             from when its cell and size match the run's (default: ``<cell><hidden>.pt``).
         imitation_steps: SB3 learners pretrained by the run (no shipped weights fit) first imitate
             the shipped GRU-128 networks for this many gradient steps, when their policy can
-            (:func:`agents.sb3.learner.imitate`; PPO from scratch does not learn to reach at these
+            (:func:`agents.sb3.imitation.imitate`; PPO from scratch does not learn to reach at these
             budgets); 0: RL from scratch. BPTT networks ignore it.
         description: what it is for.
         reaches_per_update: training reaches per learner between two points of the learning curve,
@@ -147,11 +147,11 @@ class Preset:
     def sb3_overrides(self, algo: str, hyperparams: Any = None) -> Any:
         """The hyperparameter layers of an ``sb3:<algo>`` run of this preset: the preset's for
         ``algo`` first, then ``hyperparams`` (the command line's: a dict, a yaml path or a list of
-        those, see :func:`agents.sb3.learner.make_spec`), which win."""
+        those, see :func:`agents.sb3.spec.make_spec`), which win."""
         own = self.sb3_hyperparams.get(algo)
         if not own:
             return hyperparams
-        from agents.sb3.learner import hyperparam_layers  # SB3 is an optional extra: imported only for SB3 runs
+        from agents.sb3.hyperparams import hyperparam_layers
 
         return [dict(own), *hyperparam_layers(hyperparams)]
 

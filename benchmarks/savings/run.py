@@ -83,7 +83,7 @@ def shipped_pretrained(cell: str, hidden: int) -> Path:
 
 def _sb3_algorithms() -> list[str]:
     try:
-        from agents.sb3.learner import algorithms
+        from agents.sb3.hyperparams import algorithms
     except ImportError:  # without the rl extra
         return []
     return list(algorithms())
@@ -99,7 +99,7 @@ def check_run_arguments(
     reaches_per_update: int = PAPER_BATCH_SIZE,
 ) -> Path:
     """Validates the command line before any work starts (for SB3 agents: the algorithm, the env and
-    the hyperparameters too, see :func:`agents.sb3.learner.make_spec`; BPTT agents take only 8
+    the hyperparameters too, see :func:`agents.sb3.spec.make_spec`; BPTT agents take only 8
     reaches per update).
 
     Raises:
@@ -302,8 +302,8 @@ def sb3_spec(
     hidden: int | None = None,
     reaches_per_update: int = PAPER_BATCH_SIZE,
 ):
-    """The :class:`agents.sb3.learner.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
-    from agents.sb3.learner import make_spec
+    """The :class:`agents.sb3.spec.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
+    from agents.sb3.spec import make_spec
 
     return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden, reaches_per_update)
 
@@ -311,9 +311,9 @@ def sb3_spec(
 def smoke_sized(spec, preset: Preset):
     """``spec`` as a run of ``preset`` trains it: on the smoke preset (also with ``--phases`` or
     ``--lr``), an off-policy learner makes at most :data:`SMOKE_GRADIENT_STEPS` gradient steps per
-    batch (per update, at other than 8 reaches per update; :func:`agents.sb3.learner.cap_gradient_steps`),
+    batch (per update, at other than 8 reaches per update; :func:`agents.sb3.spec.cap_gradient_steps`),
     and a line says so; else unchanged."""
-    from agents.sb3.learner import cap_gradient_steps, gradient_steps_per_batch
+    from agents.sb3.spec import cap_gradient_steps, gradient_steps_per_batch
 
     if preset.name.partition(":")[0] != "smoke":
         return spec
@@ -375,15 +375,9 @@ def sb3_agent_factory(
     ``preset.pretrain_batches`` are spent. A preset with ``pretrain_batches=0`` and no shipped
     weights starts from scratch.
     """
-    from agents.sb3.learner import (
-        DEFAULT_TEACHER,
-        PretrainArgs,
-        SB3Agent,
-        fits,
-        load_pretrained,
-        pretrain,
-        shipped_pretrained,
-    )
+    from agents.sb3.learner import SB3Agent
+    from agents.sb3.pretraining import DEFAULT_TEACHER, PretrainArgs, load_pretrained, pretrain, shipped_pretrained
+    from agents.sb3.spec import fits
 
     shipped = shipped_pretrained(spec)
     source = None
@@ -520,7 +514,7 @@ def run(
         preset: a preset name or :class:`~benchmarks.savings.protocol.Preset`.
         out: output folder (a checkpoint there is resumed).
         env_id: ``ArmCurlField-v0``, or ``ArmCurlFieldCued-v0`` (SB3 only: told the field).
-        hyperparams: SB3 overrides (see :func:`agents.sb3.learner.make_spec`).
+        hyperparams: SB3 overrides (see :func:`agents.sb3.spec.make_spec`).
         tensorboard: folder for TensorBoard scalars (skipped with a warning without tensorboard).
         task: task constants replacing the env id's defaults, e.g. ``{"test_go_time": 0.44}``
             (:class:`savings_gym.task.TaskParams`; all of them are recorded in the result).
@@ -629,7 +623,7 @@ def pretrain_agent(
     batches) or ``batches`` are spent, and are written (weights and normalisation statistics only) to
     ``out``, by default :data:`PRETRAIN_OUT`/<the shipped file's name> (the shipped weights in
     agents/pretrained/ are replaced only when ``out`` names them); with ``imitate`` (a file of
-    BPTT networks) they first distil those networks (:func:`agents.sb3.learner.imitate`). BPTT
+    BPTT networks) they first distil those networks (:func:`agents.sb3.imitation.imitate`). BPTT
     agents run :func:`agents.bptt.pretrain` for ``batches``, as networks ``first_network`` onwards of
     the run (a long run in pieces), or with ``join`` write the pieces' files joined into one
     (:func:`agents.bptt.join_pretrained`) instead of training. Rerunning the same command resumes.
@@ -644,9 +638,9 @@ def pretrain_agent(
     if agent.startswith(SB3_PREFIX) and (first_network or join):
         raise ValueError("--first-network and --join are for BPTT agents (gru, lstm, rnn)")
     if agent.startswith(SB3_PREFIX):
-        from agents.sb3.learner import PretrainArgs
-        from agents.sb3.learner import pretrain as pretrain_sb3
-        from agents.sb3.learner import shipped_pretrained as shipped_sb3
+        from agents.sb3.pretraining import PretrainArgs
+        from agents.sb3.pretraining import pretrain as pretrain_sb3
+        from agents.sb3.pretraining import shipped_pretrained as shipped_sb3
 
         spec = sb3_spec(agent, env_id, hyperparams, hidden)
         target = Path(out) if out is not None else PRETRAIN_OUT / shipped_sb3(spec).name

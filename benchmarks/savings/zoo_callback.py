@@ -44,7 +44,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from agents.interface import ReachRecord
-from agents.sb3.learner import check_rollout_fits_a_batch, evaluate_models
+from agents.sb3.learner import evaluate_models
+from agents.sb3.spec import check_rollout_fits_a_batch
 from benchmarks.savings.protocol import PHASES, RunState, competence_of, finish, record_point
 from savings_gym import TRIAL_STEPS
 from savings_gym.envs import task_overrides
