@@ -209,18 +209,16 @@ def _sweep(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> None:
     """``leaderboard validate [--format-only]``: one line on the run, and with ``--format-only`` the
     board's admission rules it would still break."""
-    from benchmarks.board import leaderboard
+    from benchmarks.board import entries, schema
 
     try:
-        entry = (
-            leaderboard.validate_format(args.path) if args.format_only else leaderboard.validate(args.path, args.board)
-        )
-    except leaderboard.SubmissionError as error:
+        entry = entries.validate_format(args.path) if args.format_only else entries.validate(args.path, args.board)
+    except schema.SubmissionError as error:
         if args.format_only or not any(where == "config/preset/name" for _, where, _ in error.problems):
             raise
         raise ValueError(f"{error} (to check the file's format only: leaderboard validate --format-only)") from None
     aggregate = entry.metrics["aggregate"]
-    ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
+    ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {schema.MIN_NETWORKS})"
     gate = entry.competence
     counted = (
         f"{aggregate['networks']} networks (competence not recorded)"
@@ -232,7 +230,7 @@ def _validate(args: argparse.Namespace) -> None:
     if not args.format_only:
         print(
             f"ok: {entry.name}, {counted}, {entry.measured} measured by "
-            f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
+            f"{schema.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
             f"metrics recomputed and matching; preset {entry.preset}"
         )
         return
@@ -250,15 +248,15 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from benchmarks.board import leaderboard
+    from benchmarks.board import entries, rendering
 
     if args.action == "validate":
         _validate(args)
     elif args.action == "add":
         given = {key: getattr(args, key) for key in ("name", "description", "link") if getattr(args, key) is not None}
-        print(f"added {leaderboard.add(args.path, args.board, given)}")
+        print(f"added {entries.add(args.path, args.board, given)}")
     else:
-        markdown, page = leaderboard.render(args.board, args.out)
+        markdown, page = rendering.render(args.board, args.out)
         print(f"wrote {markdown} and {page}")
     return 0
 

@@ -1,6 +1,6 @@
 """Reading files that came from someone else: bounded, no links, no FIFOs or devices, no deep JSON.
 
-Used by the leaderboard and the run report (:func:`benchmarks.board.leaderboard.load`), which read run
+Used by the leaderboard and the run report (:func:`benchmarks.board.validation.load`), which read run
 folders a submitter made: a file there may be a symbolic link to a system file, ``/dev/zero``, a
 FIFO that never answers, or JSON nested deeply enough to exhaust Python's recursion. And writing
 files atomically (:func:`atomic_write_bytes`), so that a reader never sees half a file.

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import kill_and_resume
 
-from benchmarks.board import leaderboard
+from benchmarks.board import entries, schema
 from benchmarks.cli import main
 from benchmarks.savings.protocol import Preset, run_protocol
 from benchmarks.savings.run import custom_agent_factory
@@ -28,7 +28,7 @@ def test_the_template_runs_from_the_readme_command_and_writes_a_valid_result(tmp
     argv = ["run", "--agent", "examples/reinforce.py:Reinforce", "--networks", "2", "--preset", "smoke"]
     assert main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(result)
     assert result["config"]["agent"] == "examples/reinforce.py:Reinforce"
     assert result["config"]["learner"] == {
         "module": "examples/reinforce.py",
@@ -207,7 +207,7 @@ def test_the_template_on_the_quick_preset_validates_for_the_board(tmp_path, monk
     monkeypatch.chdir(ROOT)
     argv = ["run", "--agent", "examples/reinforce.py:Reinforce", "--networks", "5", "--preset", "quick"]
     assert main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
-    entry = leaderboard.validate(tmp_path)
+    entry = entries.validate(tmp_path)
     assert entry.competence[1] == 5 and entry.competence[0] >= 4
     assert entry.result["config"]["learner"]["class"] == "Reinforce" and entry.result["config"]["learner"]["lr"] == 0.02
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import kill_and_resume
 
-from benchmarks.board import leaderboard
+from benchmarks.board import schema
 from benchmarks.cli import main
 from benchmarks.savings.protocol import Preset, run_protocol
 from benchmarks.savings.run import bptt_agent_factory, run
@@ -47,7 +47,7 @@ def test_run_writes_a_self_describing_result(tmp_path):
 def test_a_bptt_run_writes_a_leaderboard_submission(tmp_path):
     run("gru", 16, 2, TINY, tmp_path, seed=1, progress=False)
     on_disk = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)
     assert len(on_disk["config"]["seeds"]) == 2 and len(set(on_disk["config"]["seeds"])) == 2
     task = on_disk["config"]["task"]  # what the curves were measured under
     assert task["test_go_time"] == 0.10 and task["vision_delay"] == 0.07 and task["proprioception_delay"] == 0.02
@@ -197,7 +197,7 @@ def test_the_practice_control_trains_copies_of_the_same_networks_without_touchin
     assert set(control) == {"per_network", "aggregate", "fit_free_vs_control", "fit_free_practice"}
     assert {"NFC.pt", "FFC.pt"} <= {p.name for p in (tmp_path / "control" / "phase_ends").iterdir()}
     on_disk = json.loads((tmp_path / "control" / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)
     # the learning-curve figure shows the control beside FF1 and FF2
     from benchmarks.savings.figures import learning_curves_figure
 

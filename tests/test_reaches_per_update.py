@@ -11,7 +11,7 @@ import pytest
 
 from agents.interface import ProtocolEnvs, ScheduleMismatchError
 from agents.sb3.spec import collection_episodes, make_spec
-from benchmarks.board import leaderboard
+from benchmarks.board import schema, validation
 from benchmarks.cli import main
 from benchmarks.savings.protocol import PRESETS, Preset, get_preset, run_protocol
 from benchmarks.savings.run import run, sb3_agent_factory, sb3_spec
@@ -239,21 +239,19 @@ def test_the_board_reads_r_and_old_files_without_it_as_8(tmp_path, monkeypatch):
     config = {"agent": "x", "networks": 6, "seed": 0, "seeds": [0], "env_id": "ArmCurlField-v0", "preset": asdict(rl)}
     result = make_result(config, curves, 1.0, {"name": "rl entry"})
     assert result["updates"]["per_phase"]["FF1"] == {"updates": 12, "reaches": 384, "env_steps": 38400}
-    leaderboard.load(leaderboard_folder(tmp_path / "ok", result))
+    validation.load(leaderboard_folder(tmp_path / "ok", result))
     as_eight = copy.deepcopy(result)
     del as_eight["config"]["preset"]["reaches_per_update"]  # a file without it: 8 reaches per update
-    with pytest.raises(
-        leaderboard.SubmissionError, match="config/preset/reaches_per_update: 8 differs from preset 'rl'"
-    ):
-        leaderboard.load(leaderboard_folder(tmp_path / "eight", as_eight))
+    with pytest.raises(schema.SubmissionError, match="config/preset/reaches_per_update: 8 differs from preset 'rl'"):
+        validation.load(leaderboard_folder(tmp_path / "eight", as_eight))
     longer = copy.deepcopy(result)
     longer["learning_curves"]["FF1"] = [row + row for row in longer["learning_curves"]["FF1"]]
-    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/FF1: 24 updates, preset 'rl' has 12"):
-        leaderboard.load(leaderboard_folder(tmp_path / "longer", longer))
+    with pytest.raises(schema.SubmissionError, match="learning_curves/FF1: 24 updates, preset 'rl' has 12"):
+        validation.load(leaderboard_folder(tmp_path / "longer", longer))
     renamed = copy.deepcopy(result)  # what --reaches-per-update makes of a board preset: not for the board
     renamed["config"]["preset"] = asdict(get_preset("quick").with_changes(reaches_per_update=16))
-    with pytest.raises(leaderboard.SubmissionError, match="unknown preset 'quick:reaches_per_update=16'"):
-        leaderboard.load(leaderboard_folder(tmp_path / "renamed", renamed))
+    with pytest.raises(schema.SubmissionError, match="unknown preset 'quick:reaches_per_update=16'"):
+        validation.load(leaderboard_folder(tmp_path / "renamed", renamed))
 
 
 def leaderboard_folder(folder, result):
@@ -286,7 +284,7 @@ def test_a_presets_sb3_hyperparameters_sit_under_the_command_lines(tmp_path):
 
 def test_the_rl_preset_is_whole_updates_of_its_reaches_for_sb3_learners_and_refused_for_bptt(tmp_path):
     rl = get_preset("rl")
-    assert rl.reaches_per_update > 8 and "rl" in leaderboard.BOARD_PRESETS
+    assert rl.reaches_per_update > 8 and "rl" in schema.BOARD_PRESETS
     assert all(8 * batches % rl.reaches_per_update == 0 for batches in rl.batches.values())
     for algo in ("RecurrentPPO", "PPO"):
         spec = make_spec(algo, hyperparams=rl.sb3_overrides(algo), reaches_per_update=rl.reaches_per_update)

@@ -13,7 +13,7 @@ import torch
 from test_protocol import TINY, _run  # two shipped GRU-16 networks that reach, through a tiny preset
 
 from agents.interface import ProtocolEnvs, Resettable
-from benchmarks.board import leaderboard
+from benchmarks.board import entries, schema
 from benchmarks.savings.metrics import savings
 from benchmarks.savings.protocol import Preset, get_preset, reset_learners, run_protocol
 from benchmarks.savings.run import (
@@ -98,7 +98,7 @@ def test_with_no_nf1_the_reset_controls_first_point_is_ff1s_and_the_main_run_is_
     assert set(block) == {"per_network", "aggregate", "fit_free_vs_reset", "fit_free_reset"}
     assert block["per_network"]["first_error_FFR"] == both["metrics"]["per_network"]["first_error_FF1"]
     on_disk = json.loads((tmp_path / "reset" / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)
     assert np.shape(on_disk["reach_curves"]["FFR"]["endpoint_error"]) == (2, 3)
     assert "FF2 vs reset FFR" in summary_table(both) and "reset: FFR vs FF1" in summary_table(both)
     from benchmarks.savings.figures import learning_curves_figure
@@ -183,7 +183,7 @@ def test_reset_metrics_are_computed_as_the_practice_controls_and_checked_by_the_
     folder = tmp_path / "ok"
     folder.mkdir()
     (folder / "result.json").write_text(json.dumps(result))
-    assert "reset_control" in leaderboard.validate(folder).metrics
+    assert "reset_control" in entries.validate(folder).metrics
     for change, message in (
         (lambda r: r["config"].update(reset_control=False), "learning_curves/FFR: a reset-control curve"),
         (lambda r: r["learning_curves"].pop("FFR"), "learning_curves/FFR: missing: the run had the reset control"),
@@ -194,5 +194,5 @@ def test_reset_metrics_are_computed_as_the_practice_controls_and_checked_by_the_
         folder = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
         (folder / "result.json").write_text(json.dumps(bad, allow_nan=True))
-        with pytest.raises(leaderboard.SubmissionError, match=message):
-            leaderboard.validate(folder)
+        with pytest.raises(schema.SubmissionError, match=message):
+            entries.validate(folder)

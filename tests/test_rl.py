@@ -22,7 +22,7 @@ from agents.sb3.policies import CueScaledNormalize, WholeSequenceLstmPolicy
 from agents.sb3.pretraining import load_pretrained
 from agents.sb3.spec import fits, make_spec
 from agents.serialization import load_checkpoint
-from benchmarks.board import leaderboard
+from benchmarks.board import schema
 from benchmarks.cli import main
 from benchmarks.savings.metrics import savings
 from benchmarks.savings.protocol import Preset, run_protocol
@@ -63,7 +63,7 @@ def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks,
     result = run(f"sb3:{algo}", hidden, networks, TINY, tmp_path, seed=3, progress=False, hyperparams=_fast(algo))
     curves = result["learning_curves"]
     on_disk = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
     gate = on_disk["competence"]["per_network"]["competent"]  # the metrics are over the networks that reach
     held = on_disk["reach_held"]["per_network"]["held"]  # and over those whose reach held
     recomputed = savings({p: np.asarray(c) for p, c in curves.items()}, competence=gate, reach=held)

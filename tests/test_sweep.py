@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.board import leaderboard
+from benchmarks.board import schema
 from benchmarks.cli import main
 from benchmarks.savings.protocol import Preset
 from benchmarks.sweep.runner import (
@@ -62,7 +62,7 @@ def test_a_local_sweep_writes_every_cells_result_files_and_a_summary(local_sweep
     assert manifest["counts"] == {"done": 2} and sorted(manifest["cells"]) == NAMES
     for seed, name in enumerate(NAMES):
         result = json.loads((out / name / "result.json").read_text())
-        jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)  # a submission as it is
+        jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(result)  # a submission as it is
         assert result["config"]["seed"] == seed and result["config"]["preset"]["field_gain"] == 8.0
         assert (out / name / "figures" / "learning_curves.png").exists() and (out / name / "run.log").exists()
     assert json.loads((out / MANIFEST).read_text())["cells"] == manifest["cells"]

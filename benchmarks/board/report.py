@@ -9,7 +9,8 @@ import math
 import os
 from pathlib import Path
 
-from benchmarks.board.leaderboard import MAX_FIGURE_BYTES, RESULT_FILE, Entry, load
+from benchmarks.board.schema import MAX_FIGURE_BYTES, RESULT_FILE, Entry
+from benchmarks.board.validation import load
 from benchmarks.safe_io import atomic_write_bytes, png_problem, read_json, read_regular
 from benchmarks.savings.run import summary_table
 
@@ -76,11 +77,11 @@ def _latent_section(entry: Entry) -> str:
 def write_report(run_dir: str | Path) -> Path:
     """Writes ``report.html`` beside a run's result.json: config, metrics and figures (inlined).
 
-    The run is read and checked as the leaderboard reads a submission (:func:`benchmarks.board.leaderboard.load`),
+    The run is read and checked as the leaderboard reads a submission (:func:`benchmarks.board.validation.load`),
     and the page shows the metrics recomputed from its curves.
 
     Raises:
-        ValueError: if the folder holds no result.json, or (a :class:`~benchmarks.board.leaderboard.SubmissionError`)
+        ValueError: if the folder holds no result.json, or (a :class:`~benchmarks.board.schema.SubmissionError`)
             the run does not validate.
     """
     run_dir = Path(run_dir)
