@@ -427,7 +427,7 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _phase_batches(text: str) -> tuple[str, int]:
     """An argparse type: ``PHASE=BATCHES`` (e.g. ``NF1=240``)."""
-    from benchmarks.savings.protocol import PARADIGM_PHASES, PHASES
+    from benchmarks.savings.presets import PARADIGM_PHASES, PHASES
 
     phase, sep, count = text.partition("=")
     if not sep or phase not in PHASES + PARADIGM_PHASES or not count.isdigit():

@@ -15,7 +15,8 @@ from helpers import kill_and_resume
 
 from benchmarks.board import entries, schema
 from benchmarks.cli import main
-from benchmarks.savings.protocol import Preset, run_protocol
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
 from benchmarks.savings.run import custom_agent_factory
 
 ROOT = Path(__file__).resolve().parent.parent

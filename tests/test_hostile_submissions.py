@@ -15,7 +15,7 @@ import pytest
 from benchmarks.board import entries, ranking, rendering, schema
 from benchmarks.safe_io import atomic_write_json
 from benchmarks.savings.metrics import savings
-from benchmarks.savings.protocol import PRESETS
+from benchmarks.savings.presets import PRESETS
 
 SHIPPED = Path(__file__).parent.parent / "leaderboard" / "gru-32-20017918"
 

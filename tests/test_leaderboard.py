@@ -12,7 +12,8 @@ import pytest
 from benchmarks.board import entries, ranking, rendering, schema, validation
 from benchmarks.safe_io import atomic_write_json
 from benchmarks.savings.metrics import iqm, savings
-from benchmarks.savings.protocol import PRESETS, make_result
+from benchmarks.savings.presets import PRESETS
+from benchmarks.savings.results import make_result
 from savings_gym.envs import task_params
 
 QUICK = PRESETS["quick"]
@@ -489,7 +490,7 @@ def test_practice_control_curves_are_validated_against_the_config(tmp_path):
 
 
 def test_a_retired_preset_validates_and_is_marked(tmp_path):
-    from benchmarks.savings.protocol import RETIRED_PRESETS, find_preset
+    from benchmarks.savings.presets import RETIRED_PRESETS, find_preset
 
     old = RETIRED_PRESETS[0]
     assert find_preset(old.name, old.batches) == (old, True)

@@ -12,7 +12,8 @@ from helpers import kill_and_resume
 
 from benchmarks.board import schema
 from benchmarks.cli import main
-from benchmarks.savings.protocol import Preset, run_protocol
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
 from benchmarks.savings.run import bptt_agent_factory, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -356,7 +357,7 @@ def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, m
     """``bptt_pretrained`` picks a shipped file when its cell and size match; otherwise the run pretrains."""
     from dataclasses import replace
 
-    from benchmarks.savings.protocol import PRESETS
+    from benchmarks.savings.presets import PRESETS
 
     monkeypatch.setenv("SAVINGS_GYM_BPTT_ENGINE", "eager")
     named = replace(TINY, use_shipped_pretrained=True, bptt_pretrained="gru16.pt", pretrain_batches=1)

@@ -13,7 +13,8 @@ from agents.interface import ProtocolEnvs, ScheduleMismatchError
 from agents.sb3.spec import collection_episodes, make_spec
 from benchmarks.board import schema, validation
 from benchmarks.cli import main
-from benchmarks.savings.protocol import PRESETS, Preset, get_preset, run_protocol
+from benchmarks.savings.presets import PRESETS, Preset, get_preset
+from benchmarks.savings.protocol import run_protocol
 from benchmarks.savings.run import run, sb3_agent_factory, sb3_spec
 from savings_gym.schedule import paper_schedule
 
@@ -227,7 +228,7 @@ def test_the_template_learner_trains_r_reaches_per_update(tmp_path):
 def test_the_board_reads_r_and_old_files_without_it_as_8(tmp_path, monkeypatch):
     from dataclasses import asdict
 
-    from benchmarks.savings.protocol import make_result
+    from benchmarks.savings.results import make_result
 
     rl = Preset("rl", {"NF1": 4, "FF1": 48, "NF2": 24, "FF2": 48}, reaches_per_update=32)
     monkeypatch.setitem(PRESETS, "rl", rl)  # as a preset that sets R itself will

@@ -15,7 +15,8 @@ from test_protocol import TINY, _run  # two shipped GRU-16 networks that reach, 
 from agents.interface import ProtocolEnvs, Resettable
 from benchmarks.board import entries, schema
 from benchmarks.savings.metrics import savings
-from benchmarks.savings.protocol import Preset, get_preset, reset_learners, run_protocol
+from benchmarks.savings.presets import Preset, get_preset
+from benchmarks.savings.protocol import reset_learners, run_protocol
 from benchmarks.savings.run import (
     bptt_agent_factory,
     custom_agent_factory,

@@ -25,7 +25,8 @@ from agents.serialization import load_checkpoint
 from benchmarks.board import schema
 from benchmarks.cli import main
 from benchmarks.savings.metrics import savings
-from benchmarks.savings.protocol import Preset, run_protocol
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
 from benchmarks.savings.run import competence, pretrain_agent, run
 from savings_gym.sb3 import make_sb3_vec_env
 from savings_gym.schedule import null_schedule, paper_schedule
@@ -518,7 +519,7 @@ def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
 
 def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(capsys):
     from agents.sb3.spec import gradient_steps_per_batch
-    from benchmarks.savings.protocol import get_preset
+    from benchmarks.savings.presets import get_preset
     from benchmarks.savings.run import SMOKE_GRADIENT_STEPS, smoke_sized
 
     spec = make_spec("SAC", hyperparams={"buffer_size": 5000})

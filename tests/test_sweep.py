@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.board import schema
 from benchmarks.cli import main
-from benchmarks.savings.protocol import Preset
+from benchmarks.savings.presets import Preset
 from benchmarks.sweep.runner import (
     MANIFEST,
     RAY_EXTRA,

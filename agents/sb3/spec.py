@@ -228,7 +228,7 @@ def make_spec(
         hyperparams: overrides, see above.
         hidden: LSTM units (``policy_kwargs.lstm_hidden_size``) of a recurrent policy.
         reaches_per_update: the protocol's training episodes per learner per update (R; a positive
-            multiple of 8, the preset's :attr:`~benchmarks.savings.protocol.Preset.reaches_per_update`). For
+            multiple of 8, the preset's :attr:`~benchmarks.savings.presets.Preset.reaches_per_update`). For
             R other than 8, an on-policy learner's ``n_steps`` becomes R / ``n_envs`` episodes of 100
             steps (one rollout, one update per curve point; recorded in ``sources``) unless
             ``hyperparams`` set it, and then it must divide that; an off-policy learner's

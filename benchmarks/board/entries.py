@@ -25,7 +25,7 @@ from benchmarks.board.validation import _parse, _read, _schema_problems, load
 from benchmarks.safe_io import (
     atomic_write_bytes,
 )
-from benchmarks.savings.protocol import PHASES
+from benchmarks.savings.presets import PHASES
 
 # Two networks are the same network when every phase's curve agrees to these tolerances (m): far
 # below the spread of honest runs (different seeds differ by ~1e-3 m per batch) and far above what

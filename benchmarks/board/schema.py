@@ -20,7 +20,8 @@ from benchmarks.safe_io import (
     MAX_JSON_BYTES,
     text_problem,
 )
-from benchmarks.savings.protocol import PHASES, RESET_PHASE, RESULT_UNITS, find_preset
+from benchmarks.savings.presets import PHASES, RESULT_UNITS, find_preset
+from benchmarks.savings.protocol import RESET_PHASE
 from savings_gym.schedule import PRACTICE_PHASES
 
 RESULT_FILE = "result.json"
@@ -222,7 +223,7 @@ class Entry:
     @property
     def retired_preset(self) -> bool:
         """Whether the run used an earlier definition of its preset
-        (:data:`benchmarks.savings.protocol.RETIRED_PRESETS`)."""
+        (:data:`benchmarks.savings.presets.RETIRED_PRESETS`)."""
         preset = self.result["config"]["preset"]
         return find_preset(preset["name"], preset["batches"])[1]
 

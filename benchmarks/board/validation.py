@@ -53,7 +53,8 @@ from benchmarks.savings.metrics import (
     mismatches,
     reach_held,
 )
-from benchmarks.savings.protocol import PHASES, PRESETS, RESET_PHASE, Preset, find_preset
+from benchmarks.savings.presets import PHASES, PRESETS, Preset, find_preset
+from benchmarks.savings.protocol import RESET_PHASE
 from savings_gym.envs import task_overrides, task_params
 from savings_gym.schedule import PAPER_BATCH_SIZE, PRACTICE_PHASES
 

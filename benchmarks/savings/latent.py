@@ -34,7 +34,7 @@ from scipy import stats
 
 from benchmarks.safe_io import atomic_write_bytes, atomic_write_json
 from benchmarks.savings.metrics import bootstrap_ci, lateral_deviation
-from benchmarks.savings.protocol import PHASE_ENDS
+from benchmarks.savings.results import PHASE_ENDS
 from savings_gym.envs import task_overrides, task_params
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")

@@ -4,7 +4,7 @@ Units: positions and deviations in metres, learning rates per window of ``window
 
 A "batch" here is one point of a learning curve: the test reaches before one update. With the
 paper's protocol an update is one batch of 8 reaches; with more reaches per update
-(:attr:`benchmarks.savings.protocol.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
+(:attr:`benchmarks.savings.presets.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
 is in updates: a window is 5 updates, the early batches and batches to half error are updates, and
 :func:`reach_held`'s window is 10 updates.
 

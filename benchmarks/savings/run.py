@@ -38,16 +38,8 @@ from agents.bptt import (
 from agents.controllers import CELLS
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from benchmarks.savings.metrics import bootstrap_ci, lateral_deviation, paradigm_metrics, reach_quality
-from benchmarks.savings.protocol import (
-    PARADIGM_PHASES,
-    PHASES,
-    Preset,
-    check_reaches_per_update,
-    evaluate_then_train,
-    get_preset,
-    protocol_schedule,
-    run_protocol,
-)
+from benchmarks.savings.presets import PARADIGM_PHASES, PHASES, Preset, check_reaches_per_update, get_preset
+from benchmarks.savings.protocol import evaluate_then_train, protocol_schedule, run_protocol
 from savings_gym.envs import task_params
 from savings_gym.schedule import PAPER_BATCH_SIZE
 
@@ -511,7 +503,7 @@ def run(
         hidden: recurrent units (BPTT: default 128; SB3: the LSTM of a recurrent policy, default
             from the hyperparameters).
         networks: independent learners.
-        preset: a preset name or :class:`~benchmarks.savings.protocol.Preset`.
+        preset: a preset name or :class:`~benchmarks.savings.presets.Preset`.
         out: output folder (a checkpoint there is resumed).
         env_id: ``ArmCurlField-v0``, or ``ArmCurlFieldCued-v0`` (SB3 only: told the field).
         hyperparams: SB3 overrides (see :func:`agents.sb3.spec.make_spec`).
@@ -528,7 +520,7 @@ def run(
             :func:`benchmarks.savings.protocol.run_protocol`).
         command: the command line that made the run, recorded in the result (``savings-gym run ...``).
         reaches_per_update: training reaches per learner per update (curve point) replacing the
-            preset's (:attr:`~benchmarks.savings.protocol.Preset.reaches_per_update`; renamed likewise, e.g.
+            preset's (:attr:`~benchmarks.savings.presets.Preset.reaches_per_update`; renamed likewise, e.g.
             ``quick:reaches_per_update=64``): SB3 learners and learners of your own; BPTT agents
             take only 8.
     """

@@ -46,7 +46,9 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from agents.interface import ReachRecord
 from agents.sb3.learner import evaluate_models
 from agents.sb3.spec import check_rollout_fits_a_batch
-from benchmarks.savings.protocol import PHASES, RunState, competence_of, finish, record_point
+from benchmarks.savings.presets import PHASES
+from benchmarks.savings.protocol import competence_of, finish, record_point
+from benchmarks.savings.results import RunState
 from savings_gym import TRIAL_STEPS
 from savings_gym.envs import task_overrides
 from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule

@@ -104,7 +104,8 @@ def run(dry_run: bool = False, budget: float = BUDGET_SECONDS) -> list[str]:
 def _protocol_slice(device: str, networks: int, hidden: int, batches: int = 10) -> str:
     from agents.bptt import BPTTAgent, network_seeds
     from agents.controllers import RecurrentControllers
-    from benchmarks.savings.protocol import PRESETS, run_protocol
+    from benchmarks.savings.presets import PRESETS
+    from benchmarks.savings.protocol import run_protocol
 
     def make_agent(envs):  # noqa: ANN001, ANN202
         controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, hidden)

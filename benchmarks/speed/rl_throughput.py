@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, Ve
 
 from agents.sb3.hyperparams import hyperparam_layers
 from agents.sb3.spec import SB3Spec, make_spec
-from benchmarks.savings.protocol import PRESETS
+from benchmarks.savings.presets import PRESETS
 from savings_gym.sb3 import make_sb3_vec_env
 
 ENV_ID = "ArmCurlField-v0"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.savings.protocol import PRESETS, Preset, get_preset
+from benchmarks.savings.presets import PRESETS, Preset, get_preset
 from benchmarks.sweep.runner import available_cpus, make_cells, run_sweep
 
 # shipped pretrained GRU-16 and GRU-32 (one network each) fit it: the cells start adapting at once

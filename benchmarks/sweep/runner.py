@@ -50,7 +50,8 @@ import torch
 
 from benchmarks.safe_io import atomic_write_bytes, atomic_write_json, read_json
 from benchmarks.savings.metrics import bootstrap_ci, format_ci
-from benchmarks.savings.protocol import Preset, comparable, get_preset
+from benchmarks.savings.presets import Preset, get_preset
+from benchmarks.savings.results import comparable
 from benchmarks.savings.run import BPTT_AGENTS, DEFAULT_HIDDEN, check_run_arguments, run
 from savings_gym.field import MAX_FIELD_GAIN
 
@@ -502,7 +503,7 @@ def run_sweep(
         agents: learners (``"gru,lstm"`` or a list).
         hidden: hidden sizes (``"16,32"`` or a list; None: each agent's default).
         networks: independent networks per cell.
-        preset: a preset name or :class:`~benchmarks.savings.protocol.Preset`.
+        preset: a preset name or :class:`~benchmarks.savings.presets.Preset`.
         out: the sweep folder (one sub-folder per cell, ``sweep.json``, ``summary.json``).
         field_gains: curl gains of the FF phases (N*s/m); None: the preset's.
         seeds: run seeds.
