@@ -6,6 +6,9 @@ savings-gym run --agent sb3:RecurrentPPO --networks 5 --preset quick --out runs/
 savings-gym pretrain --agent sb3:RecurrentPPO --networks 5 --batches 2000
 savings-gym sweep --agent gru --hidden 16,32,64,128,256 --networks 8 --preset quick --out runs/size_sweep
 savings-gym bench sweep      # cells per hour: the sweep's process pool vs the same cells one after another
+
+Over 500 lines because it is the whole command line in one place: a short handler per command and
+the one parser that names them all.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ def _learner(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmarks.savings.run import run, summary_table
+    from benchmarks.savings.run import run
+    from benchmarks.savings.summary import summary_table
 
     result = run(
         args.agent,
@@ -180,7 +184,8 @@ def _bench_sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from benchmarks.sweep.runner import FIGURE, MANIFEST, SUMMARY, run_sweep
+    from benchmarks.sweep.cells import FIGURE, MANIFEST, SUMMARY
+    from benchmarks.sweep.runner import run_sweep
 
     manifest = run_sweep(
         args.agent,
@@ -313,7 +318,7 @@ def _two_state(args: argparse.Namespace) -> int:
 def _gradual(args: argparse.Namespace) -> int:
     from benchmarks.safe_io import atomic_write_json
     from benchmarks.savings.metrics import format_ci
-    from benchmarks.savings.run import gradual_comparison
+    from benchmarks.savings.summary import gradual_comparison
 
     runs = []
     for name, folder in (("gradual_dir", args.gradual_dir), ("abrupt_dir", args.abrupt_dir)):

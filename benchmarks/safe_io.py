@@ -195,3 +195,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Writes ``obj`` as JSON (NaN allowed) to ``path`` with :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, json.dumps(obj, indent=1, allow_nan=True).encode())
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut (a forged field may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

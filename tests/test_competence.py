@@ -9,9 +9,10 @@ import pytest
 from test_leaderboard import _result, _write
 
 from benchmarks.board import entries, ranking, rendering, schema
-from benchmarks.savings.metrics import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality, savings
+from benchmarks.savings.metrics import savings
 from benchmarks.savings.presets import Preset
 from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.reach import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality
 
 TARGETS = np.array([[0.1 * math.cos(a), 0.1 * math.sin(a)] for a in np.arange(8) * math.pi / 4])
 

@@ -15,9 +15,9 @@ from helpers import kill_and_resume
 
 from benchmarks.board import entries, schema
 from benchmarks.cli import main
+from benchmarks.savings.learners import custom_agent_factory
 from benchmarks.savings.presets import Preset
 from benchmarks.savings.protocol import run_protocol
-from benchmarks.savings.run import custom_agent_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "examples" / "reinforce.py"
@@ -170,7 +170,7 @@ def test_a_bad_learner_name_fails_before_any_work(agent, message, tmp_path, monk
 
 
 def test_a_learner_file_loads_as_an_import_would(tmp_path):
-    from benchmarks.savings.run import load_learner
+    from benchmarks.savings.learners import load_learner
 
     source = "from __future__ import annotations\nimport dataclasses\n\n\n@dataclasses.dataclass\nclass Mine:\n"
     source += "    lr: float = 0.1\n"

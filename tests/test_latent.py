@@ -91,9 +91,9 @@ def test_degenerate_inputs_are_refused():
 
 def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys, monkeypatch):
     from benchmarks.cli import main
+    from benchmarks.savings.learners import bptt_agent_factory
     from benchmarks.savings.presets import Preset
     from benchmarks.savings.protocol import run_protocol
-    from benchmarks.savings.run import bptt_agent_factory
 
     tiny = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, pretrain_batches=2)
     make, provenance = bptt_agent_factory("gru", 8, 2, tiny, tmp_path, seed=1, device="cpu")

@@ -12,9 +12,10 @@ from helpers import kill_and_resume
 
 from benchmarks.board import schema
 from benchmarks.cli import main
+from benchmarks.savings.learners import bptt_agent_factory
 from benchmarks.savings.presets import Preset
 from benchmarks.savings.protocol import run_protocol
-from benchmarks.savings.run import bptt_agent_factory, run
+from benchmarks.savings.run import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,7 @@ def test_rerunning_a_finished_run_says_it_is_complete_and_runs_nothing(tmp_path,
 
 
 def test_an_edited_learner_file_is_named_as_the_difference(tmp_path):
-    from benchmarks.savings.run import custom_agent_factory
+    from benchmarks.savings.learners import custom_agent_factory
 
     learner = tmp_path / "mine.py"
     learner.write_text((ROOT / "examples" / "reinforce.py").read_text())
@@ -162,7 +163,7 @@ def test_a_killed_run_resumed_with_the_same_command_ends_identically(tmp_path):
 def test_result_files_name_their_starting_weights_portably_with_a_hash(tmp_path):
     import hashlib
 
-    from benchmarks.savings.run import PROJECT_ROOT, weights_provenance
+    from benchmarks.savings.learners import PROJECT_ROOT, weights_provenance
 
     shipped = PROJECT_ROOT / "agents" / "pretrained" / "gru16.pt"
     assert weights_provenance(shipped, tmp_path) == {

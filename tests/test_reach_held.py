@@ -12,9 +12,10 @@ from test_competence import Still, _gated
 from test_leaderboard import _result, _write
 
 from benchmarks.board import entries, ranking, rendering, schema
-from benchmarks.savings.metrics import COLLAPSE_MIN_ENDPOINT_ERROR, reach_held, savings
+from benchmarks.savings.metrics import savings
 from benchmarks.savings.presets import Preset
 from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.reach import COLLAPSE_MIN_ENDPOINT_ERROR, reach_held
 from benchmarks.savings.results import make_result
 
 BATCHES = 40

@@ -13,9 +13,10 @@ from agents.interface import ProtocolEnvs, ScheduleMismatchError
 from agents.sb3.spec import collection_episodes, make_spec
 from benchmarks.board import schema, validation
 from benchmarks.cli import main
+from benchmarks.savings.learners import sb3_agent_factory, sb3_spec
 from benchmarks.savings.presets import PRESETS, Preset, get_preset
 from benchmarks.savings.protocol import run_protocol
-from benchmarks.savings.run import run, sb3_agent_factory, sb3_spec
+from benchmarks.savings.run import run
 from savings_gym.schedule import paper_schedule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -178,7 +179,7 @@ def test_the_command_line_refuses_them_before_any_work(argv, message, tmp_path, 
 
 def test_a_bptt_agent_refuses_other_updates_than_its_batch(tmp_path):
     from agents.bptt import BPTTAgent, load_pretrained
-    from benchmarks.savings.run import shipped_pretrained
+    from benchmarks.savings.learners import shipped_pretrained
 
     controllers, _ = load_pretrained(shipped_pretrained("gru", 16), networks=range(1))
     agent = BPTTAgent(controllers, paper_schedule(batches={"NF1": 2, "FF1": 2}), engine="eager")
@@ -215,7 +216,7 @@ def test_the_schedule_check_counts_updates_of_r_reaches():
 
 
 def test_the_template_learner_trains_r_reaches_per_update(tmp_path):
-    from benchmarks.savings.run import custom_agent_factory
+    from benchmarks.savings.learners import custom_agent_factory
 
     preset = Preset("tiny16", {"NF1": 2, "FF1": 2, "NF2": 2, "FF2": 2}, reaches_per_update=16)
     make, details = custom_agent_factory("examples/reinforce.py:Reinforce", 16, 1, tmp_path, seed=0, device="cpu")

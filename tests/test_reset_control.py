@@ -14,17 +14,12 @@ from test_protocol import TINY, _run  # two shipped GRU-16 networks that reach, 
 
 from agents.interface import ProtocolEnvs, Resettable
 from benchmarks.board import entries, schema
+from benchmarks.savings.learners import bptt_agent_factory, custom_agent_factory, sb3_agent_factory, sb3_spec
 from benchmarks.savings.metrics import savings
 from benchmarks.savings.presets import Preset, get_preset
 from benchmarks.savings.protocol import reset_learners, run_protocol
-from benchmarks.savings.run import (
-    bptt_agent_factory,
-    custom_agent_factory,
-    run,
-    sb3_agent_factory,
-    sb3_spec,
-    summary_table,
-)
+from benchmarks.savings.run import run
+from benchmarks.savings.summary import summary_table
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

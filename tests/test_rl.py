@@ -24,10 +24,11 @@ from agents.sb3.spec import fits, make_spec
 from agents.serialization import load_checkpoint
 from benchmarks.board import schema
 from benchmarks.cli import main
+from benchmarks.savings.learners import competence
 from benchmarks.savings.metrics import savings
 from benchmarks.savings.presets import Preset
 from benchmarks.savings.protocol import run_protocol
-from benchmarks.savings.run import competence, pretrain_agent, run
+from benchmarks.savings.run import pretrain_agent, run
 from savings_gym.sb3 import make_sb3_vec_env
 from savings_gym.schedule import null_schedule, paper_schedule
 
@@ -519,8 +520,8 @@ def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
 
 def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(capsys):
     from agents.sb3.spec import gradient_steps_per_batch
+    from benchmarks.savings.learners import SMOKE_GRADIENT_STEPS, smoke_sized
     from benchmarks.savings.presets import get_preset
-    from benchmarks.savings.run import SMOKE_GRADIENT_STEPS, smoke_sized
 
     spec = make_spec("SAC", hyperparams={"buffer_size": 5000})
     assert gradient_steps_per_batch(spec) == 100  # SB3's default: one per env step of the 8 arms

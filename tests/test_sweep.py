@@ -18,16 +18,9 @@ import torch
 from benchmarks.board import schema
 from benchmarks.cli import main
 from benchmarks.savings.presets import Preset
-from benchmarks.sweep.runner import (
-    MANIFEST,
-    RAY_EXTRA,
-    SUMMARY,
-    SUMMARY_COLUMNS,
-    group_savings,
-    parse_ints,
-    run_sweep,
-    summary_table,
-)
+from benchmarks.sweep.cells import MANIFEST, RAY_EXTRA, SUMMARY
+from benchmarks.sweep.runner import parse_ints, run_sweep
+from benchmarks.sweep.summary import SUMMARY_COLUMNS, group_savings, summary_table
 
 # two FF phases of 2 batches after 1 pretraining batch: seconds per cell (its numbers mean nothing)
 MINI = Preset("mini", {"NF1": 0, "FF1": 2, "NF2": 0, "FF2": 2}, pretrain_batches=1, use_shipped_pretrained=False)

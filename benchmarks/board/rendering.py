@@ -19,7 +19,7 @@ from benchmarks.board.schema import (
 from benchmarks.safe_io import (
     atomic_write_bytes,
 )
-from benchmarks.savings.metrics import (
+from benchmarks.savings.reach import (
     COLLAPSE_MIN_ENDPOINT_ERROR,
     COLLAPSE_MIN_PATH_FRACTION,
     COMPETENCE_MAX_ENDPOINT_ERROR,

@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmarks.board.schema import MAX_FIGURE_BYTES, RESULT_FILE, Entry
 from benchmarks.board.validation import load
 from benchmarks.safe_io import atomic_write_bytes, png_problem, read_json, read_regular
-from benchmarks.savings.run import summary_table
+from benchmarks.savings.summary import summary_table
 
 
 def _table(pairs: list[tuple[str, str]]) -> str:
@@ -124,9 +124,10 @@ def _grid(header: list[str], rows: list[list[str]]) -> str:
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Writes ``report.html`` in a sweep folder: savings per (agent, hidden size, field gain) with
-    95% bootstrap CIs (recomputed from the cells' result files, :func:`benchmarks.sweep.runner.aggregate`),
+    95% bootstrap CIs (recomputed from the cells' result files, :func:`benchmarks.sweep.summary.aggregate`),
     the savings-vs-size figure and every cell's status, attempts and error."""
-    from benchmarks.sweep.runner import MANIFEST, SUMMARY_COLUMNS, aggregate, summary_rows
+    from benchmarks.sweep.cells import MANIFEST
+    from benchmarks.sweep.summary import SUMMARY_COLUMNS, aggregate, summary_rows
 
     sweep_dir = Path(sweep_dir)
     summary = aggregate(sweep_dir)

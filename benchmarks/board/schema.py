@@ -208,7 +208,7 @@ class Entry:
 
     @property
     def reach(self) -> tuple[int, int] | None:
-        """(networks whose reach held, networks) (:func:`benchmarks.savings.metrics.reach_held`); None for a
+        """(networks whose reach held, networks) (:func:`benchmarks.savings.reach.reach_held`); None for a
         result from before reach quality was recorded."""
         block = self.metrics.get("reach")
         return None if block is None else (block["held"], block["networks"])

@@ -41,20 +41,15 @@ from benchmarks.board.schema import (
 from benchmarks.safe_io import (
     MAX_JSON_DEPTH,
     UnsafeFileError,
+    _short,
     parse_json,
     png_problem,
     read_regular,
 )
-from benchmarks.savings.metrics import (
-    COMPETENCE_MAX_ENDPOINT_ERROR,
-    _short,
-    check_recomputed,
-    competent,
-    mismatches,
-    reach_held,
-)
 from benchmarks.savings.presets import PHASES, PRESETS, Preset, find_preset
 from benchmarks.savings.protocol import RESET_PHASE
+from benchmarks.savings.reach import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_held
+from benchmarks.savings.recompute import check_recomputed, mismatches
 from savings_gym.envs import task_overrides, task_params
 from savings_gym.schedule import PAPER_BATCH_SIZE, PRACTICE_PHASES
 
@@ -106,7 +101,7 @@ def load(path: str | Path, submission: dict[str, str] | None = None, format_only
     :data:`MAX_FIGURE_BYTES`) and a JSON nesting limit; the schema; submission strings
     (:func:`check_text`); a known env id and preset; a curve for every network in every phase the
     preset runs, finite and of the preset's lengths; the reported metrics against their
-    recomputation (:func:`benchmarks.savings.metrics.check_recomputed`); latent/latent.json's persistence
+    recomputation (:func:`benchmarks.savings.recompute.check_recomputed`); latent/latent.json's persistence
     against the projections; figures/learning_curves.png is a PNG. Board rules are
     :func:`board_problems`'s.
 
@@ -243,7 +238,7 @@ def _checked_competence(
 def _checked_reach(
     result: dict, curves: dict[str, np.ndarray], networks: int, name: str, problems: list[tuple[str, str, str]]
 ) -> list[bool] | None:
-    """Whether each network's reach held (:func:`benchmarks.savings.metrics.reach_held`), recomputed from the
+    """Whether each network's reach held (:func:`benchmarks.savings.reach.reach_held`), recomputed from the
     file's reach curves (taken on trust like the learning curves; the flags never are) at the env
     id's default reach distance (the board takes no ``--task`` runs); None for a result from before
     reach quality was recorded (``reach_curves`` absent), or with problems appended."""

@@ -9,7 +9,7 @@
 * ``savings_index.png``: the savings index of every network, with the mean and its 95% CI;
 * ``reach_quality.png``: the test reaches' endpoint error and hand path length at every curve
   point, phase after phase (mean and range across networks), against the collapse criterion
-  (:func:`benchmarks.savings.metrics.reach_held`), for runs that record them.
+  (:func:`benchmarks.savings.reach.reach_held`), for runs that record them.
 """
 
 from __future__ import annotations

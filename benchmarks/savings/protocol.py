@@ -12,7 +12,7 @@ and writes its results atomically:
   (``updates``), the learning curves per phase and network,
   the reach quality of every curve point (``reach_curves``: endpoint error and hand path length of
   the same test reaches, so that a curve that falls because the learner stopped reaching is seen:
-  :func:`benchmarks.savings.metrics.reach_held`) and the savings metrics (:func:`benchmarks.savings.metrics.savings`,
+  :func:`benchmarks.savings.reach.reach_held`) and the savings metrics (:func:`benchmarks.savings.metrics.savings`,
   over the networks that pass the competence gate and whose reach held);
 * ``curves.npz``: the deviation of every test reach (phase -> (K, batches, 8));
 * ``figures/``: learning curves, hand paths, savings index per network (:mod:`benchmarks.savings.figures`);
@@ -37,17 +37,10 @@ import torch
 
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
 from agents.serialization import load_checkpoint
-from benchmarks.savings.metrics import (
-    COMPETENCE_MAX_ENDPOINT_ERROR,
-    REACH_DIGITS,
-    REACH_RADIUS,
-    RESET_PHASE,
-    channel_adaptation_index,
-    competent,
-    lateral_deviation,
-    reach_quality,
-)
+from benchmarks.savings.metrics import RESET_PHASE, lateral_deviation
+from benchmarks.savings.paradigms import channel_adaptation_index
 from benchmarks.savings.presets import PHASES, Preset, check_reaches_per_update
+from benchmarks.savings.reach import COMPETENCE_MAX_ENDPOINT_ERROR, REACH_DIGITS, REACH_RADIUS, competent, reach_quality
 from benchmarks.savings.results import (
     REACH_KEYS,
     RunState,
@@ -333,8 +326,8 @@ def finish(
 
 def measure_competence(agent: Agent, dt: float = 0.01) -> dict[str, Any]:
     """The competence gate's measurements: every network's 8 null-field test reaches, taken where
-    the protocol calls it (before FF1's first update), as :func:`benchmarks.savings.metrics.reach_quality`
-    (m, s) and :func:`benchmarks.savings.metrics.competent`. Leaves the agent unchanged (``evaluate``)."""
+    the protocol calls it (before FF1's first update), as :func:`benchmarks.savings.reach.reach_quality`
+    (m, s) and :func:`benchmarks.savings.reach.competent`. Leaves the agent unchanged (``evaluate``)."""
     return competence_of(agent.evaluate(0.0), dt)
 
 

@@ -16,18 +16,17 @@ import torch
 from agents.interface import Agent, ReachRecord
 from agents.serialization import atomic_torch_save
 from benchmarks.safe_io import atomic_write_bytes, atomic_write_json
-from benchmarks.savings.metrics import (
+from benchmarks.savings.metrics import RESET_PHASE, savings
+from benchmarks.savings.paradigms import paradigm_metrics
+from benchmarks.savings.presets import PHASES, RESULT_UNITS, RESULT_VERSION, SNAPSHOTS
+from benchmarks.savings.reach import (
     COLLAPSE_ENDPOINT_FACTOR,
     COLLAPSE_MIN_ENDPOINT_ERROR,
     COLLAPSE_MIN_PATH_FRACTION,
     COLLAPSE_WINDOW,
     REACH_DIGITS,
-    RESET_PHASE,
-    paradigm_metrics,
     reach_held,
-    savings,
 )
-from benchmarks.savings.presets import PHASES, RESULT_UNITS, RESULT_VERSION, SNAPSHOTS
 from savings_gym import TRIAL_STEPS
 from savings_gym.schedule import (
     PAPER_BATCH_SIZE,
@@ -191,13 +190,13 @@ def make_result(
             are then over the competent networks only. None: not measured.
         reach_curves: phase -> ``{"endpoint_error", "path_length"}`` -> (K, batches) (m), the reach
             quality of every curve point; with ``competence`` and ``reach_distance``, the metrics
-            are also only over the networks whose reach held (:func:`benchmarks.savings.metrics.reach_held`).
+            are also only over the networks whose reach held (:func:`benchmarks.savings.reach.reach_held`).
         reach_distance: the test reaches' start-to-target distance (m).
         adaptation: channel phase -> (K, batches) adaptation index of the channel test reaches.
 
     A run of a paradigm beyond A-B-A (phases other than :data:`PHASES`, or an adaptation index)
     also gets ``adaptation_index`` and ``paradigm_metrics``
-    (:func:`benchmarks.savings.metrics.paradigm_metrics`); its ``metrics`` (the savings of FF2 against FF1)
+    (:func:`benchmarks.savings.paradigms.paradigm_metrics`); its ``metrics`` (the savings of FF2 against FF1)
     are empty.
     """
     name = f"{config['agent']}-{config['hidden']}" if config.get("hidden") else str(config["agent"])
@@ -272,7 +271,7 @@ def updates_block(curves: Mapping[str, np.ndarray], reaches_per_update: int, ste
 
 
 def reach_criterion(reach_distance: float) -> dict[str, float]:
-    """The numbers of :func:`benchmarks.savings.metrics.reach_held`'s criterion, as a result file records them."""
+    """The numbers of :func:`benchmarks.savings.reach.reach_held`'s criterion, as a result file records them."""
     return {
         "window_batches": COLLAPSE_WINDOW,
         "max_endpoint_error_factor": COLLAPSE_ENDPOINT_FACTOR,

@@ -15,70 +15,52 @@ constructor takes an ``lr`` (recorded as ``config.learner.lr``; None: not passed
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import savings_gym
 from agents.bptt import (
-    PRETRAINED_DIR,
     Args,
-    BPTTAgent,
     bptt_update_refusal,
     derived_seed,
     join_pretrained,
-    load_pretrained,
     pretrain,
 )
 from agents.controllers import CELLS
 from agents.interface import Agent, ProtocolEnvs, ReachRecord
-from benchmarks.savings.metrics import bootstrap_ci, lateral_deviation, paradigm_metrics, reach_quality
+from benchmarks.savings.learners import (
+    MAX_ENDPOINT_ERROR,
+    MAX_LATERAL_DEVIATION,
+    SB3_PREFIX,
+    _sb3_algorithms,
+    bptt_agent_factory,
+    competence,
+    custom_agent_factory,
+    is_custom_learner,
+    sb3_agent_factory,
+    sb3_spec,
+    shipped_pretrained,
+    smoke_sized,
+    weights_provenance,
+)
+from benchmarks.savings.metrics import lateral_deviation
 from benchmarks.savings.presets import PARADIGM_PHASES, PHASES, Preset, check_reaches_per_update, get_preset
 from benchmarks.savings.protocol import evaluate_then_train, protocol_schedule, run_protocol
 from savings_gym.envs import task_params
 from savings_gym.schedule import PAPER_BATCH_SIZE
 
 BPTT_AGENTS = tuple(CELLS)
-SB3_PREFIX = "sb3:"
 PROTOCOL_ENV_IDS = ("ArmCurlField-v0", "ArmCurlFieldCued-v0")
 PARADIGM_IDS = savings_gym.PARADIGM_IDS
 """The paradigms beyond A-B-A (issue 21): every learner runs them
 (:func:`benchmarks.savings.protocol.protocol_schedule`)."""
 DEFAULT_HIDDEN = 128
-# competence after pretraining, on the 8 null-field test reaches of the deterministic policy
-MAX_ENDPOINT_ERROR = 0.02  # m, mean distance of the hand to the target at the last step
-MAX_LATERAL_DEVIATION = 0.01  # m, mean absolute lateral deviation
-
-
-# Off-policy SB3 algorithms (SAC, TD3, DDPG...) make one gradient step per env step by default, 100
-# per protocol batch: SAC took 142 s for one learner on the smoke preset here, and issue 20 saw over 10
-# min (benchmarks/RESULTS.md, "The smoke preset's wall time per algorithm"). The smoke preset checks
-# plumbing, so there they collect a whole batch and then make this many gradient steps (recorded in
-# the config's sb3 sources). 3, not 10: CrossQ's step (1024-wide critics) costs ~0.135 s of CPU here,
-# and 10 per batch still took it a minute of CPU.
-SMOKE_GRADIENT_STEPS = 3
 
 
 # where ``savings-gym pretrain`` writes when --out is not given: never over the shipped weights
 PRETRAIN_OUT = Path("runs/pretrained")
-
-
-def shipped_pretrained(cell: str, hidden: int) -> Path:
-    """Where the project's pretrained networks of a kind live."""
-    return PRETRAINED_DIR / f"{cell}{hidden}.pt"
-
-
-def _sb3_algorithms() -> list[str]:
-    try:
-        from agents.sb3.hyperparams import algorithms
-    except ImportError:  # without the rl extra
-        return []
-    return list(algorithms())
 
 
 def check_run_arguments(
@@ -140,264 +122,6 @@ def check_run_arguments(
     except OSError as error:
         raise ValueError(f"--out {str(out)!r} is not a writable folder ({error.strerror})") from error
     return out
-
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def portable_path(source: str | Path, out: str | Path) -> str:
-    """A path as a result file records it: relative to the project (``agents/pretrained/gru128.pt``),
-    else to the run folder (``<run>/pretrained.pt``), else as given."""
-    path = Path(source).resolve()
-    for base, prefix in ((PROJECT_ROOT, ""), (Path(out).resolve(), "<run>/")):
-        if path.is_relative_to(base):
-            return prefix + path.relative_to(base).as_posix()
-    return str(source)
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes (hex)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def weights_provenance(source: str | Path | None, out: str | Path) -> dict[str, str | None]:
-    """Where a run's starting weights came from, portably (:func:`portable_path`), and the SHA-256 of
-    the file's bytes, which says whether two runs started alike."""
-    if source is None:
-        return {"pretrained_from": None, "pretrained_sha256": None}
-    return {"pretrained_from": portable_path(source, out), "pretrained_sha256": file_sha256(source)}
-
-
-def is_custom_learner(agent: str) -> bool:
-    """Whether ``--agent`` names a learner class of one's own (``path/to/file.py:Class`` or ``module:Class``)."""
-    return ":" in agent and not agent.startswith(SB3_PREFIX)
-
-
-def load_learner(agent: str, out: str | Path = ".") -> tuple[type, dict[str, str]]:
-    """The class ``--agent`` names, ``path/to/file.py:Class`` (imported from the file) or
-    ``package.module:Class`` (imported as a module), and what the result records of it: the module
-    (file path relative to the project where it lies inside it, else as given, or the module name),
-    the class name and the SHA-256 of the module's source file.
-
-    Raises:
-        ValueError: naming ``--agent`` and what is wrong (no such file or module, no such class,
-            an import that failed).
-    """
-    import importlib
-    import importlib.util
-    import inspect
-    import sys
-
-    target, _, name = agent.rpartition(":")
-    if not target or not name.isidentifier():
-        raise ValueError(f"--agent {agent!r}: expected path/to/file.py:Class or package.module:Class")
-    try:
-        if target.endswith(".py") or "/" in target or "\\" in target:
-            path = Path(target)
-            if not path.is_file():
-                raise ValueError(f"--agent {agent!r}: no such file {target!r}")
-            spec = importlib.util.spec_from_file_location(f"savings_gym_learner_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # as an import would: dataclasses and pickling look it up
-            spec.loader.exec_module(module)
-            shown = portable_path(path, out)
-        else:
-            module = importlib.import_module(target)
-            path, shown = Path(inspect.getfile(module)), target
-    except ValueError:
-        raise
-    except Exception as error:  # anything the learner's module raises while importing
-        raise ValueError(f"--agent {agent!r}: importing {target!r} failed ({type(error).__name__}: {error})") from error
-    cls = getattr(module, name, None)
-    if not inspect.isclass(cls):
-        raise ValueError(f"--agent {agent!r}: {target!r} has no class {name!r}")
-    return cls, {"module": shown, "class": name, "source_sha256": file_sha256(path)}
-
-
-def custom_agent_factory(
-    agent: str, hidden: int | None, networks: int, out: Path, seed: int, device: str, lr: float | None = None
-) -> tuple[Callable[[ProtocolEnvs], Agent], dict[str, Any]]:
-    """A function envs -> the learner class ``--agent`` names, built as
-    ``Class(envs, num_networks=networks, seed=seed, device=device[, hidden=hidden][, lr=lr])``; and the
-    ``learner`` block of the config (:func:`load_learner`), whose ``lr`` records the learning rate
-    passed: ``lr`` (the preset's, or ``--lr``) when the constructor has an ``lr`` parameter, else None
-    (the learner sets its own, and the preset's is not used)."""
-    import inspect
-
-    cls, learner = load_learner(agent, out)
-    extra = {} if hidden is None else {"hidden": hidden}
-    try:
-        takes_lr = "lr" in inspect.signature(cls).parameters
-    except (TypeError, ValueError):  # a signature Python cannot read: pass nothing it may not take
-        takes_lr = False
-    learner["lr"] = lr if takes_lr else None
-    if learner["lr"] is not None:
-        extra["lr"] = lr
-
-    def make(envs: ProtocolEnvs) -> Agent:
-        return cls(envs, num_networks=networks, seed=seed, device=device, **extra)
-
-    return make, {"learner": learner}
-
-
-def bptt_agent_factory(
-    cell: str,
-    hidden: int,
-    networks: int,
-    preset: Preset,
-    out: Path,
-    seed: int,
-    device: str,
-):
-    """A function envs -> BPTTAgent starting from pretrained networks (``envs``: the
-    :class:`~agents.interface.ProtocolEnvs` the protocol builds, which carry ``task``).
-
-    Shipped pretrained networks are used when the preset allows and a file with enough networks of
-    that kind exists; otherwise the networks are pretrained first (``preset.pretrain_batches``,
-    checkpointed in ``out/pretrained.state``, resumable).
-    """
-    shipped = PRETRAINED_DIR / preset.bptt_pretrained if preset.bptt_pretrained else shipped_pretrained(cell, hidden)
-    source = None
-    if preset.use_shipped_pretrained and shipped.exists():
-        controllers, _ = load_pretrained(shipped)
-        if (controllers.cell, controllers.hidden_size) == (cell, hidden) and controllers.num_networks >= networks:
-            source = shipped
-    if source is None:
-        args = Args(
-            cell=cell,
-            hidden=hidden,
-            networks=networks,
-            seed=seed,
-            batches=preset.pretrain_batches,
-            device=device,
-            out=str(out / "pretrained.pt"),
-            log_every=max(1, min(100, preset.pretrain_batches)),
-        )
-        print(f"pretraining {networks} {cell}-{hidden} networks for {args.batches} batches (no shipped ones fit)")
-        pretrain(args)
-        source = Path(args.out)
-    _, meta = load_pretrained(source, networks=range(networks))
-
-    def make(envs: ProtocolEnvs) -> BPTTAgent:
-        # fresh weights for every agent: the practice control must not train the main run's networks
-        controllers, _ = load_pretrained(source, networks=range(networks))
-        controllers.freeze_input_and_output()
-        return BPTTAgent(controllers, envs, optimizer="sgd", lr=preset.lr, seed=seed, device=device)
-
-    return make, {**weights_provenance(source, out), "pretrained_meta": meta}
-
-
-def sb3_spec(
-    agent: str,
-    env_id: str,
-    hyperparams: Any = None,
-    hidden: int | None = None,
-    reaches_per_update: int = PAPER_BATCH_SIZE,
-):
-    """The :class:`agents.sb3.spec.SB3Spec` of ``--agent sb3:<Algo>`` (validated; raises ``ValueError``)."""
-    from agents.sb3.spec import make_spec
-
-    return make_spec(agent.removeprefix(SB3_PREFIX), env_id, hyperparams, hidden, reaches_per_update)
-
-
-def smoke_sized(spec, preset: Preset):
-    """``spec`` as a run of ``preset`` trains it: on the smoke preset (also with ``--phases`` or
-    ``--lr``), an off-policy learner makes at most :data:`SMOKE_GRADIENT_STEPS` gradient steps per
-    batch (per update, at other than 8 reaches per update; :func:`agents.sb3.spec.cap_gradient_steps`),
-    and a line says so; else unchanged."""
-    from agents.sb3.spec import cap_gradient_steps, gradient_steps_per_batch
-
-    if preset.name.partition(":")[0] != "smoke":
-        return spec
-    reaches = preset.reaches_per_update
-    unit = "batch" if reaches == PAPER_BATCH_SIZE else "update"
-    capped = cap_gradient_steps(
-        spec, SMOKE_GRADIENT_STEPS, f"preset smoke: {SMOKE_GRADIENT_STEPS} gradient steps per {unit}", reaches
-    )
-    if capped is not spec:
-        print(
-            f"smoke preset: sb3:{spec.algo} makes {SMOKE_GRADIENT_STEPS} gradient steps per {unit} after collecting "
-            f"it, instead of its hyperparameters' {gradient_steps_per_batch(spec, reaches)}, so that the plumbing "
-            "check stays short"
-        )
-    return capped
-
-
-def competence(
-    record: ReachRecord, max_endpoint_error: float = MAX_ENDPOINT_ERROR, max_deviation: float = MAX_LATERAL_DEVIATION
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The pretraining criterion: a learner is competent when, on the 8 null-field test reaches, the
-    mean endpoint error (hand at the last step to the target) is below ``max_endpoint_error`` and the
-    mean absolute lateral deviation below ``max_deviation`` (both m; defaults 2 cm and 1 cm).
-
-    Returns:
-        (K,) booleans, and the figures per learner (cm) with their means.
-    """
-    error = reach_quality(record.hand_position, record.target)["endpoint_error"]
-    deviation = np.abs(lateral_deviation(record.hand_position, record.target[None])).mean(-1)
-    met = (error < max_endpoint_error) & (deviation < max_deviation)
-    figures = {
-        "endpoint_error_cm": round(float(error.mean()) * 100, 3),
-        "abs_lateral_deviation_cm": round(float(deviation.mean()) * 100, 3),
-        "competent": f"{int(met.sum())}/{len(met)}",
-        "endpoint_error_cm_per_learner": [round(float(e) * 100, 3) for e in error],
-        "abs_lateral_deviation_cm_per_learner": [round(float(d) * 100, 3) for d in deviation],
-        "criterion": {"max_endpoint_error_cm": max_endpoint_error * 100, "max_deviation_cm": max_deviation * 100},
-    }
-    return met, figures
-
-
-def sb3_agent_factory(
-    spec,
-    networks: int,
-    preset: Preset,
-    out: Path,
-    seed: int,
-    device: str,
-    tensorboard: Path | None = None,
-    check_every: int = 50,
-) -> tuple[Callable[[ProtocolEnvs], Agent], dict[str, Any]]:
-    """A function envs -> :class:`agents.sb3.learner.SB3Agent` starting from pretrained weights
-    (``envs``: the :class:`~agents.interface.ProtocolEnvs` the protocol builds).
-
-    Shipped weights are used when the preset allows and a file fits the spec's networks with enough
-    learners; otherwise the learners are pretrained in the null field (``out/pretrained.pt``,
-    resumable): first, where the policy can, by imitating the shipped GRU-128 networks for
-    ``preset.imitation_steps``, then by RL until :func:`competence` holds for all or
-    ``preset.pretrain_batches`` are spent. A preset with ``pretrain_batches=0`` and no shipped
-    weights starts from scratch.
-    """
-    from agents.sb3.learner import SB3Agent
-    from agents.sb3.pretraining import DEFAULT_TEACHER, PretrainArgs, load_pretrained, pretrain, shipped_pretrained
-    from agents.sb3.spec import fits
-
-    shipped = shipped_pretrained(spec)
-    source = None
-    if preset.use_shipped_pretrained and shipped.exists() and fits(load_pretrained(shipped), spec, networks):
-        source = shipped
-    if source is None and preset.pretrain_batches > 0:
-        args = PretrainArgs(
-            batches=preset.pretrain_batches,
-            networks=networks,
-            seed=seed,
-            check_every=max(1, min(check_every, preset.pretrain_batches)),
-            device=device,
-            imitate=str(DEFAULT_TEACHER) if preset.imitation_steps > 0 and spec.imitates else None,
-            imitation_steps=preset.imitation_steps,
-        )
-        first = f", first imitating {DEFAULT_TEACHER.name} for {args.imitation_steps} steps" if args.imitate else ""
-        print(
-            f"pretraining {networks} sb3:{spec.algo} learners in the null field{first}, then RL for up to "
-            f"{args.batches} batches (no shipped ones fit)"
-        )
-        source = out / "pretrained.pt"
-        pretrain(spec, args, source, competent=competence)
-    blob = load_pretrained(source) if source is not None else None
-
-    def make(envs: ProtocolEnvs) -> SB3Agent:
-        return SB3Agent(spec, envs, networks, seed=seed, device=device, pretrained=blob, tensorboard_log=tensorboard)
-
-    return make, {**weights_provenance(source, out), "pretrained_meta": (blob or {}).get("meta", {})}
 
 
 def tensorboard_folder(folder: str | Path | None) -> Path | None:
@@ -684,183 +408,6 @@ def pretrain_agent(
         )
     )
     return target
-
-
-def summary_table(result: dict) -> str:
-    """The savings table printed at the end of a run: every measure against FF1 and, when the run had
-    the practice control, against its field phase FFC (and the practice effect, FFC against FF1); with
-    the reset control, against its FFR (and FFR against FF1, no savings by construction)."""
-    if "paradigm_metrics" in result:
-        return paradigm_summary(result)
-    metrics = result["metrics"]
-    m, p = metrics["aggregate"], metrics["per_network"]
-
-    def ci(d: dict, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
-        if not math.isfinite(d["estimate"]):
-            return "-"
-        return f"{fmt.format(d['estimate'] * scale)} [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
-
-    def count(fraction: float, n: int) -> str:  # "k of n" (never a percentage of one network)
-        return f"{round(fraction * n)} of {n}" if n and math.isfinite(fraction) else "0 of 0"
-
-    def measures(fit_free: dict, index: dict, fraction: float, n_fits: int) -> list[str]:
-        agg = fit_free["aggregate"]
-        early, half, area = (agg[k] for k in ("early_reduction_difference", "half_error_difference", "area_ratio"))
-        return [
-            f"{ci(early)} ({count(early['fraction_with_savings'], early['networks'])} > 0)",
-            f"{ci(half, fmt='{:+.1f}')}",
-            f"{ci(area, fmt='{:.3f}')}",
-            f"{ci(index)} ({count(fraction, n_fits)} fits > 0)",
-        ]
-
-    reaches = result.get("updates", {}).get("reaches_per_update", PAPER_BATCH_SIZE)
-    # a curve point per batch of 8 reaches, or per update of more (``--reaches-per-update``)
-    unit, one = ("batches", "batch") if reaches == PAPER_BATCH_SIZE else (f"updates of {reaches} reaches", "update")
-    labels = [
-        f"early error reduction, first {metrics['fit_free']['early_batches']} {unit} (later - earlier)",
-        f"{unit.split()[0]} to half the first error (earlier - later)",
-        "area under the curve / first error (later / earlier)",
-        "savings index log(r_later / r_earlier), fitted",
-    ]
-    columns = [
-        (
-            "FF2 vs FF1",
-            measures(metrics["fit_free"], m["savings_index"], m["fraction_with_savings"], m["networks_with_fit"]),
-        )
-    ]
-    control = metrics.get("practice_control")
-    for block, (title, versus, own, phase) in {
-        "practice_control": ("control FFC", "control", "practice", "FFC"),
-        "reset_control": ("reset FFR", "reset", "reset", "FFR"),
-    }.items():
-        if block in metrics:
-            agg = metrics[block]["aggregate"]
-            for heading, fit_free, index in (
-                (f"FF2 vs {title}", metrics[block][f"fit_free_vs_{versus}"], agg[f"savings_index_vs_{versus}"]),
-                (f"{own}: {phase} vs FF1", metrics[block][f"fit_free_{own}"], agg[f"{own}_index"]),
-            ):
-                columns.append((heading, measures(fit_free, index, index["fraction_above_zero"], index["networks"])))
-    width = max(map(len, labels))
-    cell = max(len(v) for _, values in columns for v in values)
-    lines = []
-    gate = result.get("competence")
-    if gate is not None:
-        quality = gate["per_network"]
-        lines.append(
-            f"competence gate: {sum(quality['competent'])} of {len(quality['competent'])} networks reach (mean "
-            f"endpoint error < {gate['criterion']['max_endpoint_error_m'] * 100:.0f} cm on the null-field test reaches "
-            f"before FF1; per network {', '.join(f'{e * 100:.1f}' for e in quality['endpoint_error'])} cm); "
-            "the others are left out of every measure below"
-        )
-    lines += [
-        f"savings over {m['networks']} networks, mean and 95% bootstrap CI (positive or below 1: the later faster):",
-        ("  " + " " * width + "  " + "  ".join(title.ljust(cell) for title, _ in columns)).rstrip(),
-    ]
-    for i, label in enumerate(labels):
-        row = "  " + label.ljust(width) + "  " + "  ".join(values[i].ljust(cell) for _, values in columns)
-        lines.append(row.rstrip())
-    cm = "{:.2f}"
-    first = (
-        f"  first-{one} error (cm): FF1 {ci(m['first_error_FF1'], 100, cm)}, FF2 {ci(m['first_error_FF2'], 100, cm)}"
-    )
-    if control:
-        first += f", FFC {ci(control['aggregate']['first_error_FFC'], 100, cm)}"
-    if "reset_control" in metrics:
-        first += f", FFR {ci(metrics['reset_control']['aggregate']['first_error_FFR'], 100, cm)}"
-    smaller = count(m["fraction_smaller_first_error"], m["networks"])
-    lines.append(first + f"; smaller in FF2 than FF1 for {smaller}")
-    lines.append(
-        f"  paired t-test on log rates FF2 vs FF1: t = {m['rate_ttest']['t']:.2f}, p = {m['rate_ttest']['p']:.3g}; "
-        f"sign-flip test on the median p = {m['rate_ttest']['sign_flip_p']:.3g}"
-    )
-    rates = [
-        f"{r1:.4f} -> {r2:.4f}" if math.isfinite(r1) and math.isfinite(r2) else "no fit"
-        for r1, r2 in zip(p["rate_FF1"], p["rate_FF2"], strict=True)
-    ]
-    lines.append(f"  fitted rate per network (per {metrics['window']}-{one} window), FF1 -> FF2: " + ", ".join(rates))
-    return "\n".join(lines)
-
-
-def paradigm_summary(result: dict) -> str:
-    """The table printed at the end of a paradigm run (:func:`benchmarks.savings.metrics.paradigm_metrics`):
-    means and 95% bootstrap CIs over the competent networks."""
-    metrics = result["paradigm_metrics"]
-
-    def ci(d: dict, scale: float = 1.0, fmt: str = "{:+.3f}") -> str:
-        if not math.isfinite(d["estimate"]):
-            return "-"
-        return f"{fmt.format(d['estimate'] * scale)} [{fmt.format(d['low'] * scale)}, {fmt.format(d['high'] * scale)}]"
-
-    lines = [f"{result['config'].get('env_id')}: {metrics['networks']} networks, mean and 95% bootstrap CI"]
-    if "interference" in metrics:
-        block = metrics["interference"]
-        fit_free = block["fit_free"]["aggregate"]
-        lines += [
-            "  interference, FFB (-A) against FF1 (A) (below 0 / above 1: -A learnt slower):",
-            f"    rate index log(r_FFB / r_FF1), fitted: {ci(block['aggregate']['savings_index'])}",
-            f"    area under the curve / first error, FFB / FF1: {ci(fit_free['area_ratio'], fmt='{:.3f}')}",
-            f"    first-batch error (cm): FF1 {ci(block['aggregate']['first_error_FF1'], 100, '{:.2f}')}, "
-            f"FFB {ci(block['aggregate']['first_error_FF2'], 100, '{:.2f}')}",
-        ]
-    if "after_effect" in metrics:
-        lines.append(
-            f"  after-effect, NF2's first window (cm, oriented as FF1): {ci(metrics['after_effect']['aggregate'], 100)}"
-        )
-    if "spontaneous_recovery" in metrics:
-        block = metrics["spontaneous_recovery"]
-        lines.append(f"  adaptation index in {block['phase']} (1: field A fully compensated):")
-        for name in ("start", "peak", "rebound"):
-            lines.append(f"    {name}: {ci(block[name]['aggregate'])}")
-        if "end_of_FFB" in block:
-            lines.append(f"    FFB's last window (cm, oriented as FF1): {ci(block['end_of_FFB']['aggregate'], 100)}")
-    if "relearning" in metrics:
-        block = metrics["relearning"]
-        lines.append(
-            f"  FF2 relearning: rate {ci(block['rate_FF2']['aggregate'], fmt='{:.4f}')} per window, first error "
-            f"{ci(block['first_error_FF2']['aggregate'], 100, '{:.2f}')} cm, area / first error "
-            f"{ci(block['area_FF2']['aggregate'], fmt='{:.3f}')}"
-        )
-    return "\n".join(lines)
-
-
-def gradual_comparison(gradual: dict, abrupt: dict) -> dict:
-    """The gradual paradigm against its abrupt version: :func:`benchmarks.savings.metrics.paradigm_metrics`
-    of both runs' learning curves (result dicts of ``ArmCurlFieldGradual-v0`` and ``ArmCurlField-v0``
-    with the same preset, networks and seed) and, per network, gradual minus abrupt of the
-    after-effect (m, oriented as the field's errors), the FF2 rate and the FF2 area, with bootstrap
-    CIs (the same networks start both runs, so the differences are paired).
-
-    Raises:
-        ValueError: for runs of other ids or of different phase lengths or networks.
-    """
-    ids = (gradual["config"].get("env_id"), abrupt["config"].get("env_id"))
-    if ids != ("ArmCurlFieldGradual-v0", "ArmCurlField-v0"):
-        raise ValueError(f"expected a ArmCurlFieldGradual-v0 run and an ArmCurlField-v0 run, got {ids}")
-    shapes = [{p: np.shape(c) for p, c in r["learning_curves"].items() if p in PHASES} for r in (gradual, abrupt)]
-    if shapes[0] != shapes[1]:
-        raise ValueError(f"the runs' phases differ in batches or networks: {shapes[0]} and {shapes[1]}")
-    both = [paradigm_metrics({p: np.asarray(c) for p, c in r["learning_curves"].items()}) for r in (gradual, abrupt)]
-    out: dict[str, Any] = {"gradual": both[0], "abrupt": both[1]}
-    for name, path in (
-        ("after_effect", ("after_effect",)),
-        ("rate_FF2", ("relearning", "rate_FF2")),
-        ("area_FF2", ("relearning", "area_FF2")),
-    ):
-        values, sides = [], []
-        for metrics in both:
-            for key in path:
-                metrics = metrics.get(key, {})
-            values.append(np.asarray(metrics.get("per_network", []), np.float64))
-            sides.append(metrics.get("aggregate"))
-        if len(values[0]) and len(values[0]) == len(values[1]):
-            difference = values[0] - values[1]
-            out[f"{name}_difference"] = {
-                "per_network": difference.tolist(),
-                "aggregate": asdict(bootstrap_ci(difference)),
-                "gradual": sides[0],  # each run's own aggregate, beside the paired difference
-                "abrupt": sides[1],
-            }
-    return out
 
 
 def with_preset(preset: Preset, **changes) -> Preset:

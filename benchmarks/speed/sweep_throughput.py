@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from benchmarks.savings.presets import PRESETS, Preset, get_preset
-from benchmarks.sweep.runner import available_cpus, make_cells, run_sweep
+from benchmarks.sweep.backends import available_cpus
+from benchmarks.sweep.runner import make_cells, run_sweep
 
 # shipped pretrained GRU-16 and GRU-32 (one network each) fit it: the cells start adapting at once
 BENCH_PRESET = Preset(
