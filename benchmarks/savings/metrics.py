@@ -6,7 +6,7 @@ A "batch" here is one point of a learning curve: the test reaches before one upd
 paper's protocol an update is one batch of 8 reaches; with more reaches per update
 (:attr:`benchmarks.savings.presets.Preset.reaches_per_update`, ``--reaches-per-update``) every count below
 is in updates: a window is 5 updates, the early batches and batches to half error are updates, and
-:func:`reach_held`'s window is 10 updates.
+:func:`~benchmarks.savings.reach.reach_held`'s window is 10 updates.
 
 * :func:`lateral_deviation`: the signed maximum perpendicular distance of a hand path from the
   line joining the hand at step 25 to the target.
@@ -22,12 +22,16 @@ is in updates: a window is 5 updates, the early batches and batches to half erro
   error e0: the normalised area mean(curve) / e0 (:func:`normalised_area`), the batches until a
   5-batch mean first falls to e0 / 2 (:func:`half_error_batches`, censored at the phase's end) and
   the fraction of e0 removed by the early batches (:func:`early_reduction`).
-* Error-clamp (channel) trials: :func:`field_cancelling_force`, the lateral force that would
-  cancel the field, and :func:`adaptation_index`, the per-trial regression slope of the force the
-  arm pushes into the channel onto it (1: fully adapted, 0: naive, negative: adapted the other way).
-* The competence gate: :func:`reach_quality` (endpoint error, path length, time to target of the
-  null-field test reaches before FF1) and :func:`competent` (endpoint error below
-  :data:`COMPETENCE_MAX_ENDPOINT_ERROR`, 5 cm); :func:`savings` leaves the other networks out.
+* Error-clamp (channel) trials: :func:`~benchmarks.savings.paradigms.field_cancelling_force`, the
+  lateral force that would cancel the field, and
+  :func:`~benchmarks.savings.paradigms.adaptation_index`, the per-trial regression slope of the
+  force the arm pushes into the channel onto it (1: fully adapted, 0: naive, negative: adapted the
+  other way).
+* The competence gate: :func:`~benchmarks.savings.reach.reach_quality` (endpoint error, path length,
+  time to target of the null-field test reaches before FF1) and
+  :func:`~benchmarks.savings.reach.competent` (endpoint error below
+  :data:`~benchmarks.savings.reach.COMPETENCE_MAX_ENDPOINT_ERROR`, 5 cm); :func:`savings` leaves the
+  other networks out.
 
 Over 500 lines because the savings measures and their aggregate share the windowing, exponential
 fits and bootstrap defined here.

@@ -1,12 +1,12 @@
 """The savings protocol: pretrain -> NF1 -> FF1 -> NF2 -> FF2 through the env's hidden schedule.
 
-Before every update each learner does the 8 test reaches under the field of the phase it is in;
-the mean signed lateral deviation per update is its learning curve (as the paper, whose update is
-one batch of 8 reaches; :attr:`Preset.reaches_per_update` makes it more, phases still counted in
-batches of 8 reaches). Beside the main run, the practice control (curves ``NFC``, ``FFC``) and the
-reset control (``FFR``: the learners of NF1's start meet FF2; :func:`reset_learners`) can run. The
-runner only talks to agents through :class:`agents.interface.Agent`, checkpoints every few minutes,
-and writes its results atomically:
+Before every update each learner does the 8 test reaches under the field of the phase it is in; the
+mean signed lateral deviation per update is its learning curve (as the paper, whose update is one
+batch of 8 reaches; :attr:`~benchmarks.savings.presets.Preset.reaches_per_update` makes it more,
+phases still counted in batches of 8 reaches). Beside the main run, the practice control (curves
+``NFC``, ``FFC``) and the reset control (``FFR``: the learners of NF1's start meet FF2;
+:func:`reset_learners`) can run. The runner only talks to agents through
+:class:`agents.interface.Agent`, checkpoints every few minutes, and writes its results atomically:
 
 * ``result.json``: config, package versions, seeds, the phases in updates and in reaches
   (``updates``), the learning curves per phase and network,
