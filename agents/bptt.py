@@ -18,6 +18,9 @@ What the paper did and this file does (SPEC.md, "The controller and its training
   (random go times, 4 catch trials), through the hidden NF1 -> FF1 -> NF2 -> FF2 schedule;
 * before every update each network does the 8 test reaches under the current field: its
   learning curve.
+
+Over 500 lines because it is the BPTT algorithm's one script, top to bottom (CleanRL style):
+arguments, the agent, pretraining and ``__main__``.
 """
 
 from __future__ import annotations

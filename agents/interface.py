@@ -17,7 +17,8 @@ episodes the schedule says (:meth:`ProtocolEnvs.check`): an agent that trains el
 resume that loses the envs' state, is refused. An agent that can play the test reaches and a
 training batch from the same weights in one pass may also offer ``evaluate_then_train(field_gain)
 -> ReachRecord`` (evaluate, then train one batch of 8 episodes; with an ``episodes`` keyword, that
-many); the protocol uses it where it exists (:func:`benchmarks.protocol.evaluate_then_train`). Checkpoints go through
+many); the protocol uses it where it exists (:func:`benchmarks.savings.protocol.evaluate_then_train`).
+Checkpoints go through
 :meth:`Agent.state_dict` / :meth:`Agent.load_state_dict`, which must capture everything (weights,
 optimiser, random generators, and the envs' ``get_state()``) so a resumed run continues identically.
 
@@ -121,7 +122,7 @@ class Agent(Protocol):
 class Resettable(Protocol):
     """An :class:`Agent` the reset control can take back to an earlier learner state (optional).
 
-    The protocol's reset control (``--control reset``, :func:`benchmarks.protocol.reset_learners`)
+    The protocol's reset control (``--control reset``, :func:`benchmarks.savings.protocol.reset_learners`)
     keeps ``learner_state()`` of a copy of the learners at NF1's start; at FF2's start it gives the
     copy the main run's whole :meth:`Agent.state_dict` (its envs where the schedule stands, its random
     streams) and then ``load_learner_state`` of the kept state: the same learners with no memory of

@@ -6,6 +6,9 @@ savings-gym run --agent sb3:RecurrentPPO --networks 5 --preset quick --out runs/
 savings-gym pretrain --agent sb3:RecurrentPPO --networks 5 --batches 2000
 savings-gym sweep --agent gru --hidden 16,32,64,128,256 --networks 8 --preset quick --out runs/size_sweep
 savings-gym bench sweep      # cells per hour: the sweep's process pool vs the same cells one after another
+
+Over 500 lines because it is the whole command line in one place: a short handler per command and
+the one parser that names them all.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 
 def _bench_env(args: argparse.Namespace) -> int:
-    from benchmarks import env_throughput
+    from benchmarks.speed import env_throughput
 
     comparisons = env_throughput.run(quick=args.quick)
     machine = platform.processor() or platform.machine()
@@ -77,7 +80,8 @@ def _learner(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmarks.run import run, summary_table
+    from benchmarks.savings.run import run
+    from benchmarks.savings.summary import summary_table
 
     result = run(
         args.agent,
@@ -120,7 +124,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from benchmarks.run import pretrain_agent
+    from benchmarks.savings.run import pretrain_agent
 
     pretrain_agent(
         args.agent,
@@ -141,7 +145,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _bench_rl(args: argparse.Namespace) -> int:
-    from benchmarks import rl_throughput
+    from benchmarks.speed import rl_throughput
 
     print(
         rl_throughput.report(
@@ -152,7 +156,7 @@ def _bench_rl(args: argparse.Namespace) -> int:
 
 
 def _bench_bptt(args: argparse.Namespace) -> int:
-    from benchmarks import bptt_throughput
+    from benchmarks.speed import bptt_throughput
 
     if args.threads:
         import torch
@@ -167,20 +171,21 @@ def _bench_bptt(args: argparse.Namespace) -> int:
 
 
 def _bench_gpu(args: argparse.Namespace) -> int:
-    from benchmarks import gpu_check
+    from benchmarks.speed import gpu_check
 
     return gpu_check.main(dry_run=args.dry_run)
 
 
 def _bench_sweep(args: argparse.Namespace) -> int:
-    from benchmarks import sweep_throughput
+    from benchmarks.speed import sweep_throughput
 
     print(sweep_throughput.main(quick=args.quick, devices=args.devices, workers=args.workers))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from benchmarks.sweep import FIGURE, MANIFEST, SUMMARY, run_sweep
+    from benchmarks.sweep.cells import FIGURE, MANIFEST, SUMMARY
+    from benchmarks.sweep.runner import run_sweep
 
     manifest = run_sweep(
         args.agent,
@@ -209,18 +214,16 @@ def _sweep(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> None:
     """``leaderboard validate [--format-only]``: one line on the run, and with ``--format-only`` the
     board's admission rules it would still break."""
-    from benchmarks import leaderboard
+    from benchmarks.board import entries, schema
 
     try:
-        entry = (
-            leaderboard.validate_format(args.path) if args.format_only else leaderboard.validate(args.path, args.board)
-        )
-    except leaderboard.SubmissionError as error:
+        entry = entries.validate_format(args.path) if args.format_only else entries.validate(args.path, args.board)
+    except schema.SubmissionError as error:
         if args.format_only or not any(where == "config/preset/name" for _, where, _ in error.problems):
             raise
         raise ValueError(f"{error} (to check the file's format only: leaderboard validate --format-only)") from None
     aggregate = entry.metrics["aggregate"]
-    ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {leaderboard.MIN_NETWORKS})"
+    ranked = "ranked" if entry.ranked else f"listed unranked (fewer than {schema.MIN_NETWORKS})"
     gate = entry.competence
     counted = (
         f"{aggregate['networks']} networks (competence not recorded)"
@@ -232,7 +235,7 @@ def _validate(args: argparse.Namespace) -> None:
     if not args.format_only:
         print(
             f"ok: {entry.name}, {counted}, {entry.measured} measured by "
-            f"{leaderboard.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
+            f"{schema.RANK_MEASURE}, {entry.fits} with both fits: {ranked}; "
             f"metrics recomputed and matching; preset {entry.preset}"
         )
         return
@@ -250,21 +253,21 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from benchmarks import leaderboard
+    from benchmarks.board import entries, rendering
 
     if args.action == "validate":
         _validate(args)
     elif args.action == "add":
         given = {key: getattr(args, key) for key in ("name", "description", "link") if getattr(args, key) is not None}
-        print(f"added {leaderboard.add(args.path, args.board, given)}")
+        print(f"added {entries.add(args.path, args.board, given)}")
     else:
-        markdown, page = leaderboard.render(args.board, args.out)
+        markdown, page = rendering.render(args.board, args.out)
         print(f"wrote {markdown} and {page}")
     return 0
 
 
 def _latent(args: argparse.Namespace) -> int:
-    from benchmarks.latent import LatentConfig, run_latent
+    from benchmarks.savings.latent import LatentConfig, run_latent
 
     results = run_latent(args.run_dir, LatentConfig(prep_step=args.prep_step, force_step=args.force_step, tdr=args.tdr))
     p = results["persistence_NF2"]
@@ -280,9 +283,9 @@ def _latent(args: argparse.Namespace) -> int:
 def _two_state(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from benchmarks.protocol import atomic_write_json
-    from benchmarks.state_space import result_report
-    from benchmarks.sweep import format_ci
+    from benchmarks.safe_io import atomic_write_json
+    from benchmarks.savings.metrics import format_ci
+    from benchmarks.savings.state_space import result_report
 
     path = args.run_dir / "result.json"
     if not path.exists():
@@ -313,9 +316,9 @@ def _two_state(args: argparse.Namespace) -> int:
 
 
 def _gradual(args: argparse.Namespace) -> int:
-    from benchmarks.protocol import atomic_write_json
-    from benchmarks.run import gradual_comparison
-    from benchmarks.sweep import format_ci
+    from benchmarks.safe_io import atomic_write_json
+    from benchmarks.savings.metrics import format_ci
+    from benchmarks.savings.summary import gradual_comparison
 
     runs = []
     for name, folder in (("gradual_dir", args.gradual_dir), ("abrupt_dir", args.abrupt_dir)):
@@ -348,7 +351,7 @@ def _gradual(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from benchmarks.report import write_report
+    from benchmarks.board.report import write_report
 
     print(f"wrote {write_report(args.run_dir)}")
     return 0
@@ -382,7 +385,7 @@ def _seconds(text: str) -> float:
 
 def _device(text: str) -> str:
     """An argparse type: a torch device this machine has (cuda only where CUDA is available)."""
-    from benchmarks.sweep import check_device
+    from benchmarks.sweep.runner import check_device
 
     try:
         check_device(text)
@@ -429,7 +432,7 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _phase_batches(text: str) -> tuple[str, int]:
     """An argparse type: ``PHASE=BATCHES`` (e.g. ``NF1=240``)."""
-    from benchmarks.protocol import PARADIGM_PHASES, PHASES
+    from benchmarks.savings.presets import PARADIGM_PHASES, PHASES
 
     phase, sep, count = text.partition("=")
     if not sep or phase not in PHASES + PARADIGM_PHASES or not count.isdigit():

@@ -1,8 +1,11 @@
 """Reading files that came from someone else: bounded, no links, no FIFOs or devices, no deep JSON.
 
-Used by the leaderboard and the run report (:func:`benchmarks.leaderboard.load`), which read run
+Used by the leaderboard and the run report (:func:`benchmarks.board.validation.load`), which read run
 folders a submitter made: a file there may be a symbolic link to a system file, ``/dev/zero``, a
-FIFO that never answers, or JSON nested deeply enough to exhaust Python's recursion.
+FIFO that never answers, or JSON nested deeply enough to exhaust Python's recursion. And writing
+files atomically (:func:`atomic_write_bytes`), so that a reader never sees half a file.
+
+Imports nothing of the project: every layer above may use it.
 """
 
 from __future__ import annotations
@@ -176,3 +179,25 @@ def text_problem(text: str) -> str:
             what = unicodedata.name(char, "unnamed")
             return f"character {i} is {ascii(char)} ({what}): only printable characters and spaces are allowed"
     return ""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Writes ``obj`` as JSON (NaN allowed) to ``path`` with :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, json.dumps(obj, indent=1, allow_nan=True).encode())
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut (a forged field may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -4,7 +4,7 @@ around a learner of one's own.
 
 Every ``--check-every`` batches the networks play the protocol's 8 null-field test reaches; a
 network passes the gate when their mean endpoint error is below 5 cm
-(:func:`benchmarks.metrics.competent`, the threshold the protocol applies before FF1). Training stops
+(:func:`benchmarks.savings.reach.competent`, the threshold the protocol applies before FF1). Training stops
 when every network passes or ``--batches`` are spent. The training episodes go through
 :class:`savings_gym.wrappers.VectorEpisodeLog` (``episodes.csv``, and TensorBoard with
 ``--tensorboard DIR``), which the learner never sees. Writes, in ``--out``: ``episodes.csv``,
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from agents.interface import ProtocolEnvs  # noqa: E402
-from benchmarks.metrics import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality  # noqa: E402
+from benchmarks.savings.reach import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality
 from examples.reinforce import ReinforceFromScratch  # noqa: E402
 from savings_gym.schedule import PAPER_BATCH_SIZE, null_schedule  # noqa: E402
 from savings_gym.wrappers import VectorEpisodeLog  # noqa: E402

@@ -11,6 +11,8 @@ Importing the package registers six Gymnasium ids (idempotently):
 
 Each id has a native vector entry point: ``gym.make_vec(id, num_envs=N)`` is one batched
 simulation. See :mod:`savings_gym.envs`.
+
+The package is the world the learners act in: it imports nothing of ``agents`` or ``benchmarks``.
 """
 
 from gymnasium.envs.registration import register, registry

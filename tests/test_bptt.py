@@ -163,7 +163,7 @@ def test_task_constants_reach_the_test_reaches():
 def test_a_run_pretrained_in_pieces_joins_into_the_whole_run(tmp_path, monkeypatch):
     """Networks 0-2 pretrained at once equal networks 0 and 1-2 pretrained as two pieces and joined;
     pieces of another run, unfinished pieces and gaps are refused."""
-    from benchmarks.run import pretrain_agent
+    from benchmarks.savings.run import pretrain_agent
 
     monkeypatch.setenv("SAVINGS_GYM_BPTT_ENGINE", "eager")  # compiling costs minutes; the engines agree
 

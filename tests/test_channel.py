@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import savings_gym  # noqa: F401  (registers the ids)
-from benchmarks.metrics import adaptation_index, field_cancelling_force
+from benchmarks.savings.paradigms import adaptation_index, field_cancelling_force
 from savings_gym.differentiable import DifferentiableArmEnv
 from savings_gym.schedule import Phase, Schedule, null_schedule
 from savings_gym.testing import check_vector_matches_single
@@ -187,7 +187,7 @@ def test_adaptation_index_recovers_known_slopes_on_synthetic_data():
 
 
 def test_the_adaptation_index_of_channel_reaches_reads_the_force_transducer():
-    from benchmarks.metrics import channel_adaptation_index
+    from benchmarks.savings.paradigms import channel_adaptation_index
 
     # a reach along +y, 8 steps: the arm pushes into the channel with 0.5 x the field-cancelling force
     t = np.linspace(0, 1, 8)

@@ -20,7 +20,7 @@ def test_bench_bptt_prints_ratios_and_the_extrapolation(capsys):
 
 
 def test_engine_ab_loads_a_commits_engine_and_refuses_an_unknown_commit():
-    from benchmarks.engine_ab import load_engine
+    from benchmarks.speed.engine_ab import load_engine
 
     module = load_engine("HEAD")  # the file as committed, as a module of its own
     assert module.__name__ == "_bptt_compiled_HEAD" and module.CompiledBPTT.__module__ == module.__name__
@@ -77,7 +77,7 @@ def test_unknown_command_is_refused(capsys):
 
 @pytest.mark.slow
 def test_the_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(capsys):
-    """`benchmarks/gpu_check.sh --dry-run` is this command after an install: every step prints its line."""
+    """`benchmarks/speed/gpu_check.sh --dry-run` is this command after an install: every step prints its line."""
     assert main(["bench", "gpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
     for line in ("GPU check: CPU (dry run)", "tests on cpu: passed", "sequential MotorNet baseline", "today's path",
@@ -86,7 +86,7 @@ def test_the_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(capsys):
 
 
 def test_the_gpu_check_refuses_a_machine_without_a_gpu(monkeypatch):
-    from benchmarks import gpu_check
+    from benchmarks.speed import gpu_check
 
     monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):

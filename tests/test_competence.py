@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from test_leaderboard import _result, _write
 
-from benchmarks import leaderboard
-from benchmarks.metrics import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality, savings
-from benchmarks.protocol import Preset, run_protocol
+from benchmarks.board import entries, ranking, rendering, schema
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.reach import COMPETENCE_MAX_ENDPOINT_ERROR, competent, reach_quality
 
 TARGETS = np.array([[0.1 * math.cos(a), 0.1 * math.sin(a)] for a in np.arange(8) * math.pi / 4])
 
@@ -95,30 +97,30 @@ def _gated(result, errors):
 
 def test_the_board_ranks_and_counts_competent_networks_only(tmp_path, capsys):
     errors = [0.01] * 5 + [0.09]
-    entry = leaderboard.validate(_write(tmp_path / "gated", _gated(_result(networks=6), errors)))
+    entry = entries.validate(_write(tmp_path / "gated", _gated(_result(networks=6), errors)))
     assert entry.competence == (5, 6) and entry.ranked
-    row = leaderboard.rows([entry])[0]
-    assert leaderboard._cell(row, "competent") == "5 of 6"
-    assert leaderboard._cell(row, "fraction_with_savings") == f"{entry.with_savings} of {entry.fits}"
-    table = [line for line in leaderboard.render_markdown(leaderboard.rows([entry])).splitlines() if line[:1] == "|"]
+    row = ranking.rows([entry])[0]
+    assert rendering._cell(row, "competent") == "5 of 6"
+    assert rendering._cell(row, "fraction_with_savings") == f"{entry.with_savings} of {entry.fits}"
+    table = [line for line in rendering.render_markdown(ranking.rows([entry])).splitlines() if line[:1] == "|"]
     assert len(table) == 3 and "%" not in table[2]  # header, rule, the entry: counts, never a percentage
     from benchmarks.cli import main
 
     assert main(["leaderboard", "validate", str(tmp_path / "gated")]) == 0
     assert "5 of 6 networks reach (the others are left out)" in capsys.readouterr().out
-    few = leaderboard.validate(_write(tmp_path / "few", _gated(_result(networks=6, seed=1), [0.01] * 4 + [0.09] * 2)))
+    few = entries.validate(_write(tmp_path / "few", _gated(_result(networks=6, seed=1), [0.01] * 4 + [0.09] * 2)))
     assert not few.ranked  # 4 competent networks: too few to rank
-    old = leaderboard.validate(_write(tmp_path / "old", _result(networks=6, seed=2)))
-    assert old.competence is None and leaderboard._cell(leaderboard.rows([old])[0], "competent") == "not recorded"
+    old = entries.validate(_write(tmp_path / "old", _result(networks=6, seed=2)))
+    assert old.competence is None and rendering._cell(ranking.rows([old])[0], "competent") == "not recorded"
 
 
 def test_the_board_refuses_competence_flags_its_endpoint_errors_do_not_give(tmp_path):
     honest = _gated(_result(networks=6), [0.01] * 5 + [0.09])
     lying = copy.deepcopy(honest)
     lying["competence"]["per_network"]["competent"] = [True] * 6
-    with pytest.raises(leaderboard.SubmissionError, match="competence/per_network/competent: reported"):
-        leaderboard.validate(_write(tmp_path / "lying", lying))
+    with pytest.raises(schema.SubmissionError, match="competence/per_network/competent: reported"):
+        entries.validate(_write(tmp_path / "lying", lying))
     inflated = copy.deepcopy(honest)
     inflated["metrics"] = savings(inflated["learning_curves"])  # metrics over every network, ignoring the gate
-    with pytest.raises(leaderboard.SubmissionError, match="metrics/"):
-        leaderboard.validate(_write(tmp_path / "inflated", inflated))
+    with pytest.raises(schema.SubmissionError, match="metrics/"):
+        entries.validate(_write(tmp_path / "inflated", inflated))

@@ -13,10 +13,11 @@ import pytest
 import torch
 from helpers import kill_and_resume
 
-from benchmarks import leaderboard
+from benchmarks.board import entries, schema
 from benchmarks.cli import main
-from benchmarks.protocol import Preset, run_protocol
-from benchmarks.run import custom_agent_factory
+from benchmarks.savings.learners import custom_agent_factory
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "examples" / "reinforce.py"
@@ -28,7 +29,7 @@ def test_the_template_runs_from_the_readme_command_and_writes_a_valid_result(tmp
     argv = ["run", "--agent", "examples/reinforce.py:Reinforce", "--networks", "2", "--preset", "smoke"]
     assert main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(result)
     assert result["config"]["agent"] == "examples/reinforce.py:Reinforce"
     assert result["config"]["learner"] == {
         "module": "examples/reinforce.py",
@@ -169,7 +170,7 @@ def test_a_bad_learner_name_fails_before_any_work(agent, message, tmp_path, monk
 
 
 def test_a_learner_file_loads_as_an_import_would(tmp_path):
-    from benchmarks.run import load_learner
+    from benchmarks.savings.learners import load_learner
 
     source = "from __future__ import annotations\nimport dataclasses\n\n\n@dataclasses.dataclass\nclass Mine:\n"
     source += "    lr: float = 0.1\n"
@@ -207,7 +208,7 @@ def test_the_template_on_the_quick_preset_validates_for_the_board(tmp_path, monk
     monkeypatch.chdir(ROOT)
     argv = ["run", "--agent", "examples/reinforce.py:Reinforce", "--networks", "5", "--preset", "quick"]
     assert main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
-    entry = leaderboard.validate(tmp_path)
+    entry = entries.validate(tmp_path)
     assert entry.competence[1] == 5 and entry.competence[0] >= 4
     assert entry.result["config"]["learner"]["class"] == "Reinforce" and entry.result["config"]["learner"]["lr"] == 0.02
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import leaderboard
-from benchmarks.metrics import savings
-from benchmarks.protocol import PRESETS, atomic_write_json
+from benchmarks.board import entries, ranking, rendering, schema
+from benchmarks.safe_io import atomic_write_json
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.presets import PRESETS
 
 SHIPPED = Path(__file__).parent.parent / "leaderboard" / "gru-32-20017918"
 
@@ -49,7 +50,7 @@ def _refused(folder, board: Path, *reasons: str, submission=None) -> str:
     """Adds ``folder``: it must be refused naming each reason, and leave the board as it was."""
     before = sorted(p.name for p in board.iterdir())
     with pytest.raises(ValueError) as error:
-        leaderboard.add(folder, board, submission)
+        entries.add(folder, board, submission)
     message = str(error.value)
     assert "\n" not in message and len(message) < 2000, message
     for reason in reasons:
@@ -131,7 +132,7 @@ CASES = {
         ["learning_curves.png", "not a PNG"],
     ),
     "latent.json over its limit": (
-        lambda f: (f / "latent" / "latent.json").write_bytes(b" " * (leaderboard.MAX_LATENT_BYTES + 1)) and f,
+        lambda f: (f / "latent" / "latent.json").write_bytes(b" " * (schema.MAX_LATENT_BYTES + 1)) and f,
         ["latent.json", "over the"],
     ),
 }
@@ -197,33 +198,33 @@ def test_render_refuses_a_board_with_a_forged_or_malformed_folder(tmp_path):
     board = tmp_path / "board"
     shutil.copytree(SHIPPED, board / SHIPPED.name)
     forged = _edit(_copy(board, "forged"), lambda r: r["metrics"]["aggregate"]["savings_index"].update(estimate=7.0))
-    with pytest.raises(leaderboard.SubmissionError, match=f"{forged}/result.json: metrics/aggregate"):
-        leaderboard.render(board, tmp_path / "site")
+    with pytest.raises(schema.SubmissionError, match=f"{forged}/result.json: metrics/aggregate"):
+        rendering.render(board, tmp_path / "site")
     shutil.rmtree(forged)
     _edit(_copy(board, "malformed"), lambda r: r["metrics"].pop("per_network"))
-    with pytest.raises(leaderboard.SubmissionError, match="malformed/result.json"):
-        leaderboard.render(board, tmp_path / "site")
+    with pytest.raises(schema.SubmissionError, match="malformed/result.json"):
+        rendering.render(board, tmp_path / "site")
     shutil.rmtree(board / "malformed")
     shutil.copytree(SHIPPED, board / "copied-again")  # an exact copy committed straight into the board
-    with pytest.raises(leaderboard.SubmissionError, match="duplicates the entry"):
-        leaderboard.render(board, tmp_path / "site")
+    with pytest.raises(schema.SubmissionError, match="duplicates the entry"):
+        rendering.render(board, tmp_path / "site")
     assert not (tmp_path / "site").exists()
 
 
 def test_markdown_and_links_from_a_submission_stay_text(tmp_path, board):
     name = "[click](https://evil.example) ![x](https://evil.example/i.png) # *bold* <b>"
-    entry = leaderboard.validate(_copy(tmp_path), None, {"name": name, "link": "http://plain.example"})
-    table = leaderboard.rows([entry])
-    markdown = leaderboard.render_markdown(table)
+    entry = entries.validate(_copy(tmp_path), None, {"name": name, "link": "http://plain.example"})
+    table = ranking.rows([entry])
+    markdown = rendering.render_markdown(table)
     assert "\\[click\\]\\(https\\://evil" in markdown and "![" not in markdown and "<b>" not in markdown
-    page = leaderboard.render_html(table)
+    page = rendering.render_html(table)
     assert 'href="http://plain' not in page and "http://plain.example" in page
     entry.result["submission"]["link"] = "https://ok.example/x"
-    assert 'href="https://ok.example/x"' in leaderboard.render_html(leaderboard.rows([entry]))
+    assert 'href="https://ok.example/x"' in rendering.render_html(ranking.rows([entry]))
 
 
 def test_after_every_attempt_the_board_renders_only_the_honest_entry(tmp_path, board):
-    markdown, _ = leaderboard.render(board, tmp_path / "site")
+    markdown, _ = rendering.render(board, tmp_path / "site")
     rows = [line for line in markdown.read_text().splitlines() if line.startswith("| ") and "quick" in line]
     assert len(rows) == 1 and "gru-32" in rows[0], rows
 
@@ -243,7 +244,7 @@ def test_an_honest_entry_validates_after_permutation_and_a_1_ulp_change(tmp_path
     )
     honest = json.loads((SHIPPED / "result.json").read_text())
     moved = json.loads((folder / "result.json").read_text())
-    assert leaderboard.validate(folder).fits == 8
+    assert entries.validate(folder).fits == 8
     # the aggregates are blind to network order: those of the curves alone agree to rounding, the
     # savings index (from Nelder-Mead fits, which stop within 1e-8 in log rate) to 1e-6
     for key, rtol in (("first_error_FF1", 1e-9), ("washout_after_effect", 1e-9), ("savings_index", 1e-6)):
@@ -254,4 +255,4 @@ def test_an_honest_entry_validates_after_permutation_and_a_1_ulp_change(tmp_path
 
 def test_validate_against_a_missing_board_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no such folder"):
-        leaderboard.validate(_copy(tmp_path), tmp_path / "nowhere")
+        entries.validate(_copy(tmp_path), tmp_path / "nowhere")

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.latent import PHASES, LatentConfig, analyse, normalised_projections, tdr_axes, uniform_shift
+from benchmarks.savings.latent import PHASES, LatentConfig, analyse, normalised_projections, tdr_axes, uniform_shift
 
 H, TARGETS, T = 20, 8, 40
 
@@ -91,8 +91,9 @@ def test_degenerate_inputs_are_refused():
 
 def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys, monkeypatch):
     from benchmarks.cli import main
-    from benchmarks.protocol import Preset, run_protocol
-    from benchmarks.run import bptt_agent_factory
+    from benchmarks.savings.learners import bptt_agent_factory
+    from benchmarks.savings.presets import Preset
+    from benchmarks.savings.protocol import run_protocol
 
     tiny = Preset("tiny", {"NF1": 1, "FF1": 3, "NF2": 1, "FF2": 3}, pretrain_batches=2)
     make, provenance = bptt_agent_factory("gru", 8, 2, tiny, tmp_path, seed=1, device="cpu")
@@ -109,7 +110,7 @@ def test_a_real_short_gru_run_goes_through_the_whole_command(tmp_path, capsys, m
     # the analysis measures under the run's task constants (here a run made with --task test_go_time=0.44)
     import dataclasses
 
-    from benchmarks import latent
+    from benchmarks.savings import latent
     from savings_gym.envs import task_params
 
     result = json.loads((tmp_path / "result.json").read_text())

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import leaderboard
-from benchmarks.metrics import savings
-from benchmarks.protocol import PRESETS, atomic_write_json, make_result
+from benchmarks.board import entries, ranking, rendering, schema, validation
+from benchmarks.safe_io import atomic_write_json
+from benchmarks.savings.metrics import iqm, savings
+from benchmarks.savings.presets import PRESETS
+from benchmarks.savings.results import make_result
 from savings_gym.envs import task_params
 
 QUICK = PRESETS["quick"]
@@ -65,7 +67,7 @@ def good(tmp_path):
 
 
 def test_a_good_submission_validates(good):
-    entry = leaderboard.validate(good)
+    entry = entries.validate(good)
     assert entry.name == "gru-test" and len(entry.fingerprint) == 64
 
 
@@ -82,7 +84,7 @@ def _default_task(**overrides):
 def test_a_result_on_the_default_task_constants_validates(tmp_path):
     result = _result()
     result["config"]["task"] = _default_task()
-    leaderboard.validate(_write(tmp_path / "ok", result))
+    entries.validate(_write(tmp_path / "ok", result))
 
 
 BAD = {
@@ -140,8 +142,8 @@ BAD = {
 def test_bad_submissions_are_rejected_naming_file_field_and_reason(tmp_path, case):
     change, field, reason = BAD[case]
     folder = _tampered(tmp_path, change)
-    with pytest.raises(leaderboard.SubmissionError) as error:
-        leaderboard.validate(folder)
+    with pytest.raises(schema.SubmissionError) as error:
+        entries.validate(folder)
     problems = error.value.problems
     assert any(f.endswith("result.json") and fld == field and reason in why for f, fld, why in problems), problems
 
@@ -149,30 +151,30 @@ def test_bad_submissions_are_rejected_naming_file_field_and_reason(tmp_path, cas
 def test_unreadable_missing_and_oversized_files(tmp_path, monkeypatch):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "result.json").write_text("{not json")
-    with pytest.raises(leaderboard.SubmissionError, match="not valid JSON"):
-        leaderboard.validate(tmp_path / "junk")
-    with pytest.raises(leaderboard.SubmissionError, match="no such file"):
-        leaderboard.validate(tmp_path / "nothing")
+    with pytest.raises(schema.SubmissionError, match="not valid JSON"):
+        entries.validate(tmp_path / "junk")
+    with pytest.raises(schema.SubmissionError, match="no such file"):
+        entries.validate(tmp_path / "nothing")
     big = _write(tmp_path / "big", _result())
-    monkeypatch.setattr(leaderboard, "MAX_BYTES", 1000)
-    with pytest.raises(leaderboard.SubmissionError, match="over the 1000-byte limit"):
-        leaderboard.validate(big)
+    monkeypatch.setattr(validation, "MAX_BYTES", 1000)
+    with pytest.raises(schema.SubmissionError, match="over the 1000-byte limit"):
+        entries.validate(big)
 
 
 def test_duplicates_of_an_entry_are_rejected(tmp_path, good):
     board = tmp_path / "board"
-    added = leaderboard.add(good, board)
+    added = entries.add(good, board)
     assert (added / "result.json").exists()
     copy_folder = tmp_path / "renamed"
     result = json.loads((good / "result.json").read_text())
     result["submission"]["name"] = "same curves, other name"
     _write(copy_folder, result)
-    with pytest.raises(leaderboard.SubmissionError, match="duplicates the entry"):
-        leaderboard.validate(copy_folder, board)
+    with pytest.raises(schema.SubmissionError, match="duplicates the entry"):
+        entries.validate(copy_folder, board)
 
 
 def _with_latent(folder, projections, tamper=None):
-    from benchmarks.latent import persistence
+    from benchmarks.savings.latent import persistence
 
     latent = {"networks": len(projections), "per_network": {"projection_NF2": list(projections)}}
     latent["persistence_NF2"] = persistence(np.asarray(projections))
@@ -185,14 +187,14 @@ def _with_latent(folder, projections, tamper=None):
 def test_persistence_is_recomputed_copied_and_shown(tmp_path, good):
     _with_latent(good, [0.3, 0.5, 0.4, 0.6, 0.2, 0.45])
     board = tmp_path / "board"
-    added = leaderboard.add(good, board)
+    added = entries.add(good, board)
     assert (added / "latent" / "latent.json").exists()
-    row = leaderboard.rows(leaderboard.entries(board))[0]
+    row = ranking.rows(entries.entries(board))[0]
     assert row["persistence_NF2"][0] == pytest.approx(0.40833, abs=1e-4)
-    assert "+0.41 [" in leaderboard.render_markdown([row])
+    assert "+0.41 [" in rendering.render_markdown([row])
     plain = _write(tmp_path / "plain", _result("no-latent", seed=9))
-    no_latent = leaderboard.rows([leaderboard.validate(plain)])
-    assert np.isnan(no_latent[0]["persistence_NF2"]).all() and "| - |" in leaderboard.render_markdown(no_latent)
+    no_latent = ranking.rows([entries.validate(plain)])
+    assert np.isnan(no_latent[0]["persistence_NF2"]).all() and "| - |" in rendering.render_markdown(no_latent)
 
 
 @pytest.mark.parametrize(
@@ -206,16 +208,16 @@ def test_persistence_is_recomputed_copied_and_shown(tmp_path, good):
 )
 def test_bad_latent_results_are_rejected(good, projections, tamper, field):
     _with_latent(good, projections, tamper)
-    with pytest.raises(leaderboard.SubmissionError, match=field) as error:
-        leaderboard.validate(good)
+    with pytest.raises(schema.SubmissionError, match=field) as error:
+        entries.validate(good)
     assert "latent.json" in str(error.value)
 
 
 def test_ranking_iqm_and_shared_ranks(tmp_path):
     board = tmp_path / "board"
     for name, rate, seed in (("strong", 0.4, 1), ("weak", 0.05, 2), ("strong-too", 0.41, 3)):
-        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed)), board)
-    table = leaderboard.rows(leaderboard.entries(board))
+        entries.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed)), board)
+    table = ranking.rows(entries.entries(board))
     assert [r["name"] for r in table][-1] == "weak"
     ranks = {r["name"]: r["rank"] for r in table}
     assert ranks["strong"] == ranks["strong-too"] == "1=" and not ranks["weak"].startswith("1")
@@ -231,23 +233,23 @@ def test_entries_with_too_few_measured_networks_are_listed_but_not_ranked(tmp_pa
         ("three-fits", 2.0, 3, 3),  # the most savings, but on 3 of 6 networks
         ("five-fits", 0.2, 4, 1),
     ):
-        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, unmeasured=unmeasured)), board)
-    table = leaderboard.rows(leaderboard.entries(board))
+        entries.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, unmeasured=unmeasured)), board)
+    table = ranking.rows(entries.entries(board))
     by_name = {r["name"]: r for r in table}
     assert [r["name"] for r in table][-1] == "three-fits"
     assert by_name["three-fits"]["rank"] == "unranked" and by_name["three-fits"]["measured"] == 3
     assert by_name["five-fits"]["ranked"] and by_name["five-fits"]["measured"] == 5
     # three-fits' CI lies above all the others': counted, it would push every rank down by one
     assert [by_name[n]["rank"] for n in ("strong", "five-fits", "weak")] == ["1=", "1=", "2="]
-    markdown = leaderboard.render_markdown(table)
+    markdown = rendering.render_markdown(table)
     assert "| unranked | three-fits | quick | 6 (3) |" in markdown and "| 6 (6) |" in markdown
     assert "fewer than 5 networks with a value are listed unranked" in markdown
     by_name["three-fits"]["fits"] = 1
-    assert leaderboard._cell(by_name["three-fits"], "savings_index").endswith("(one fit)")
+    assert rendering._cell(by_name["three-fits"], "savings_index").endswith("(one fit)")
 
 
 def test_iqm_ignores_outlying_seeds():
-    assert leaderboard.iqm(np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0])) == pytest.approx(1.0)
+    assert iqm(np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0])) == pytest.approx(1.0)
 
 
 INJECTION = '<script>alert("x")</script><img src=x onerror=alert(1)>|'
@@ -255,10 +257,8 @@ INJECTION = '<script>alert("x")</script><img src=x onerror=alert(1)>|'
 
 def test_strings_from_submissions_come_out_escaped(tmp_path):
     board = tmp_path / "board"
-    leaderboard.add(
-        _write(tmp_path / "evil", _result(INJECTION, description=INJECTION, link="javascript:alert(1)")), board
-    )
-    markdown, page = leaderboard.render(board, tmp_path / "site")
+    entries.add(_write(tmp_path / "evil", _result(INJECTION, description=INJECTION, link="javascript:alert(1)")), board)
+    markdown, page = rendering.render(board, tmp_path / "site")
     text = page.read_text()
     assert "<script>alert" not in text and "<img src=x" not in text and 'href="javascript' not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
@@ -295,8 +295,8 @@ def test_the_page_sorts_in_a_real_headless_chromium(tmp_path):
         ("gamma", 0.2, 3, 0),
         ("delta", 1, 4, 4),
     ):
-        leaderboard.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, unmeasured=unmeasured)), board)
-    _, page = leaderboard.render(board, tmp_path / "site")
+        entries.add(_write(tmp_path / name, _result(name, ff2_rate=rate, seed=seed, unmeasured=unmeasured)), board)
+    _, page = rendering.render(board, tmp_path / "site")
     from selenium.webdriver.common.by import By
 
     driver = _chromium()
@@ -363,7 +363,7 @@ def test_format_only_checks_a_smoke_run_and_says_why_the_board_would_refuse_it(t
     out = capsys.readouterr().out
     assert out.startswith("format ok: gru-test, 6 networks") and "schema, types, units, hashes" in out
     assert "the board would still refuse it: config/preset/name: preset 'smoke' is not for results" in out
-    entry = leaderboard.validate_format(_write(tmp_path / "few", _result(networks=3, preset=SMOKE)))
+    entry = entries.validate_format(_write(tmp_path / "few", _result(networks=3, preset=SMOKE)))
     assert [where for _, where, _ in entry.refused] == ["config/preset/name", "config/networks"]
 
 
@@ -376,11 +376,11 @@ def test_format_only_passes_a_board_run_and_checks_changed_presets_against_their
     changed = SMOKE.with_changes({"NF1": 3}, lr=0.01)  # --phases NF1=3 --lr 0.01: smoke:lr=0.01,NF1=3
     result = _result(preset=changed)
     result["config"]["task"] = _default_task(test_go_time=0.44)  # --task
-    entry = leaderboard.validate_format(_write(tmp_path / "changed", result))
+    entry = entries.validate_format(_write(tmp_path / "changed", result))
     assert {where for _, where, _ in entry.refused} == {"config/preset/name", "config/task"}
     result["learning_curves"]["NF1"] = [row[:-1] for row in result["learning_curves"]["NF1"]]
-    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/NF1: 2 batches, preset 'smoke:lr=0.01"):
-        leaderboard.validate_format(_write(tmp_path / "short", result))
+    with pytest.raises(schema.SubmissionError, match="learning_curves/NF1: 2 batches, preset 'smoke:lr=0.01"):
+        entries.validate_format(_write(tmp_path / "short", result))
 
 
 @pytest.mark.parametrize(
@@ -403,16 +403,16 @@ def test_format_only_passes_a_board_run_and_checks_changed_presets_against_their
 def test_format_only_still_refuses_bad_units_and_hashes(tmp_path, change, field):
     result = _result(preset=SMOKE)
     change(result)
-    with pytest.raises(leaderboard.SubmissionError) as error:
-        leaderboard.validate_format(_write(tmp_path / "bad", result))
+    with pytest.raises(schema.SubmissionError) as error:
+        entries.validate_format(_write(tmp_path / "bad", result))
     assert any(where == field for _, where, _ in error.value.problems), error.value.problems
 
 
 def test_units_written_before_reaches_per_update_are_still_read(tmp_path):
     result = _result(preset=SMOKE)
-    result["units"] = dict(leaderboard.UNITS_BEFORE_UPDATES)  # the shipped entries': rates per window of batches
+    result["units"] = dict(schema.UNITS_BEFORE_UPDATES)  # the shipped entries': rates per window of batches
     assert "curve_points" not in result["units"]
-    leaderboard.validate_format(_write(tmp_path / "old", result))
+    entries.validate_format(_write(tmp_path / "old", result))
 
 
 def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):
@@ -423,7 +423,7 @@ def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):
     assert main([*args, "--description", "GRU, lr 0.01"]) == 0
     (folder,) = board.iterdir()
     assert folder.name.startswith("my-agent-")
-    entry = leaderboard.validate(folder, board)  # the copy is still a valid submission
+    entry = entries.validate(folder, board)  # the copy is still a valid submission
     assert entry.result["submission"] | {"code_version": ""} == {
         "name": "my agent",
         "description": "GRU, lr 0.01",
@@ -431,13 +431,13 @@ def test_add_sets_name_description_and_link_in_the_copy(tmp_path, good, capsys):
         "code_version": "",
     }
     assert json.loads((good / "result.json").read_text())["submission"]["name"] == "gru-test"  # source untouched
-    with pytest.raises(leaderboard.SubmissionError, match="submission/name") as error:
-        leaderboard.add(good, tmp_path / "other", {"name": "x" * 81})
+    with pytest.raises(schema.SubmissionError, match="submission/name") as error:
+        entries.add(good, tmp_path / "other", {"name": "x" * 81})
     assert "too long" in str(error.value) and not (tmp_path / "other").exists()
 
 
 def test_report_page(tmp_path, good):
-    from benchmarks.report import write_report
+    from benchmarks.board.report import write_report
 
     page = write_report(good).read_text()
     assert "gru-test" in page and "savings index" in page and "not analysed" in page
@@ -450,8 +450,8 @@ def test_report_page(tmp_path, good):
 def test_schema_is_itself_valid():
     import jsonschema
 
-    jsonschema.Draft202012Validator.check_schema(leaderboard.SUBMISSION_SCHEMA)
-    copy.deepcopy(leaderboard.SUBMISSION_SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(schema.SUBMISSION_SCHEMA)
+    copy.deepcopy(schema.SUBMISSION_SCHEMA)
 
 
 def _with_practice_control(result):
@@ -469,45 +469,45 @@ def _with_practice_control(result):
 
 def test_practice_control_curves_are_validated_against_the_config(tmp_path):
     controlled = _with_practice_control(_result())
-    entry = leaderboard.validate(_write(tmp_path / "ok", controlled))
+    entry = entries.validate(_write(tmp_path / "ok", controlled))
     assert "practice_control" in entry.metrics
     unflagged = copy.deepcopy(controlled)
     unflagged["config"]["practice_control"] = False
-    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/FFC: a practice-control curve"):
-        leaderboard.validate(_write(tmp_path / "unflagged", unflagged))
+    with pytest.raises(schema.SubmissionError, match="learning_curves/FFC: a practice-control curve"):
+        entries.validate(_write(tmp_path / "unflagged", unflagged))
     missing = copy.deepcopy(controlled)
     del missing["learning_curves"]["FFC"]
-    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/FFC: missing: the run had the practice"):
-        leaderboard.validate(_write(tmp_path / "missing", missing))
+    with pytest.raises(schema.SubmissionError, match="learning_curves/FFC: missing: the run had the practice"):
+        entries.validate(_write(tmp_path / "missing", missing))
     short = copy.deepcopy(controlled)
     short["learning_curves"]["NFC"] = [row[:-1] for row in short["learning_curves"]["NFC"]]
-    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/NFC: .* batches, preset 'quick' has"):
-        leaderboard.validate(_write(tmp_path / "short", short))
+    with pytest.raises(schema.SubmissionError, match="learning_curves/NFC: .* batches, preset 'quick' has"):
+        entries.validate(_write(tmp_path / "short", short))
     forged = copy.deepcopy(controlled)
     forged["metrics"]["practice_control"]["aggregate"]["savings_index_vs_control"]["estimate"] = 3.0
-    with pytest.raises(leaderboard.SubmissionError, match="metrics/practice_control"):
-        leaderboard.validate(_write(tmp_path / "forged", forged))
+    with pytest.raises(schema.SubmissionError, match="metrics/practice_control"):
+        entries.validate(_write(tmp_path / "forged", forged))
 
 
 def test_a_retired_preset_validates_and_is_marked(tmp_path):
-    from benchmarks.protocol import RETIRED_PRESETS, find_preset
+    from benchmarks.savings.presets import RETIRED_PRESETS, find_preset
 
     old = RETIRED_PRESETS[0]
     assert find_preset(old.name, old.batches) == (old, True)
     assert find_preset("quick", QUICK.batches) == (QUICK, False)
     assert find_preset("quick", {**QUICK.batches, "FF1": 7}) == (None, False)
-    shipped = leaderboard.validate(ROOT / "leaderboard" / "gru-128-9a15f50a")  # run before NF1 existed
+    shipped = entries.validate(ROOT / "leaderboard" / "gru-128-9a15f50a")  # run before NF1 existed
     assert shipped.retired_preset and shipped.result["config"]["preset"]["batches"] == old.batches
-    weak_new = leaderboard.validate(_write(tmp_path / "new", _result(ff2_rate=0.05)))
-    table = leaderboard.rows([shipped, weak_new])
+    weak_new = entries.validate(_write(tmp_path / "new", _result(ff2_rate=0.05)))
+    table = ranking.rows([shipped, weak_new])
     assert {row["name"]: row["preset"] for row in table} == {"gru-128": "quick (retired)", "gru-test": "quick"}
     # ranked within its preset: the current preset's entry comes first and is first of its own
     assert [(row["name"], row["rank"]) for row in table] == [("gru-test", "1"), ("gru-128", "1")]
 
 
 def test_the_board_ranks_by_the_most_reliable_measure_of_the_shipped_entries():
-    reliability = leaderboard.split_half_reliability(leaderboard.entries(ROOT / "leaderboard"))
+    reliability = ranking.split_half_reliability(entries.entries(ROOT / "leaderboard"))
     best = max(reliability, key=lambda m: reliability[m]["reliability"])
-    assert best == leaderboard.RANK_MEASURE, reliability
+    assert best == schema.RANK_MEASURE, reliability
     assert reliability["savings_index"]["reliability"] < reliability[best]["reliability"] - 0.2
     assert all(r["networks"] >= 60 for r in reliability.values())

@@ -6,10 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.metrics import (
+from benchmarks.savings.metrics import (
     FIT_FREE_MEASURES,
     bootstrap_ci,
-    check_recomputed,
     early_batches,
     early_reduction,
     fit_exponential,
@@ -21,6 +20,7 @@ from benchmarks.metrics import (
     savings,
     window_average,
 )
+from benchmarks.savings.recompute import check_recomputed
 
 
 def _path(bulge: float, direction=(1.0, 0.0), steps=100):
@@ -139,7 +139,7 @@ def test_bootstrap_ci_edge_cases():
 
 
 def test_bootstrap_is_blind_to_order_and_continuous_in_the_values():
-    from benchmarks.metrics import bootstrap_ci, iqm
+    from benchmarks.savings.metrics import bootstrap_ci, iqm
 
     values = np.array([0.3, -0.2, 0.8, 0.1, 0.45, 0.05, 1.2, -0.4])
     shuffled = np.random.default_rng(3).permutation(values)
@@ -153,13 +153,14 @@ def test_bootstrap_is_blind_to_order_and_continuous_in_the_values():
 
 @pytest.mark.parametrize("entry", ["gru-256-36bf4a3e", "sb3-RecurrentPPO-128-cued-7774bed3"])
 def test_each_tolerance_holds_for_permuted_and_1_ulp_moved_curves(entry):
-    """Justifies the tolerances of benchmarks.metrics: a shipped run's curves, networks permuted and
+    """Justifies the tolerances of benchmarks.savings.metrics: a shipped run's curves, networks permuted and
     every value moved by 1 ulp, recomputed; the original curves' recomputation must accept it. The
     two entries hold ill-conditioned fits (rates near 1e-4 per window) that move by up to 50%."""
     import json
     from pathlib import Path
 
-    from benchmarks.metrics import check_recomputed, savings
+    from benchmarks.savings.metrics import savings
+    from benchmarks.savings.recompute import check_recomputed
 
     result = json.loads((Path(__file__).parent.parent / "leaderboard" / entry / "result.json").read_text())
     curves = {p: np.asarray(rows, np.float64) for p, rows in result["learning_curves"].items()}

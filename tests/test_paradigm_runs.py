@@ -8,9 +8,11 @@ import pytest
 
 from agents.interface import ProtocolEnvs, run_test_reaches
 from benchmarks.cli import main
-from benchmarks.metrics import paradigm_metrics
-from benchmarks.protocol import Preset, batch_test, evaluate_then_train, protocol_schedule
-from benchmarks.run import gradual_comparison, run
+from benchmarks.savings.paradigms import paradigm_metrics
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import batch_test, evaluate_then_train, protocol_schedule
+from benchmarks.savings.run import run
+from benchmarks.savings.summary import gradual_comparison
 
 TINY = Preset("tiny", {"NF1": 1, "FF1": 10, "NF2": 10, "FF2": 3}, use_shipped_pretrained=True)
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from helpers import kill_and_resume
 
-from benchmarks import leaderboard
+from benchmarks.board import schema
 from benchmarks.cli import main
-from benchmarks.protocol import Preset, run_protocol
-from benchmarks.run import bptt_agent_factory, run
+from benchmarks.savings.learners import bptt_agent_factory
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.run import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +49,7 @@ def test_run_writes_a_self_describing_result(tmp_path):
 def test_a_bptt_run_writes_a_leaderboard_submission(tmp_path):
     run("gru", 16, 2, TINY, tmp_path, seed=1, progress=False)
     on_disk = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)
     assert len(on_disk["config"]["seeds"]) == 2 and len(set(on_disk["config"]["seeds"])) == 2
     task = on_disk["config"]["task"]  # what the curves were measured under
     assert task["test_go_time"] == 0.10 and task["vision_delay"] == 0.07 and task["proprioception_delay"] == 0.02
@@ -91,7 +93,7 @@ def test_rerunning_a_finished_run_says_it_is_complete_and_runs_nothing(tmp_path,
 
 
 def test_an_edited_learner_file_is_named_as_the_difference(tmp_path):
-    from benchmarks.run import custom_agent_factory
+    from benchmarks.savings.learners import custom_agent_factory
 
     learner = tmp_path / "mine.py"
     learner.write_text((ROOT / "examples" / "reinforce.py").read_text())
@@ -161,7 +163,7 @@ def test_a_killed_run_resumed_with_the_same_command_ends_identically(tmp_path):
 def test_result_files_name_their_starting_weights_portably_with_a_hash(tmp_path):
     import hashlib
 
-    from benchmarks.run import PROJECT_ROOT, weights_provenance
+    from benchmarks.savings.learners import PROJECT_ROOT, weights_provenance
 
     shipped = PROJECT_ROOT / "agents" / "pretrained" / "gru16.pt"
     assert weights_provenance(shipped, tmp_path) == {
@@ -197,9 +199,9 @@ def test_the_practice_control_trains_copies_of_the_same_networks_without_touchin
     assert set(control) == {"per_network", "aggregate", "fit_free_vs_control", "fit_free_practice"}
     assert {"NFC.pt", "FFC.pt"} <= {p.name for p in (tmp_path / "control" / "phase_ends").iterdir()}
     on_disk = json.loads((tmp_path / "control" / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)
     # the learning-curve figure shows the control beside FF1 and FF2
-    from benchmarks.figures import learning_curves_figure
+    from benchmarks.savings.figures import learning_curves_figure
 
     labels = [t.get_text() for t in learning_curves_figure(both).axes[0].get_legend().get_texts()]
     assert labels == ["FF1 (n=2)", "FF2 (n=2)", "FFC: practice control (n=2)"]
@@ -356,7 +358,7 @@ def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, m
     """``bptt_pretrained`` picks a shipped file when its cell and size match; otherwise the run pretrains."""
     from dataclasses import replace
 
-    from benchmarks.protocol import PRESETS
+    from benchmarks.savings.presets import PRESETS
 
     monkeypatch.setenv("SAVINGS_GYM_BPTT_ENGINE", "eager")
     named = replace(TINY, use_shipped_pretrained=True, bptt_pretrained="gru16.pt", pretrain_batches=1)
@@ -369,7 +371,7 @@ def test_a_preset_names_the_pretrained_file_its_bptt_runs_start_from(tmp_path, m
 
 
 def test_the_progress_line_in_a_log_is_at_most_20_lines_however_short_or_long_the_run(capsys):
-    from benchmarks.protocol import _progress
+    from benchmarks.savings.protocol import _progress
 
     for total in (1, 7, 37, 600):
         update = _progress(total, 0, True)

@@ -11,9 +11,12 @@ import torch
 from test_competence import Still, _gated
 from test_leaderboard import _result, _write
 
-from benchmarks import leaderboard
-from benchmarks.metrics import COLLAPSE_MIN_ENDPOINT_ERROR, reach_held, savings
-from benchmarks.protocol import Preset, make_result, run_protocol
+from benchmarks.board import entries, ranking, rendering, schema
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.reach import COLLAPSE_MIN_ENDPOINT_ERROR, reach_held
+from benchmarks.savings.results import make_result
 
 BATCHES = 40
 
@@ -141,18 +144,18 @@ def _with_reach(result: dict, endpoint_errors: list[float], collapsed: list[int]
 
 def test_the_board_counts_networks_whose_reach_held_and_recomputes_the_flags(tmp_path):
     honest = _with_reach(_result(networks=7), [0.01] * 7, collapsed=[2])
-    entry = leaderboard.validate(_write(tmp_path / "honest", honest))
+    entry = entries.validate(_write(tmp_path / "honest", honest))
     assert entry.reach == (6, 7) and entry.competence == (7, 7)
-    assert leaderboard._cell(leaderboard.rows([entry])[0], "reach_held") == "6 of 7"
+    assert rendering._cell(ranking.rows([entry])[0], "reach_held") == "6 of 7"
     assert entry.metrics["aggregate"]["networks"] == 6
     lying = copy.deepcopy(honest)
     lying["reach_held"]["per_network"]["held"] = [True] * 7
-    with pytest.raises(leaderboard.SubmissionError, match="reach_held/per_network/held: reported"):
-        leaderboard.validate(_write(tmp_path / "lying", lying))
+    with pytest.raises(schema.SubmissionError, match="reach_held/per_network/held: reported"):
+        entries.validate(_write(tmp_path / "lying", lying))
     inflated = copy.deepcopy(honest)
     inflated["metrics"] = savings(inflated["learning_curves"], competence=[True] * 7)  # ignores the reach gate
-    with pytest.raises(leaderboard.SubmissionError, match="metrics/"):
-        leaderboard.validate(_write(tmp_path / "inflated", inflated))
+    with pytest.raises(schema.SubmissionError, match="metrics/"):
+        entries.validate(_write(tmp_path / "inflated", inflated))
     for broken, message in (
         (lambda r: r["reach_curves"]["FF1"]["endpoint_error"].pop(), "reach_curves/FF1/endpoint_error: shape"),
         (lambda r: r["reach_curves"]["FF2"]["path_length"][0].__setitem__(0, -0.1), "finite distances >= 0"),
@@ -161,5 +164,5 @@ def test_the_board_counts_networks_whose_reach_held_and_recomputes_the_flags(tmp
     ):
         forged = copy.deepcopy(honest)
         broken(forged)
-        with pytest.raises(leaderboard.SubmissionError, match=message):
-            leaderboard.validate(_write(tmp_path / "forged", forged))
+        with pytest.raises(schema.SubmissionError, match=message):
+            entries.validate(_write(tmp_path / "forged", forged))

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from agents.interface import ProtocolEnvs, ScheduleMismatchError
-from agents.sb3_agent import collection_episodes, make_spec
-from benchmarks import leaderboard
+from agents.sb3.spec import collection_episodes, make_spec
+from benchmarks.board import schema, validation
 from benchmarks.cli import main
-from benchmarks.protocol import PRESETS, Preset, get_preset, run_protocol
-from benchmarks.run import run, sb3_agent_factory, sb3_spec
+from benchmarks.savings.learners import sb3_agent_factory, sb3_spec
+from benchmarks.savings.presets import PRESETS, Preset, get_preset
+from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.run import run
 from savings_gym.schedule import paper_schedule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -177,7 +179,7 @@ def test_the_command_line_refuses_them_before_any_work(argv, message, tmp_path, 
 
 def test_a_bptt_agent_refuses_other_updates_than_its_batch(tmp_path):
     from agents.bptt import BPTTAgent, load_pretrained
-    from benchmarks.run import shipped_pretrained
+    from benchmarks.savings.learners import shipped_pretrained
 
     controllers, _ = load_pretrained(shipped_pretrained("gru", 16), networks=range(1))
     agent = BPTTAgent(controllers, paper_schedule(batches={"NF1": 2, "FF1": 2}), engine="eager")
@@ -214,7 +216,7 @@ def test_the_schedule_check_counts_updates_of_r_reaches():
 
 
 def test_the_template_learner_trains_r_reaches_per_update(tmp_path):
-    from benchmarks.run import custom_agent_factory
+    from benchmarks.savings.learners import custom_agent_factory
 
     preset = Preset("tiny16", {"NF1": 2, "FF1": 2, "NF2": 2, "FF2": 2}, reaches_per_update=16)
     make, details = custom_agent_factory("examples/reinforce.py:Reinforce", 16, 1, tmp_path, seed=0, device="cpu")
@@ -227,7 +229,7 @@ def test_the_template_learner_trains_r_reaches_per_update(tmp_path):
 def test_the_board_reads_r_and_old_files_without_it_as_8(tmp_path, monkeypatch):
     from dataclasses import asdict
 
-    from benchmarks.protocol import make_result
+    from benchmarks.savings.results import make_result
 
     rl = Preset("rl", {"NF1": 4, "FF1": 48, "NF2": 24, "FF2": 48}, reaches_per_update=32)
     monkeypatch.setitem(PRESETS, "rl", rl)  # as a preset that sets R itself will
@@ -239,21 +241,19 @@ def test_the_board_reads_r_and_old_files_without_it_as_8(tmp_path, monkeypatch):
     config = {"agent": "x", "networks": 6, "seed": 0, "seeds": [0], "env_id": "ArmCurlField-v0", "preset": asdict(rl)}
     result = make_result(config, curves, 1.0, {"name": "rl entry"})
     assert result["updates"]["per_phase"]["FF1"] == {"updates": 12, "reaches": 384, "env_steps": 38400}
-    leaderboard.load(leaderboard_folder(tmp_path / "ok", result))
+    validation.load(leaderboard_folder(tmp_path / "ok", result))
     as_eight = copy.deepcopy(result)
     del as_eight["config"]["preset"]["reaches_per_update"]  # a file without it: 8 reaches per update
-    with pytest.raises(
-        leaderboard.SubmissionError, match="config/preset/reaches_per_update: 8 differs from preset 'rl'"
-    ):
-        leaderboard.load(leaderboard_folder(tmp_path / "eight", as_eight))
+    with pytest.raises(schema.SubmissionError, match="config/preset/reaches_per_update: 8 differs from preset 'rl'"):
+        validation.load(leaderboard_folder(tmp_path / "eight", as_eight))
     longer = copy.deepcopy(result)
     longer["learning_curves"]["FF1"] = [row + row for row in longer["learning_curves"]["FF1"]]
-    with pytest.raises(leaderboard.SubmissionError, match="learning_curves/FF1: 24 updates, preset 'rl' has 12"):
-        leaderboard.load(leaderboard_folder(tmp_path / "longer", longer))
+    with pytest.raises(schema.SubmissionError, match="learning_curves/FF1: 24 updates, preset 'rl' has 12"):
+        validation.load(leaderboard_folder(tmp_path / "longer", longer))
     renamed = copy.deepcopy(result)  # what --reaches-per-update makes of a board preset: not for the board
     renamed["config"]["preset"] = asdict(get_preset("quick").with_changes(reaches_per_update=16))
-    with pytest.raises(leaderboard.SubmissionError, match="unknown preset 'quick:reaches_per_update=16'"):
-        leaderboard.load(leaderboard_folder(tmp_path / "renamed", renamed))
+    with pytest.raises(schema.SubmissionError, match="unknown preset 'quick:reaches_per_update=16'"):
+        validation.load(leaderboard_folder(tmp_path / "renamed", renamed))
 
 
 def leaderboard_folder(folder, result):
@@ -263,7 +263,7 @@ def leaderboard_folder(folder, result):
 
 
 def test_sb3_pretraining_trains_in_whole_rollouts_of_a_longer_update(tmp_path):
-    from agents.sb3_agent import PretrainArgs, pretrain
+    from agents.sb3.pretraining import PretrainArgs, pretrain
 
     spec = make_spec("PPO", hyperparams=FAST, reaches_per_update=16)
     meta = pretrain(spec, PretrainArgs(batches=1, networks=1, check_every=1), tmp_path / "p.pt")
@@ -286,7 +286,7 @@ def test_a_presets_sb3_hyperparameters_sit_under_the_command_lines(tmp_path):
 
 def test_the_rl_preset_is_whole_updates_of_its_reaches_for_sb3_learners_and_refused_for_bptt(tmp_path):
     rl = get_preset("rl")
-    assert rl.reaches_per_update > 8 and "rl" in leaderboard.BOARD_PRESETS
+    assert rl.reaches_per_update > 8 and "rl" in schema.BOARD_PRESETS
     assert all(8 * batches % rl.reaches_per_update == 0 for batches in rl.batches.values())
     for algo in ("RecurrentPPO", "PPO"):
         spec = make_spec(algo, hyperparams=rl.sb3_overrides(algo), reaches_per_update=rl.reaches_per_update)

@@ -13,10 +13,13 @@ import torch
 from test_protocol import TINY, _run  # two shipped GRU-16 networks that reach, through a tiny preset
 
 from agents.interface import ProtocolEnvs, Resettable
-from benchmarks import leaderboard
-from benchmarks.metrics import savings
-from benchmarks.protocol import Preset, get_preset, reset_learners, run_protocol
-from benchmarks.run import bptt_agent_factory, custom_agent_factory, run, sb3_agent_factory, sb3_spec, summary_table
+from benchmarks.board import entries, schema
+from benchmarks.savings.learners import bptt_agent_factory, custom_agent_factory, sb3_agent_factory, sb3_spec
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.presets import Preset, get_preset
+from benchmarks.savings.protocol import reset_learners, run_protocol
+from benchmarks.savings.run import run
+from benchmarks.savings.summary import summary_table
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -91,10 +94,10 @@ def test_with_no_nf1_the_reset_controls_first_point_is_ff1s_and_the_main_run_is_
     assert set(block) == {"per_network", "aggregate", "fit_free_vs_reset", "fit_free_reset"}
     assert block["per_network"]["first_error_FFR"] == both["metrics"]["per_network"]["first_error_FF1"]
     on_disk = json.loads((tmp_path / "reset" / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)
     assert np.shape(on_disk["reach_curves"]["FFR"]["endpoint_error"]) == (2, 3)
     assert "FF2 vs reset FFR" in summary_table(both) and "reset: FFR vs FF1" in summary_table(both)
-    from benchmarks.figures import learning_curves_figure
+    from benchmarks.savings.figures import learning_curves_figure
 
     labels = [t.get_text() for t in learning_curves_figure(both).axes[0].get_legend().get_texts()]
     assert labels == ["FF1 (n=2)", "FF2 (n=2)", "FFR: reset control (n=2)"]
@@ -152,7 +155,7 @@ def test_learners_without_the_two_methods_and_other_schedules_are_refused(tmp_pa
 
     with pytest.raises(ValueError, match="Still has no learner_state / load_learner_state: the reset control"):
         run_protocol(Still, TINY, tmp_path, {"agent": "still"}, progress=False, reset_control=True)
-    from benchmarks.protocol import protocol_schedule
+    from benchmarks.savings.protocol import protocol_schedule
 
     recovery = protocol_schedule("ArmCurlFieldSpontaneousRecovery-v0", TINY)
     with pytest.raises(ValueError, match="the reset control is defined for the paper's schedule"):
@@ -176,7 +179,7 @@ def test_reset_metrics_are_computed_as_the_practice_controls_and_checked_by_the_
     folder = tmp_path / "ok"
     folder.mkdir()
     (folder / "result.json").write_text(json.dumps(result))
-    assert "reset_control" in leaderboard.validate(folder).metrics
+    assert "reset_control" in entries.validate(folder).metrics
     for change, message in (
         (lambda r: r["config"].update(reset_control=False), "learning_curves/FFR: a reset-control curve"),
         (lambda r: r["learning_curves"].pop("FFR"), "learning_curves/FFR: missing: the run had the reset control"),
@@ -187,5 +190,5 @@ def test_reset_metrics_are_computed_as_the_practice_controls_and_checked_by_the_
         folder = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
         (folder / "result.json").write_text(json.dumps(bad, allow_nan=True))
-        with pytest.raises(leaderboard.SubmissionError, match=message):
-            leaderboard.validate(folder)
+        with pytest.raises(schema.SubmissionError, match=message):
+            entries.validate(folder)

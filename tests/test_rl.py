@@ -17,13 +17,18 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from agents.interface import ReachRecord
-from agents.sb3_agent import CueScaledNormalize, SB3Agent, WholeSequenceLstmPolicy, fits, load_pretrained, make_spec
+from agents.sb3.learner import SB3Agent
+from agents.sb3.policies import CueScaledNormalize, WholeSequenceLstmPolicy
+from agents.sb3.pretraining import load_pretrained
+from agents.sb3.spec import fits, make_spec
 from agents.serialization import load_checkpoint
-from benchmarks import leaderboard
+from benchmarks.board import schema
 from benchmarks.cli import main
-from benchmarks.metrics import savings
-from benchmarks.protocol import Preset, run_protocol
-from benchmarks.run import competence, pretrain_agent, run
+from benchmarks.savings.learners import competence
+from benchmarks.savings.metrics import savings
+from benchmarks.savings.presets import Preset
+from benchmarks.savings.protocol import run_protocol
+from benchmarks.savings.run import pretrain_agent, run
 from savings_gym.sb3 import make_sb3_vec_env
 from savings_gym.schedule import null_schedule, paper_schedule
 
@@ -60,7 +65,7 @@ def test_real_learners_run_the_protocol_and_write_a_valid_result(algo, networks,
     result = run(f"sb3:{algo}", hidden, networks, TINY, tmp_path, seed=3, progress=False, hyperparams=_fast(algo))
     curves = result["learning_curves"]
     on_disk = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(on_disk)  # the leaderboard's format
     gate = on_disk["competence"]["per_network"]["competent"]  # the metrics are over the networks that reach
     held = on_disk["reach_held"]["per_network"]["held"]  # and over those whose reach held
     recomputed = savings({p: np.asarray(c) for p, c in curves.items()}, competence=gate, reach=held)
@@ -358,7 +363,7 @@ TEACHER = ROOT / "agents" / "pretrained" / "gru16.pt"  # the smallest shipped BP
 
 @pytest.mark.parametrize("algo", ["RecurrentPPO", "PPO"])
 def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_alone(algo):
-    from agents.sb3_agent import Imitation, imitate, load_teachers, record_teacher
+    from agents.sb3.imitation import Imitation, imitate, load_teachers, record_teacher
 
     hidden = 16 if algo == "RecurrentPPO" else None
     spec = make_spec(algo, hyperparams=_fast(algo), hidden=hidden)
@@ -392,7 +397,7 @@ def test_imitation_moves_the_policy_towards_the_teacher_and_leaves_exploration_a
 
 
 def test_imitation_refuses_bad_settings(tmp_path):
-    from agents.sb3_agent import Imitation, imitate
+    from agents.sb3.imitation import Imitation, imitate
 
     agent = SB3Agent(make_spec("PPO", hyperparams=_fast("PPO")), paper_schedule(), 1, env_id="ArmReach-v0")
     with pytest.raises(ValueError, match="imitation episodes must be an integer >= 64, got 8"):
@@ -422,7 +427,7 @@ def test_pretraining_by_imitation_records_it_and_resumes_without_redoing_it(tmp_
 
 
 def test_learners_copy_only_the_teachers_that_meet_the_criterion_themselves():
-    from agents.sb3_agent import Imitation, competent_teachers, imitate
+    from agents.sb3.imitation import Imitation, competent_teachers, imitate
 
     gru128 = ROOT / "agents" / "pretrained" / "gru128.pt"
     networks, figures = competent_teachers(gru128, competence)
@@ -441,7 +446,7 @@ def test_learners_copy_only_the_teachers_that_meet_the_criterion_themselves():
 def test_each_learner_ships_the_weights_of_the_first_check_it_passes(tmp_path):
     """Learner 0 passes at the first check only: it keeps those weights; learner 1 never passes and
     ships its latest; a rerun of the finished call gives the same file."""
-    from agents.sb3_agent import PretrainArgs, pretrain
+    from agents.sb3.pretraining import PretrainArgs, pretrain
 
     spec = make_spec("PPO", hyperparams=_fast("PPO"))
     calls = []
@@ -501,7 +506,7 @@ def test_hyperparams_on_the_command_line_read_exponents_as_numbers():
 )
 def test_shipped_rl_weights_fit_the_shipped_hyperparameters(algo, env_id):
     """The quick preset starts from these files only while they match the shipped yaml's networks."""
-    from agents.sb3_agent import shipped_pretrained
+    from agents.sb3.pretraining import shipped_pretrained
 
     spec = make_spec(algo, env_id)
     blob = load_pretrained(shipped_pretrained(spec))
@@ -544,9 +549,9 @@ def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
 
 
 def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(capsys):
-    from agents.sb3_agent import gradient_steps_per_batch
-    from benchmarks.protocol import get_preset
-    from benchmarks.run import SMOKE_GRADIENT_STEPS, smoke_sized
+    from agents.sb3.spec import gradient_steps_per_batch
+    from benchmarks.savings.learners import SMOKE_GRADIENT_STEPS, smoke_sized
+    from benchmarks.savings.presets import get_preset
 
     spec = make_spec("SAC", hyperparams={"buffer_size": 5000})
     assert gradient_steps_per_batch(spec) == 100  # SB3's default: one per env step of the 8 arms

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from benchmarks.metrics import normalised_area
-from benchmarks.state_space import (
+from benchmarks.savings.metrics import normalised_area
+from benchmarks.savings.state_space import (
     PUBLISHED,
     TwoStateParams,
     fit_two_state,

@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import leaderboard
+from benchmarks.board import schema
 from benchmarks.cli import main
-from benchmarks.protocol import Preset
-from benchmarks.sweep import (
-    MANIFEST,
-    RAY_EXTRA,
-    SUMMARY,
-    SUMMARY_COLUMNS,
-    group_savings,
-    parse_ints,
-    run_sweep,
-    summary_table,
-)
+from benchmarks.savings.presets import Preset
+from benchmarks.sweep.cells import MANIFEST, RAY_EXTRA, SUMMARY
+from benchmarks.sweep.runner import parse_ints, run_sweep
+from benchmarks.sweep.summary import SUMMARY_COLUMNS, group_savings, summary_table
 
 # two FF phases of 2 batches after 1 pretraining batch: seconds per cell (its numbers mean nothing)
 MINI = Preset("mini", {"NF1": 0, "FF1": 2, "NF2": 0, "FF2": 2}, pretrain_batches=1, use_shipped_pretrained=False)
@@ -62,7 +55,7 @@ def test_a_local_sweep_writes_every_cells_result_files_and_a_summary(local_sweep
     assert manifest["counts"] == {"done": 2} and sorted(manifest["cells"]) == NAMES
     for seed, name in enumerate(NAMES):
         result = json.loads((out / name / "result.json").read_text())
-        jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)  # a submission as it is
+        jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(result)  # a submission as it is
         assert result["config"]["seed"] == seed and result["config"]["preset"]["field_gain"] == 8.0
         assert (out / name / "figures" / "learning_curves.png").exists() and (out / name / "run.log").exists()
     assert json.loads((out / MANIFEST).read_text())["cells"] == manifest["cells"]
@@ -96,8 +89,8 @@ def test_ray_tasks_write_the_same_result_files_as_the_local_pool(local_sweep, tm
 
 VICTIM = f"""
 import sys
-from benchmarks.protocol import Preset
-from benchmarks.sweep import run_sweep
+from benchmarks.savings.protocol import Preset
+from benchmarks.sweep.runner import run_sweep
 
 if __name__ == "__main__":
     run_sweep("gru", [8], 1, {MINI!r}, sys.argv[1], seeds=[0, 1], workers=1, checkpoint_seconds=0, log=None)
@@ -132,8 +125,8 @@ def test_a_killed_sweep_reruns_without_redoing_finished_cells(local_sweep, tmp_p
 
 LONG_VICTIM = """
 import sys
-from benchmarks.protocol import Preset
-from benchmarks.sweep import run_sweep
+from benchmarks.savings.protocol import Preset
+from benchmarks.sweep.runner import run_sweep
 
 if __name__ == "__main__":
     long = Preset("long", {"NF1": 0, "FF1": 100000}, pretrain_batches=1, use_shipped_pretrained=False)

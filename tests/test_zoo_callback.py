@@ -1,4 +1,4 @@
-"""The protocol's measurements inside an rl-zoo3 run (benchmarks/zoo_callback.py): a real rl-zoo3 run
+"""The protocol's measurements inside an rl-zoo3 run (benchmarks/savings/zoo_callback.py): a real rl-zoo3 run
 with the callback named in its yaml, and the callback driven by a real SB3 model in-process."""
 
 import json
@@ -18,10 +18,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 import savings_gym  # noqa: F401  (registers the ids)
-from agents.sb3_agent import PROTOCOL_CALLBACK, evaluate_models, make_spec
-from benchmarks import leaderboard
-from benchmarks.metrics import lateral_deviation
-from benchmarks.zoo_callback import ProtocolCallback
+from agents.sb3.hyperparams import PROTOCOL_CALLBACK
+from agents.sb3.learner import evaluate_models
+from agents.sb3.spec import make_spec
+from benchmarks.board import schema
+from benchmarks.savings.metrics import lateral_deviation
+from benchmarks.savings.zoo_callback import ProtocolCallback
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = {"NF1": 1, "FF1": 2, "NF2": 1, "FF2": 2}  # episodes per arm: with 8 arms, batches
@@ -49,7 +51,7 @@ def test_the_callback_records_a_point_before_every_batch_without_changing_the_tr
     for mine, theirs in zip(model.policy.parameters(), untouched.policy.parameters(), strict=True):
         assert torch.equal(mine, theirs)  # the test reaches draw nothing the training draws
     result = json.loads((tmp_path / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(result)
     assert {p: np.shape(c) for p, c in result["learning_curves"].items()} == {p: (1, n) for p, n in PHASES.items()}
     assert result["config"]["preset"]["batches"] == PHASES and result["config"]["agent"] == "sb3:PPO"
     expected = lateral_deviation(first.hand_position, first.target[None]).mean()
@@ -109,7 +111,7 @@ def test_a_real_rl_zoo_run_names_the_callback_in_its_yaml_and_writes_the_result(
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
-    jsonschema.Draft202012Validator(leaderboard.SUBMISSION_SCHEMA).validate(result)
+    jsonschema.Draft202012Validator(schema.SUBMISSION_SCHEMA).validate(result)
     assert {p: len(c[0]) for p, c in result["learning_curves"].items()} == PHASES
     assert result["command"].startswith("python ") and "rl_zoo3" in result["command"]
     assert result["config"]["seeds"] == [0] and result["config"]["rl_zoo3"]["n_envs"] == 8

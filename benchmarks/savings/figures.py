@@ -9,7 +9,7 @@
 * ``savings_index.png``: the savings index of every network, with the mean and its 95% CI;
 * ``reach_quality.png``: the test reaches' endpoint error and hand path length at every curve
   point, phase after phase (mean and range across networks), against the collapse criterion
-  (:func:`benchmarks.metrics.reach_held`), for runs that record them.
+  (:func:`benchmarks.savings.reach.reach_held`), for runs that record them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.metrics import bootstrap_ci
+from benchmarks.safe_io import atomic_write_bytes
+from benchmarks.savings.metrics import bootstrap_ci
 
 
 def png(fig) -> bytes:
@@ -156,7 +157,7 @@ def reach_quality_figure(result: dict):
 
 def paradigm_figure(result: dict):
     """A paradigm run end to end: the mean learning curve through every phase (cm, phases marked),
-    beside it the curve of a two-state model fitted to that mean (:mod:`benchmarks.state_space`, the
+    beside it the curve of a two-state model fitted to that mean (:mod:`benchmarks.savings.state_space`, the
     linear null model, dashed), and below, where the run has channel phases, the mean adaptation
     index of the channel test reaches."""
     from savings_gym.schedule import Schedule, paper_schedule
@@ -176,7 +177,7 @@ def paradigm_figure(result: dict):
     ax.plot(mean * 100, color="tab:blue", lw=1, label=f"mean of {len(np.asarray(curves[names[0]]))} networks")
     model_x = None
     try:
-        from benchmarks.state_space import fit_two_state, perturbation, simulate
+        from benchmarks.savings.state_space import fit_two_state, perturbation, simulate
 
         f, channel = perturbation(schedule, len(mean), float(config["preset"]["field_gain"]))
         fit = fit_two_state(mean, f, channel)
@@ -218,8 +219,6 @@ def paradigm_figure(result: dict):
 def write_figures(folder: Path, result: dict, snapshots: dict) -> None:
     """All figures of a run into ``folder`` (each written atomically): the savings figures where the
     run measured savings, and :func:`paradigm_figure` for a paradigm run."""
-    from benchmarks.protocol import atomic_write_bytes
-
     figures = {"hand_paths.png": hand_paths_figure(snapshots)}
     if result.get("metrics"):
         figures["learning_curves.png"] = learning_curves_figure(result)

@@ -9,10 +9,10 @@ import math
 import os
 from pathlib import Path
 
-from benchmarks.leaderboard import MAX_FIGURE_BYTES, RESULT_FILE, Entry, load
-from benchmarks.protocol import atomic_write_bytes
-from benchmarks.run import summary_table
-from benchmarks.safe_io import png_problem, read_json, read_regular
+from benchmarks.board.schema import MAX_FIGURE_BYTES, RESULT_FILE, Entry
+from benchmarks.board.validation import load
+from benchmarks.safe_io import atomic_write_bytes, png_problem, read_json, read_regular
+from benchmarks.savings.summary import summary_table
 
 
 def _table(pairs: list[tuple[str, str]]) -> str:
@@ -77,11 +77,11 @@ def _latent_section(entry: Entry) -> str:
 def write_report(run_dir: str | Path) -> Path:
     """Writes ``report.html`` beside a run's result.json: config, metrics and figures (inlined).
 
-    The run is read and checked as the leaderboard reads a submission (:func:`benchmarks.leaderboard.load`),
+    The run is read and checked as the leaderboard reads a submission (:func:`benchmarks.board.validation.load`),
     and the page shows the metrics recomputed from its curves.
 
     Raises:
-        ValueError: if the folder holds no result.json, or (a :class:`~benchmarks.leaderboard.SubmissionError`)
+        ValueError: if the folder holds no result.json, or (a :class:`~benchmarks.board.schema.SubmissionError`)
             the run does not validate.
     """
     run_dir = Path(run_dir)
@@ -124,9 +124,10 @@ def _grid(header: list[str], rows: list[list[str]]) -> str:
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Writes ``report.html`` in a sweep folder: savings per (agent, hidden size, field gain) with
-    95% bootstrap CIs (recomputed from the cells' result files, :func:`benchmarks.sweep.aggregate`),
+    95% bootstrap CIs (recomputed from the cells' result files, :func:`benchmarks.sweep.summary.aggregate`),
     the savings-vs-size figure and every cell's status, attempts and error."""
-    from benchmarks.sweep import MANIFEST, SUMMARY_COLUMNS, aggregate, summary_rows
+    from benchmarks.sweep.cells import MANIFEST
+    from benchmarks.sweep.summary import SUMMARY_COLUMNS, aggregate, summary_rows
 
     sweep_dir = Path(sweep_dir)
     summary = aggregate(sweep_dir)

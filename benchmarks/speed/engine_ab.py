@@ -3,12 +3,12 @@
 What one change inside ``agents/bptt_compiled.py`` bought (``benchmarks/RESULTS.md`` records each
 lever of issue 17 this way): the file as it was at ``REV`` is loaded as a module of its own, and
 two agents, one on each version's :class:`~agents.bptt_compiled.CompiledBPTT`, time network-batches
-(:func:`benchmarks.bptt_throughput.network_batch`) alternately, so a noisy machine moves both
+(:func:`benchmarks.speed.bptt_throughput.network_batch`) alternately, so a noisy machine moves both
 alike. Everything outside that file (the task, the controllers, the agent) is this checkout's, so
 ``REV`` must be a commit whose ``CompiledBPTT`` has this one's interface.
 
-    python -m benchmarks.engine_ab 72e84c5 --networks 40 --threads 1 --repeats 7
-    python -m benchmarks.engine_ab 72e84c5 --ours 83d2085   # two commits, neither checked out
+    python -m benchmarks.speed.engine_ab 72e84c5 --networks 40 --threads 1 --repeats 7
+    python -m benchmarks.speed.engine_ab 72e84c5 --ours 83d2085   # two commits, neither checked out
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from agents.bptt import BPTTAgent
-from benchmarks.bptt_throughput import bench_agent, network_batch
+from benchmarks.speed.bptt_throughput import bench_agent, network_batch
 
 ENGINE_FILE = "agents/bptt_compiled.py"
 
@@ -37,7 +37,7 @@ def load_engine(rev: str) -> types.ModuleType:
     Raises:
         ValueError: when git cannot show that file at ``rev``.
     """
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     shown = subprocess.run(["git", "show", f"{rev}:{ENGINE_FILE}"], cwd=root, capture_output=True, text=True)
     if shown.returncode:
         raise ValueError(f"cannot read {ENGINE_FILE} at {rev!r}: {shown.stderr.strip()}")

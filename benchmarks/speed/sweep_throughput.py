@@ -2,7 +2,7 @@
 
 * cells per hour of ``savings-gym sweep``'s local backend (a process pool, one torch thread per
   worker) against the same cells run one after another with the single-run function
-  (:func:`benchmarks.run.run`, in this process, on one torch thread as ``savings-gym demo`` runs:
+  (:func:`benchmarks.savings.run.run`, in this process, on one torch thread as ``savings-gym demo`` runs:
   on a busy 2-core machine torch's default of two threads is several times slower, which would
   flatter the pool), the learning curves of both sides compared;
 * ``--devices``: a fixed slice of a protocol cell (the 8 test reaches and one SGD update on 8
@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.protocol import PRESETS, Preset, get_preset
-from benchmarks.sweep import available_cpus, make_cells, run_sweep
+from benchmarks.savings.presets import PRESETS, Preset, get_preset
+from benchmarks.sweep.backends import available_cpus
+from benchmarks.sweep.runner import make_cells, run_sweep
 
 # shipped pretrained GRU-16 and GRU-32 (one network each) fit it: the cells start adapting at once
 BENCH_PRESET = Preset(
@@ -103,7 +104,7 @@ def run(
     networks: int = 1,
     baseline_threads: int = 1,
 ) -> SweepBench:
-    """Times the same cells run one after another with :func:`benchmarks.run.run`, then as a sweep.
+    """Times the same cells run one after another with :func:`benchmarks.savings.run.run`, then as a sweep.
 
     Args:
         quick: two tiny cells (hidden 16, 2 batches): a smoke run, not a figure for the record.
@@ -113,7 +114,7 @@ def run(
         networks: networks per cell.
         baseline_threads: torch threads of the one-after-another side (0: torch's default).
     """
-    from benchmarks.run import run as run_one
+    from benchmarks.savings.run import run as run_one
 
     preset = QUICK_PRESET if quick else BENCH_PRESET
     if quick:

@@ -29,8 +29,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from agents.sb3_agent import SB3Spec, hyperparam_layers, make_spec
-from benchmarks.protocol import PRESETS
+from agents.sb3.hyperparams import hyperparam_layers
+from agents.sb3.spec import SB3Spec, make_spec
+from benchmarks.savings.presets import PRESETS
 from savings_gym.sb3 import make_sb3_vec_env
 
 ENV_ID = "ArmCurlField-v0"
@@ -108,7 +109,7 @@ def compare(
         n_envs: arms trained together on each side (a divisor of ``reaches_per_update``).
         updates: rollouts (and updates) per timed round.
         rounds: alternating rounds; each side's best counts.
-        hyperparams: overrides of the shipped hyperparameters (as :func:`agents.sb3_agent.make_spec`
+        hyperparams: overrides of the shipped hyperparameters (as :func:`agents.sb3.spec.make_spec`
             takes them: a dict, a yaml path or a list of those).
         reaches_per_update: episodes per arm-set per update, as the protocol's (the rollout is
             ``reaches_per_update / n_envs`` episodes unless ``hyperparams`` set ``n_steps``).

@@ -1,6 +1,6 @@
 """The GPU check: on a machine with a CUDA GPU, run the GPU tests and time BPTT there, in one go.
 
-``savings-gym bench gpu`` (or ``benchmarks/gpu_check.sh``, which first installs what is missing)
+``savings-gym bench gpu`` (or ``benchmarks/speed/gpu_check.sh``, which first installs what is missing)
 prints one summary, within a time budget of 8 minutes:
 
 1. the machine: torch, CUDA and the GPU's name;
@@ -9,7 +9,7 @@ prints one summary, within a time budget of 8 minutes:
    ``reference`` engine at K = 40 and the sequential MotorNet baseline on the CPU, as
    ``savings-gym bench bptt`` times them, with each K's first batch (compiling) apart;
 4. a 10-batch slice of the paper's protocol (40 fresh GRU-128s through
-   :func:`benchmarks.protocol.run_protocol`, checkpoints and curves included) and the paper's
+   :func:`benchmarks.savings.protocol.run_protocol`, checkpoints and curves included) and the paper's
    whole protocol extrapolated from it.
 
 ``--dry-run`` runs the same steps on the CPU at toy sizes (K = 2 and 4, H = 16): it checks the
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bptt_throughput import (
+from benchmarks.speed.bptt_throughput import (
     PAPER_BATCHES_PER_NETWORK,
     PAPER_NETWORKS,
     SequentialBaseline,
@@ -37,7 +37,7 @@ from benchmarks.bptt_throughput import (
 )
 
 BUDGET_SECONDS = 8 * 60
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(dry_run: bool = False, budget: float = BUDGET_SECONDS) -> list[str]:
@@ -104,7 +104,8 @@ def run(dry_run: bool = False, budget: float = BUDGET_SECONDS) -> list[str]:
 def _protocol_slice(device: str, networks: int, hidden: int, batches: int = 10) -> str:
     from agents.bptt import BPTTAgent, network_seeds
     from agents.controllers import RecurrentControllers
-    from benchmarks.protocol import PRESETS, run_protocol
+    from benchmarks.savings.presets import PRESETS
+    from benchmarks.savings.protocol import run_protocol
 
     def make_agent(envs):  # noqa: ANN001, ANN202
         controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, hidden)

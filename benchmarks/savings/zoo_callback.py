@@ -3,17 +3,17 @@
 ``python -m rl_zoo3.train --env ArmCurlField-v0`` trains an SB3 model on the env's hidden schedule
 but measures nothing the protocol measures. :class:`ProtocolCallback` does, without touching the
 training: before every batch of 8 training episodes it plays the protocol's 8 test reaches under the
-field of the phase the schedule is in (:func:`agents.sb3_agent.evaluate_models`), records them as
-a point of that phase's learning curve with its reach quality (:func:`benchmarks.protocol.record_point`),
+field of the phase the schedule is in (:func:`agents.sb3.learner.evaluate_models`), records them as
+a point of that phase's learning curve with its reach quality (:func:`benchmarks.savings.protocol.record_point`),
 takes the competence gate before FF1's first batch, and at the end of training writes the run's
 ``result.json``, ``curves.npz`` and ``figures/`` as ``savings-gym run`` does
-(:func:`benchmarks.protocol.finish`). rl-zoo3 loads it by its import path from the hyperparameter
+(:func:`benchmarks.savings.protocol.finish`). rl-zoo3 loads it by its import path from the hyperparameter
 file (``callback:``, read by ``rl_zoo3.utils.get_callback_list``)::
 
     ArmCurlField-v0:
       ...
       callback:
-        - benchmarks.zoo_callback.ProtocolCallback:
+        - benchmarks.savings.zoo_callback.ProtocolCallback:
             out: runs/zoo-ppo
 
 One rl-zoo3 run is one learner (one seed): one network of the result file. The board needs at
@@ -44,8 +44,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from agents.interface import ReachRecord
-from agents.sb3_agent import check_rollout_fits_a_batch, evaluate_models
-from benchmarks.protocol import PHASES, RunState, competence_of, finish, record_point
+from agents.sb3.learner import evaluate_models
+from agents.sb3.spec import check_rollout_fits_a_batch
+from benchmarks.savings.presets import PHASES
+from benchmarks.savings.protocol import competence_of, finish, record_point
+from benchmarks.savings.results import RunState
 from savings_gym import TRIAL_STEPS
 from savings_gym.envs import task_overrides
 from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from benchmarks.metrics import bootstrap_ci, lateral_deviation
-from benchmarks.protocol import PHASE_ENDS, atomic_write_bytes, atomic_write_json
+from benchmarks.safe_io import atomic_write_bytes, atomic_write_json
+from benchmarks.savings.metrics import bootstrap_ci, lateral_deviation
+from benchmarks.savings.results import PHASE_ENDS
 from savings_gym.envs import task_overrides, task_params
 
 PHASES = ("NF1", "FF1", "NF2", "FF2")
@@ -259,7 +260,7 @@ def run_latent(run_dir: str | Path, config: LatentConfig = LatentConfig()) -> di
 
 
 def _figures(out: Path, records: dict, results: dict, config: LatentConfig) -> None:
-    from benchmarks.figures import _figure, png
+    from benchmarks.savings.figures import _figure, png
 
     colors = {"NF1": "tab:gray", "FF1": "tab:blue", "NF2": "tab:green", "FF2": "tab:red"}
     fig = _figure(5, 4.5)

@@ -23,7 +23,7 @@ the perturbation, so the fit maps one to the other with a scale and a baseline:
 deviation(n) = baseline + scale * e(n). :func:`fit_two_state` fits the four rates, the scale and the
 baseline per network to all the run's phases (scipy's least squares);
 :func:`relearning_beyond_model` compares the measured FF2 curve with the one the fitted model
-predicts, by the same exponential fits and fit-free measure as savings (:mod:`benchmarks.metrics`).
+predicts, by the same exponential fits and fit-free measure as savings (:mod:`benchmarks.savings.metrics`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import optimize
 
-from benchmarks.metrics import WINDOW, bootstrap_ci, fit_exponential, normalised_area
+from benchmarks.savings.metrics import WINDOW, bootstrap_ci, fit_exponential, normalised_area
 from savings_gym.schedule import PAPER_BATCH_SIZE, Schedule
 
 
@@ -217,13 +217,13 @@ def relearning_beyond_model(
 ) -> dict:
     """How much faster the measured relearning is than the model predicts, per network and across
     networks: the log ratio of the exponential rates log(r_measured / r_predicted) (the savings
-    index's fit, :func:`benchmarks.metrics.fit_exponential`) and, fit-free, the difference of the
-    normalised areas A(predicted) - A(measured) (:func:`benchmarks.metrics.normalised_area`); above
+    index's fit, :func:`benchmarks.savings.metrics.fit_exponential`) and, fit-free, the difference of the
+    normalised areas A(predicted) - A(measured) (:func:`benchmarks.savings.metrics.normalised_area`); above
     0 both mean faster than a linear two-rate memory explains. Mean and bootstrap 95% CI of each.
 
     Args:
         measured, predicted: (K, B) the relearning phase's curves (m), per network.
-        sign: orientation making the phase's errors positive (:func:`benchmarks.metrics.orient`).
+        sign: orientation making the phase's errors positive (:func:`benchmarks.savings.metrics.orient`).
         window: batches per window of the fits.
     """
     measured = sign * np.asarray(measured, np.float64)
@@ -304,7 +304,7 @@ def result_report(result: Mapping) -> dict:
     Raises:
         ValueError: for a result with neither phase.
     """
-    from benchmarks.metrics import orient
+    from benchmarks.savings.metrics import orient
     from savings_gym.schedule import paper_schedule
 
     config = result["config"]

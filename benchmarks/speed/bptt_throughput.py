@@ -179,7 +179,7 @@ def paper_hours(rate: float) -> float:
 def faithful_batches_per_network() -> int:
     """Batches per network of the ``faithful`` preset run as its README says: pretraining, the four
     phases, and the practice control (as many batches again)."""
-    from benchmarks.protocol import PRESETS
+    from benchmarks.savings.presets import PRESETS
 
     faithful = PRESETS["faithful"]
     return faithful.pretrain_batches + 2 * faithful.total_batches
