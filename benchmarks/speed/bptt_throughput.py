@@ -14,14 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import motornet as mn
 import torch
 
 from agents.bptt import BPTTAgent, network_seeds
 from agents.controllers import RecurrentControllers
-from savings_gym.arm import make_effector
+from benchmarks.speed.env_throughput import motornet_environment
 from savings_gym.schedule import paper_schedule
-from savings_gym.task import TaskParams
 
 PAPER_BATCHES_PER_NETWORK = 20010 + 10001 + 3201 + 10001 + 3201  # 46,414
 PAPER_NETWORKS = 40
@@ -32,17 +30,7 @@ class SequentialBaseline:
 
     def __init__(self, hidden: int = 128, seed: int = 0):
         torch.manual_seed(seed)
-        p = TaskParams()
-        self.env = mn.environment.Environment(
-            effector=make_effector(p.dt),
-            max_ep_duration=1.0,
-            action_noise=p.action_noise,
-            proprioception_noise=p.proprioception_noise,
-            vision_noise=p.vision_noise,
-            proprioception_delay=p.proprioception_delay,
-            vision_delay=p.vision_delay,
-            differentiable=True,
-        )
+        self.env = motornet_environment(seed, differentiable=True)
         obs, _ = self.env.reset(seed=seed, options={"batch_size": 8})
         self.gru = torch.nn.GRU(obs.shape[1], hidden, batch_first=True)
         self.readout = torch.nn.Linear(hidden, 6)

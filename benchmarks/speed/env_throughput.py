@@ -65,8 +65,8 @@ def _alternate(baseline: Callable[[], None], ours: Callable[[], None], n_steps: 
     return max(base_rates), max(our_rates), float(np.median(ratios))
 
 
-def motornet_environment(seed: int = 0) -> mn.environment.Environment:
-    """MotorNet's own environment with the paper's arm, delays and noise (batch of 1)."""
+def motornet_environment(seed: int = 0, differentiable: bool = False) -> mn.environment.Environment:
+    """MotorNet's own environment with the paper's arm, delays and noise (reset to a batch of 1)."""
     p = TaskParams()
     env = mn.environment.Environment(
         effector=make_effector(p.dt),
@@ -76,7 +76,7 @@ def motornet_environment(seed: int = 0) -> mn.environment.Environment:
         vision_noise=p.vision_noise,
         proprioception_delay=p.proprioception_delay,
         vision_delay=p.vision_delay,
-        differentiable=False,
+        differentiable=differentiable,
     )
     env.reset(seed=seed)
     return env
