@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.bptt_compiled import CompiledBPTT
+from agents.bptt_compiled import CompiledBPTT, Episode
+from agents.bptt_shards import ShardedBPTT, auto_shards
 from agents.controllers import RecurrentControllers
 from agents.interface import ProtocolEnvs, ReachRecord, as_protocol_envs
 from agents.serialization import atomic_torch_save, load_checkpoint
@@ -210,6 +211,15 @@ class BPTTAgent:
             warning, where ``torch.compile`` cannot build its code).
         task: task constants replacing the id's defaults (:class:`savings_gym.task.TaskParams`
             fields, e.g. ``{"test_go_time": 0.44}``); with ``envs`` a ProtocolEnvs, its own.
+        shards: worker processes the ``compiled`` engine's rollouts are split over, by network
+            (:mod:`agents.bptt_shards`; the same results to float32 rounding); 1: none, in this
+            process; ``"auto"``: one per torch thread on the CPU, at least 4 networks each
+            (:func:`agents.bptt_shards.auto_shards`). Workers start by ``spawn``: guard a script's
+            entry point with ``if __name__ == "__main__":``.
+
+    Raises:
+        ValueError: for an unknown engine or optimiser, a centre-out batch size other than 8, or
+            ``shards`` not ``"auto"`` nor an integer from 1 to K (above 1 on the CPU only).
     """
 
     def __init__(
@@ -228,6 +238,7 @@ class BPTTAgent:
         max_grad_norm: float = 1.0,
         engine: str | None = None,
         task: Mapping[str, Any] | None = None,
+        shards: int | str = 1,
     ):
         if engine is None:
             engine = os.environ.get(ENGINE_VARIABLE, "compiled")
@@ -235,6 +246,7 @@ class BPTTAgent:
             raise ValueError(f"engine must be one of {ENGINES} (argument or ${ENGINE_VARIABLE}), got {engine!r}")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        shards = _check_shards(shards, controllers.num_networks, device)
         envs = as_protocol_envs(envs, env_id, task)
         env_id = envs.env_id
         if env_id == "ArmCurlField-v0" and batch_size != ADAPT_BATCH:
@@ -258,7 +270,13 @@ class BPTTAgent:
         if engine == "compiled" and controllers.cell != "gru":
             engine = "eager"
         self.engine = engine
-        self._compiled = CompiledBPTT(controllers, self.env.task) if engine == "compiled" else None
+        self.shards = shards if engine == "compiled" else 1
+        self._compiled: CompiledBPTT | ShardedBPTT | None = None
+        if engine == "compiled":
+            if self.shards > 1:
+                self._compiled = ShardedBPTT(controllers, self.env.task, self.shards)
+            else:
+                self._compiled = CompiledBPTT(controllers, self.env.task)
         self._rngs = [np.random.default_rng([seed, n]) for n in networks]
         params = [p for p in controllers.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
@@ -329,11 +347,16 @@ class BPTTAgent:
         self.optimizer.zero_grad(set_to_none=False)
         record = out = None
         if self._compiled is not None:
+            test_episode = None if test_env is None else Episode.of(test_env, test_obs)
             try:
-                out = self._compiled.run(self.env, obs, paper_loss, test_env, test_obs)
+                out = self._compiled.run(Episode.of(self.env, obs), paper_loss, test_episode)
             except torch._dynamo.exc.TorchDynamoException as error:  # no working compiler here
                 self._fall_back(error)  # and redo this batch, on the same reset, eagerly
+                self.optimizer.zero_grad(set_to_none=False)  # a shard may have added its part
         if out is not None:
+            self.env.advance(out.train_state)
+            if test_env is not None:
+                test_env.advance(out.test_state)
             losses = out.losses
             if test is not None:
                 record = self._record(test_env, test[0], out.test_hand_position, out.test_hidden)
@@ -349,6 +372,13 @@ class BPTTAgent:
         self.last_loss = losses.detach().cpu().numpy()
         return self.last_loss, record
 
+    def close(self) -> None:
+        """Stops the shard workers, if any (also done when the agent is collected or the process
+        exits); the agent then trains in its own process."""
+        if isinstance(self._compiled, ShardedBPTT):
+            self._compiled.close()
+            self._compiled, self.shards = CompiledBPTT(self.controllers, self.env.task), 1
+
     def _fall_back(self, error: Exception) -> None:
         warnings.warn(
             f"torch.compile could not build the compiled BPTT step ({type(error).__name__}: {str(error)[:200]}); "
@@ -356,6 +386,7 @@ class BPTTAgent:
             RuntimeWarning,
             stacklevel=3,
         )
+        self.close()
         self.engine, self._compiled = "eager", None
 
     def _clip_per_network(self) -> None:
@@ -466,6 +497,16 @@ class BPTTAgent:
         self.env.set_state(state["world"])
         for rng, rng_state in zip(self._rngs, state["rngs"], strict=True):
             rng.bit_generator.state = rng_state
+
+
+def _check_shards(shards: int | str, networks: int, device: str) -> int:
+    if shards == "auto":
+        return auto_shards(networks, device)
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= networks:
+        raise ValueError(f"shards must be 'auto' or an integer from 1 to the {networks} networks, got {shards!r}")
+    if shards > 1 and torch.device(device).type != "cpu":
+        raise ValueError(f"shards split the work over CPU processes; on device {device!r} use shards=1")
+    return shards
 
 
 # -- pretrained networks ------------------------------------------------------------------------
@@ -589,6 +630,7 @@ def pretrain(args: Args) -> RecurrentControllers:
         seed=args.seed,
         first_network=args.first_network,
         device=args.device,
+        shards="auto",  # one worker process per torch thread (--threads)
     )
     state_path = Path(args.out).with_suffix(".state")
     done, seconds = 0, 0.0

@@ -214,7 +214,7 @@ _COMPILED_LOSS_GRAD = torch.compile(_loss_grad, dynamic=None)
 
 
 @functools.lru_cache(maxsize=16)
-def _traceable_task(params: TaskParams, cued: bool, device: str) -> ReachTask:
+def traceable_task(params: TaskParams, cued: bool, device: str) -> ReachTask:
     """The task on a differentiable backend whose arm has no hand-written backward (``torch.func``
     traces every operation instead), one object per parameters, cue and device."""
     task = ReachTask(params, make_backend("torch", device, differentiable=True, hand_written_grads=False), cued)
@@ -242,12 +242,37 @@ def _dynamics(params: TaskParams) -> TaskParams:
     )
 
 
+class Episode(NamedTuple):
+    """The episode an env's reset just started, for a batch of arms: what a compiled rollout
+    rolls out (the arms' rows may be a slice of the env's, see :meth:`rows`)."""
+
+    state: TaskState
+    obs: Tensor  # (N, observation size), what the reset returned
+    noise: Tensor  # (N, T + 1, NOISE_WIDTH); step t uses column t
+    params: TaskParams
+    cued: bool
+
+    @classmethod
+    def of(cls, env: DifferentiableArmEnv, obs: Tensor) -> Episode:
+        """The episode ``env`` was just reset to, and the observation its reset returned."""
+        return cls(env.state, obs, env.episode_noise, env.params, env.task.cued)
+
+    def rows(self, start: int, stop: int) -> Episode:
+        """Arms ``start:stop`` of the episode (views)."""
+        return self._replace(
+            state=_rows(self.state, start, stop), obs=self.obs[start:stop], noise=self.noise[start:stop]
+        )
+
+
 class Trajectory(NamedTuple):
-    """What a compiled rollout returns (host of the loss and of the test record)."""
+    """What a compiled rollout returns: the losses, the test record, and where the arms ended
+    (for :meth:`DifferentiableArmEnv.advance`)."""
 
     losses: Tensor  # (K,)
     test_hand_position: Tensor | None  # (K, B_test, T, 2)
     test_hidden: Tensor | None  # (K, B_test, T, H)
+    train_state: TaskState  # the training arms after the episode's last step
+    test_state: TaskState | None
 
 
 class CompiledBPTT:
@@ -268,7 +293,7 @@ class CompiledBPTT:
             raise ValueError(f"the compiled BPTT path runs GRUs only, got cell={controllers.cell!r}")
         self.controllers = controllers
         device = controllers.w_hh.device
-        self.task = _traceable_task(task.params, task.cued, str(device))
+        self.task = traceable_task(task.params, task.cued, str(device))
         self._forward, self._vjp = (_COMPILED_FORWARD, _COMPILED_VJP) if compile else (_joint_forward, _step_vjp)
         self._first_step = torch.zeros((), device=device)  # the step count as data (see _network_step)
         self._dynamics = (self.task.cued, _dynamics(self.task.params))
@@ -289,40 +314,37 @@ class CompiledBPTT:
         )
 
     def run(
-        self,
-        train_env: DifferentiableArmEnv,
-        train_obs: Tensor,
-        loss_fn: Any,
-        test_env: DifferentiableArmEnv | None = None,
-        test_obs: Tensor | None = None,
+        self, train: Episode, loss_fn: Any, test: Episode | None = None, test_out: tuple[Tensor, Tensor] | None = None
     ) -> Trajectory:
-        """One episode of every arm of ``train_env`` with gradients, and of ``test_env``
-        (optional) without; adds the loss's gradient to the controllers' ``.grad`` and returns
-        the losses and the test reaches.
+        """One episode of every training arm with gradients, and of the test arms (optional)
+        without; adds the loss's gradient to the controllers' ``.grad`` and returns the losses,
+        the test reaches and the arms' end states (the caller advances its envs with them).
 
         Args:
-            train_env, train_obs: an env just reset, and the observation its reset returned.
+            train: the training episode (:meth:`Episode.of` an env just reset), K * B arms.
             loss_fn: maps the (K, B, T, .) trajectory dict (see :func:`agents.bptt.paper_loss`) to (K,).
-            test_env, test_obs: the same for the test reaches.
+            test: the same for the test reaches.
+            test_out: the (K, B_test, T, 2) and (K, B_test, T, H) arrays to write the test
+                reaches' hand positions and hidden states into (default: new ones).
         """
-        for env in (train_env, test_env):
-            if env is not None and (env.task.cued, _dynamics(env.params)) != self._dynamics:
+        for episode in (train, test):
+            if episode is not None and (episode.cued, _dynamics(episode.params)) != self._dynamics:
                 raise ValueError(
                     f"the compiled rollout steps the dynamics of {self.task.params} (cued={self.task.cued}); "
-                    f"an env with other dynamics ({env.params}, cued={env.task.cued}) needs its own CompiledBPTT"
+                    f"an env with other dynamics ({episode.params}, cued={episode.cued}) needs its own CompiledBPTT"
                 )
         c, k = self.controllers, self.controllers.num_networks
         weights = self._weights()
         with torch.no_grad():
-            h, obs, state = self._start(train_env, train_obs)
+            h, obs, state = self._start(train)
             b, split = h.shape[1], k * h.shape[1]  # training reaches per network, training rows
-            noise_train = noise = train_env.episode_noise
-            if test_env is not None:  # the test rows ride along, after the training rows
-                h_test, obs_test, state_test = self._start(test_env, test_obs)
+            noise_train = noise = train.noise
+            if test is not None:  # the test rows ride along, after the training rows
+                h_test, obs_test, state_test = self._start(test)
                 h, obs = torch.cat([h, h_test], dim=1), torch.cat([obs, obs_test])
                 state = _joint_start(_cat_rows(*_both_channels(state, state_test)))
-                noise = torch.cat([noise_train, test_env.episode_noise])
-            steps = train_env.params.trial_steps
+                noise = torch.cat([noise_train, test.noise])
+            steps = train.params.trial_steps
             # h entering each step and the last h, filled while each step's h is in cache: the
             # loss reads slots 1.., the recurrent weights' gradient slots ..T-1, neither copies it
             hidden = self._buffer("hidden", (k, steps + 1, b, c.hidden_size))
@@ -332,9 +354,9 @@ class CompiledBPTT:
             hand = self._buffer("hand", (steps, split, state.arm.hand.shape[-1]))
             force = self._buffer("force", (steps, split, state.arm.force.shape[-1]))
             desired = self._buffer("desired", (steps, split, 2))
-            if test_env is not None:
-                test_hand = h.new_empty(k, h.shape[1] - b, steps, 2)
-                test_hidden = h.new_empty(k, h.shape[1] - b, steps, c.hidden_size)
+            if test is not None:
+                shapes = (k, h.shape[1] - b, steps, 2), (k, h.shape[1] - b, steps, c.hidden_size)
+                test_hand, test_hidden = test_out or (h.new_empty(shape) for shape in shapes)
             inputs, gates = [], []
             for t in range(steps):
                 hidden[:, t].copy_(h[:, :b])
@@ -344,7 +366,7 @@ class CompiledBPTT:
                 hand[t].copy_(state.arm.hand[:split])
                 force[t].copy_(state.arm.force[:split])
                 desired[t].copy_(desired_t)
-                if test_env is not None:
+                if test is not None:
                     test_hand[:, :, t].copy_(state.arm.hand[split:, 0:2].view(k, -1, 2))
                     test_hidden[:, :, t].copy_(h[:, b:])
             hidden[:, steps].copy_(h[:, :b])
@@ -386,11 +408,10 @@ class CompiledBPTT:
                 for name, value in zip(("w_ih", "b_ih", "w_out", "b_out"), summed, strict=True):
                     accumulate_grad(getattr(c, name), value)
 
-        train_env.advance(_rows(state, 0, split)._replace(step=steps))
-        if test_env is None:
-            return Trajectory(losses, None, None)
-        test_env.advance(_rows(state, split, None)._replace(step=steps))
-        return Trajectory(losses, test_hand, test_hidden)
+        train_end = _rows(state, 0, split)._replace(step=steps)
+        if test is None:
+            return Trajectory(losses, None, None, train_end, None)
+        return Trajectory(losses, test_hand, test_hidden, train_end, _rows(state, split, None)._replace(step=steps))
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
         """A work array kept from batch to batch: allocating one anew each batch costs page faults."""
@@ -399,13 +420,13 @@ class CompiledBPTT:
             buffer = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buffer
 
-    def _start(self, env: DifferentiableArmEnv, obs: Tensor) -> tuple[Tensor, Tensor, TaskState]:
-        """(h, obs, state) at the start of the episode ``env`` was just reset to."""
-        state = env.state
+    def _start(self, episode: Episode) -> tuple[Tensor, Tensor, TaskState]:
+        """(h, obs, state) at the start of ``episode``."""
+        state = episode.state
         if state is None or state.step != 0:
             raise RuntimeError("reset the env before a compiled rollout")
         k = self.controllers.num_networks
-        h = self.controllers.h0.detach()[:, None, :].expand(-1, env.num_envs // k, -1).contiguous()
+        h = self.controllers.h0.detach()[:, None, :].expand(-1, episode.obs.shape[0] // k, -1).contiguous()
         # Reset fills the delay lines with one tensor repeated; a step leaves them distinct. The
         # compiled code is specialised on which inputs are the same tensor, so start distinct.
         state = state._replace(
@@ -414,7 +435,7 @@ class CompiledBPTT:
             proprioception=tuple(x.clone() for x in state.proprioception),
             velocity_2=state.arm.hand.clone()[:, 2:4],  # a view of a hand state, as after a step
         )
-        return h, obs, state
+        return h, episode.obs, state
 
 
 def _joint_start(state: TaskState) -> TaskState:

@@ -427,7 +427,13 @@ def _learner_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="the run's seed")
     parser.add_argument("--device", type=_device, default="cpu", help="torch device")
-    parser.add_argument("--threads", type=_integer(0), default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=_integer(0),
+        default=0,
+        help="torch CPU threads (0: torch's default); BPTT learners use them as one process per thread, "
+        "each rolling out a share of the networks (at least 4 each)",
+    )
 
 
 def _phase_batches(text: str) -> tuple[str, int]:

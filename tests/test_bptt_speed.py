@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from agents.bptt import ENGINES, BPTTAgent, network_seeds
+from agents.bptt_compiled import Episode
 from agents.controllers import RecurrentControllers, _GRUGates
 from savings_gym.arm import ArmParams, ArmState, arm_at_rest, arm_step_terms, make_effector
 from savings_gym.arm_grad import arm_step_function
@@ -220,4 +221,52 @@ def test_the_compiled_rollout_refuses_an_env_with_other_dynamics():
     other = DifferentiableArmEnv(16, num_worlds=2, vision_delay=0.06)
     obs, _ = other.reset(seed=0)
     with pytest.raises(ValueError, match="other dynamics"):
-        agent._compiled.run(other, obs, paper_loss)
+        agent._compiled.run(Episode.of(other, obs), paper_loss)
+
+
+def _sharded(shards, networks: int = 4, engine: str = "compiled") -> BPTTAgent:
+    controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, 32)
+    controllers.freeze_input_and_output()
+    schedule = paper_schedule(8.0, {"NF1": 0, "FF1": 10, "NF2": 5, "FF2": 5})
+    return BPTTAgent(controllers, schedule, seed=0, engine=engine, lr=2e-2, shards=shards)
+
+
+def test_networks_split_over_worker_processes_train_like_one_process():
+    """Two shard workers (real processes, spawned) roll out networks 0-1 and 2-3 of one agent:
+    the same 20 batches as the reference engine on all four, to the compiled engine's bounds;
+    the weights the workers read are those each SGD step of the agent's process leaves."""
+    agent = _sharded(2)
+    assert agent.shards == 2 and [p.is_alive() for p in agent._compiled._processes] == [True, True]
+    reference = _train(_sharded(1, engine="reference"), 20)
+    ours = _train(agent, 20)
+    _assert_same_run(ours, reference)
+    assert agent.engine == "compiled" and agent.episodes_completed == 160 and agent.phase == "FF2"
+    state = agent.state_dict()  # checkpoints hold the agent's own tensors, as without shards
+    assert state["controllers"]["w_hh"].shape == (4, 96, 32)
+    processes = agent._compiled._processes
+    agent.close()
+    assert agent.shards == 1 and not any(p.is_alive() for p in processes)
+    agent.train_batch()  # on in its own process
+
+
+def test_a_dead_shard_worker_is_an_error_not_a_silent_gap():
+    agent = _sharded(2)
+    agent._compiled._processes[1].kill()
+    agent._compiled._processes[1].join()
+    with pytest.raises(RuntimeError, match="worker .* died"):
+        agent.train_batch()
+
+
+def test_shard_choice_and_bad_shards():
+    from agents.bptt_shards import auto_shards, shard_bounds
+
+    assert auto_shards(40, "cpu", threads=2) == 2 and auto_shards(8, "cpu", threads=2) == 2
+    assert auto_shards(7, "cpu", threads=2) == 1 and auto_shards(40, "cpu", threads=1) == 1
+    assert auto_shards(40, "cuda", threads=16) == 1 and auto_shards(1000, "cpu", threads=16) == 16
+    assert shard_bounds(5, 2) == [(0, 3), (3, 5)] and shard_bounds(40, 2) == [(0, 20), (20, 40)]
+    assert _sharded(2, engine="eager").shards == 1  # shards are the compiled engine's
+    for bad in (0, 5, -1, "many", 2.0, True):
+        with pytest.raises(ValueError, match="shards must be 'auto' or an integer from 1 to the 4 networks"):
+            _sharded(bad)
+    with pytest.raises(ValueError, match="shards split the work over CPU processes"):
+        BPTTAgent(RecurrentControllers("gru", [0, 1], 17, 8), paper_schedule(), shards=2, device="meta")

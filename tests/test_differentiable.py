@@ -73,3 +73,30 @@ def test_bad_input():
         env.step(torch.tensor([[float("nan")] * 6] * 2))
     with pytest.raises(ValueError, match=r"shape \(2, 6\)"):
         env.step(torch.zeros(3, 6))
+
+
+def _test_reaches(env: DifferentiableArmEnv, eval_seed: int, steps: int = 130) -> torch.Tensor:
+    """Observations of the 8 test reaches with a fixed excitation, past the trial's 100 steps."""
+    obs, _ = env.reset(options={"mode": "test", "field_gain": 8.0, "eval_seed": eval_seed})
+    seen = [obs]
+    for _ in range(steps):
+        seen.append(env.step(torch.full((8, 6), 0.05))[0])
+    return torch.stack(seen)
+
+
+def test_test_reaches_noise_is_the_same_drawn_afresh_or_kept():
+    # the world keeps the last test noise (the same seeds draw the same noise at every test
+    # reset); a kept draw must give what a fresh one gives, also past the trial, where the arms'
+    # generators are remade and replayed
+    fresh = _test_reaches(DifferentiableArmEnv(8, phase_episodes={"NF1": 8}, differentiable=False), eval_seed=3)
+    env = DifferentiableArmEnv(8, phase_episodes={"NF1": 8}, differentiable=False)
+    first = _test_reaches(env, eval_seed=3)
+    again = _test_reaches(env, eval_seed=3)
+    torch.testing.assert_close(first, fresh, rtol=0, atol=0)
+    torch.testing.assert_close(again, fresh, rtol=0, atol=0)
+    other = _test_reaches(env, eval_seed=4)
+    assert not torch.equal(other, fresh)
+    torch.testing.assert_close(_test_reaches(env, eval_seed=3), fresh, rtol=0, atol=0)
+    env.reset(seed=0)  # a training episode between test episodes changes nothing of theirs
+    env.step(torch.full((8, 6), 0.05))
+    torch.testing.assert_close(_test_reaches(env, eval_seed=3), fresh, rtol=0, atol=0)

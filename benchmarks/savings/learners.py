@@ -189,7 +189,9 @@ def bptt_agent_factory(
         # fresh weights for every agent: the practice control must not train the main run's networks
         controllers, _ = load_pretrained(source, networks=range(networks))
         controllers.freeze_input_and_output()
-        return BPTTAgent(controllers, envs, optimizer="sgd", lr=preset.lr, seed=seed, device=device)
+        # shards: the compiled engine's rollouts over one worker process per torch thread
+        # (--threads; 1, the demo's and a sweep cell's, keeps all in this process)
+        return BPTTAgent(controllers, envs, optimizer="sgd", lr=preset.lr, seed=seed, device=device, shards="auto")
 
     return make, {**weights_provenance(source, out), "pretrained_meta": meta}
 

@@ -60,20 +60,25 @@ class SequentialBaseline:
         self.optimizer.step()
 
 
-LEVERS = ("reference", "+ arm backward", "eager", "compiled, apart", "compiled")
+LEVERS = ("reference", "+ arm backward", "eager", "compiled, apart", "compiled, 1 process", "compiled")
 """Cumulative speed-ups, timed one after another by ``--levers`` (``benchmarks/RESULTS.md``):
 today's path before issue 17 (plain autograd); + the arm step's hand-written backward; + fused
 GRU gates, contiguous transposed weights and the deferred recurrent-weight gradient (the
 ``eager`` engine); + each step and its backward compiled, test reaches in their own rollout;
-+ the test reaches in the training rollout's forward pass (the ``compiled`` engine, the default)."""
++ the test reaches in the training rollout's forward pass (the ``compiled`` engine in one
+process); + the networks split over one worker process per torch thread (``shards="auto"``, as
+``savings-gym run`` and ``pretrain`` train: the default)."""
 
 
 def bench_agent(networks: int, device: str, lever: str = "compiled", hidden: int = 128) -> BPTTAgent:
     """K frozen-input GRUs on the paper's schedule, set up as ``lever`` (one of :data:`LEVERS`)."""
     controllers = RecurrentControllers("gru", network_seeds(0, networks), 17, hidden)
     controllers.freeze_input_and_output()
-    engine = {"+ arm backward": "reference", "compiled, apart": "compiled"}.get(lever, lever)
-    agent = BPTTAgent(controllers, paper_schedule(), seed=0, device=device, engine=engine)
+    engine = {"+ arm backward": "reference", "compiled, apart": "compiled", "compiled, 1 process": "compiled"}
+    shards = "auto" if lever == "compiled" else 1
+    agent = BPTTAgent(
+        controllers, paper_schedule(), seed=0, device=device, engine=engine.get(lever, lever), shards=shards
+    )
     if lever == "+ arm backward":  # the reference engine with the arm's backward switched back on
         agent.env.xp.hand_written_grads = True
     return agent
@@ -101,6 +106,7 @@ class Row:
     today_rate: float | None = None  # of the reference engine (the path before issue 17), same run
     warmup_seconds: float = 0.0  # the first batch of ours: compiling its step, where it compiles
     label: str = "compiled"
+    shards: int = 1  # worker processes of ours (1: none, the agent's own)
 
     @property
     def ratio(self) -> float:
@@ -155,7 +161,8 @@ def run(
             if today is not None:
                 today_times.append(timed_network_batch(today, device))
         today_rate = k / min(today_times) if today_times else None
-        rows.append(Row(k, 1.0 / min(base_times), k / min(our_times), today_rate, warmup, lever))
+        rows.append(Row(k, 1.0 / min(base_times), k / min(our_times), today_rate, warmup, lever, agent.shards))
+        agent.close()
     return rows
 
 
@@ -183,7 +190,7 @@ def report(rows: list[Row]) -> str:
     head = "lever" if levers else "K networks"
     lines = [
         f"{head:>16} {'baseline nb/s':>14} {'today nb/s':>11} {'ours nb/s':>10} {'vs baseline':>12} "
-        f"{'vs today':>9} {'1st batch s':>12}"
+        f"{'vs today':>9} {'1st batch s':>12} {'processes':>10}"
     ]
     for r in rows:
         name = f"{r.label} K={r.networks}" if levers else str(r.networks)
@@ -191,7 +198,7 @@ def report(rows: list[Row]) -> str:
         vs_today = "" if r.today_ratio is None else f"{r.today_ratio:.2f}x"
         lines.append(
             f"{name:>16} {r.baseline_rate:>14.2f} {today:>11} {r.ours_rate:>10.2f} {r.ratio:>11.1f}x "
-            f"{vs_today:>9} {r.warmup_seconds:>12.1f}"
+            f"{vs_today:>9} {r.warmup_seconds:>12.1f} {r.shards:>10}"
         )
     widest = max(rows, key=lambda r: (r.networks, r.label == "compiled"))
     line = (
@@ -208,7 +215,8 @@ def report(rows: list[Row]) -> str:
     )
     lines.append(
         "(network-batch: the 8 test reaches + one update on 8 reaches of 100 steps; 'today': the reference engine, "
-        "the path before issue 17; targets at K=40: >= 80x the baseline, goal >= 105x; '1st batch' includes compiling)"
+        "the path before issue 17; targets at K=40: >= 80x the baseline, goal >= 105x; '1st batch' includes compiling "
+        "and starting ours' worker processes; 'processes': ours' shard workers, one per torch thread, 1: none)"
     )
     return "\n".join(lines)
 
