@@ -605,6 +605,7 @@ def test_optimizer_settings_reach_the_learners_from_shipped_weights_and_are_reco
             r"optimizer_kwargs=\{'betas': \[0.9, 2.0\]\}: torch.optim.Adam refuses them \(Invalid beta",
         ),
         ({"optimizer_class": "Adamm"}, r"optimizer_class='Adamm': use one of \['optim.Adam'"),
+        ({"optimizer_class": None}, r"optimizer_class=None: use one of \['optim.Adam'"),
         (
             {"optimizer_class": "SGD", "optimizer_kwargs": {"eps": 1e-3}},
             r"optimizer_kwargs: unknown key\(s\) \['eps'\] for torch.optim.SGD",

@@ -204,8 +204,8 @@ def check_optimizer(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         ValueError: naming ``hyperparams policy_kwargs`` and the bad key or value.
     """
     out = dict(policy_kwargs)
-    name = out.get("optimizer_class")
-    if name is not None:
+    if "optimizer_class" in out:
+        name = out["optimizer_class"]
         short = str(name).removeprefix("torch.").removeprefix("th.").removeprefix("optim.")
         if not isinstance(name, str) or short not in OPTIMIZERS:
             raise ValueError(
