@@ -24,6 +24,7 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _bench_env(args: argparse.Namespace) -> int:
@@ -42,9 +43,21 @@ def _bench_env(args: argparse.Namespace) -> int:
 _PLAIN_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
+def _plain_numbers(value: Any) -> Any:
+    """``value`` read by YAML with every ``1e-4``-like string in it, at any depth, the number a shell user means."""
+    if isinstance(value, str) and _PLAIN_EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(item) for item in value]
+    return value
+
+
 def _hyperparams(items: list[str] | None) -> list[dict | str] | None:
     """``--hyperparams`` items: ``key=value`` (the value read as YAML, and ``1e-4`` as the number a
-    shell user means) or the path of an rl-zoo3 yaml file."""
+    shell user means, inside mappings too: ``policy_kwargs={optimizer_kwargs: {eps: 1e-3}}``) or the
+    path of an rl-zoo3 yaml file."""
     if not items:
         return None
     parsed: list[dict | str] = []
@@ -57,9 +70,7 @@ def _hyperparams(items: list[str] | None) -> list[dict | str] | None:
                 loaded = yaml.safe_load(value)
             except yaml.YAMLError as error:
                 raise ValueError(f"--hyperparams {item!r}: the value is not valid YAML ({error})") from error
-            if isinstance(loaded, str) and _PLAIN_EXPONENT.fullmatch(loaded.strip()):
-                loaded = float(loaded)
-            parsed.append({key.strip(): loaded})
+            parsed.append({key.strip(): _plain_numbers(loaded)})
         else:
             parsed.append(item)
     return parsed

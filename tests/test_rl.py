@@ -296,6 +296,10 @@ def test_tensorboard_scalars_or_a_clean_skip(tmp_path):
             ["--agent", "sb3:PPO", "--hyperparams", "policy_kwargs=__import__('os').system('true')"],
             "is not a literal the adapter can read",
         ),
+        (
+            ["--agent", "sb3:PPO", "--hyperparams", "policy_kwargs={optimizer_kwargs: {eps: -1}}"],
+            "hyperparams policy_kwargs optimizer_kwargs eps=-1: must be a positive number",
+        ),
         (["--agent", "sb3:PPO", "--hidden", "64"], "hidden=64 sets the LSTM size of recurrent policies"),
         (["--agent", "sb3:PPO", "--env", "ArmReach-v0"], "--env must be one of"),
         (["--agent", "gru", "--env", "ArmCurlFieldCued-v0"], "BPTT agents run in ArmCurlField-v0 only"),
@@ -319,8 +323,11 @@ def test_bad_hyperparameter_files_and_dicts_name_the_source(tmp_path):
         make_spec("RecurrentPPO", "ArmCurlFieldCued-v0", hyperparams=bad)
     with pytest.raises(ValueError, match=r"hyperparams dict: unknown key\(s\) \['lr'\]"):
         make_spec("PPO", hyperparams={"lr": 1e-3})
+    shipped = make_spec("PPO").policy_kwargs
     spec = make_spec("PPO", hyperparams={"policy_kwargs": "dict(net_arch=[32], activation_fn=nn.ReLU)"})
-    assert spec.policy_kwargs == {"net_arch": [32], "activation_fn": "nn.ReLU"}  # rl-zoo3's strings, without eval
+    # rl-zoo3's strings, without eval, merged key by key into the shipped yaml's policy_kwargs
+    assert spec.policy_kwargs == shipped | {"net_arch": [32], "activation_fn": "nn.ReLU"}
+    assert shipped["log_std_init"] == -4.6 and shipped["net_arch"] == {"pi": [128, 128], "vf": [128, 128]}
 
 
 def test_rl_zoo_trains_on_the_env_by_id_with_the_shipped_yaml(tmp_path):
@@ -498,6 +505,8 @@ def test_hyperparams_on_the_command_line_read_exponents_as_numbers():
         "a.yml",
     ]
     assert isinstance(parsed[0]["learning_rate"], float)
+    nested = _hyperparams(["policy_kwargs={optimizer_kwargs: {eps: 1e-3, betas: [0.9, 1e-1]}}"])
+    assert nested == [{"policy_kwargs": {"optimizer_kwargs": {"eps": 1e-3, "betas": [0.9, 0.1]}}}]
 
 
 @pytest.mark.parametrize(
@@ -546,6 +555,66 @@ def test_exploration_std_is_set_after_loading_shipped_weights_and_recorded():
             make_spec("PPO", hyperparams=bad)
     with pytest.raises(ValueError, match="sb3:SAC with MlpPolicy has no state-independent action std"):
         make_spec("SAC", hyperparams={"exploration_std": 0.1})
+
+
+def test_optimizer_settings_reach_the_learners_from_shipped_weights_and_are_recorded():
+    """Issue 19: Adam's eps is settable on the shipped learners, from the command line, without
+    repeating the yaml's policy_kwargs and without changing which files fit them."""
+    from benchmarks.cli import _hyperparams
+
+    shipped = make_spec("PPO", reaches_per_update=64)
+    given = _hyperparams(["learning_rate=1e-4", "policy_kwargs={optimizer_kwargs: {eps: 1e-3}}"])
+    spec = make_spec("PPO", hyperparams=given, reaches_per_update=64)
+    assert spec.policy_kwargs == shipped.policy_kwargs | {"optimizer_kwargs": {"eps": 1e-3}}  # net_arch etc. kept
+    assert spec.architecture() == shipped.architecture()  # how it learns is not what it is
+    assert spec.as_config()["policy_kwargs"]["optimizer_kwargs"] == {"eps": 1e-3}  # the result's config.sb3
+    blob = load_pretrained(ROOT / "agents" / "pretrained" / "ppo.pt")
+    assert fits(blob, spec, 5)
+    agent = SB3Agent(spec, paper_schedule(), 2, pretrained=blob)
+    for learner, weights in zip(agent.learners, blob["policies"][:2], strict=True):
+        group = learner.model.policy.optimizer.param_groups[0]
+        assert isinstance(learner.model.policy.optimizer, torch.optim.Adam)
+        assert (group["eps"], group["lr"]) == (1e-3, 1e-4)
+        torch.testing.assert_close(learner.model.policy.state_dict()["action_net.weight"], weights["action_net.weight"])
+    default = SB3Agent(shipped, paper_schedule(), 1, pretrained=blob).learners[0].model.policy.optimizer
+    assert default.param_groups[0]["eps"] == 1e-5  # SB3's for Adam when optimizer_kwargs is unset
+
+    sgd = make_spec(
+        "PPO", hyperparams={"policy_kwargs": "dict(optimizer_class=th.optim.SGD, optimizer_kwargs=dict(momentum=0.9))"}
+    )
+    assert sgd.policy_kwargs["optimizer_class"] == "optim.SGD" and fits(blob, sgd, 5)
+    optimizer = SB3Agent(sgd, paper_schedule(), 1, pretrained=blob).learners[0].model.policy.optimizer
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("policy_kwargs", "message"),
+    [
+        ({"optimizer_kwargs": {"eps": 0}}, "optimizer_kwargs eps=0: must be a positive number"),
+        ({"optimizer_kwargs": {"eps": -1e-3}}, "optimizer_kwargs eps=-0.001: must be a positive number"),
+        ({"optimizer_kwargs": {"eps": "1e-3"}}, "optimizer_kwargs eps='1e-3': must be a positive number"),
+        ({"optimizer_kwargs": {"eps": True}}, "optimizer_kwargs eps=True: must be a positive number"),
+        (
+            {"optimizer_kwargs": {"epsilon": 1e-3}},
+            r"optimizer_kwargs: unknown key\(s\) \['epsilon'\] for torch.optim.Adam; valid keys",
+        ),
+        ({"optimizer_kwargs": {"lr": 1e-3}}, "optimizer_kwargs: lr is set by learning_rate"),
+        ({"optimizer_kwargs": [1e-3]}, "optimizer_kwargs must be a mapping"),
+        (
+            {"optimizer_kwargs": {"betas": [0.9, 2.0]}},
+            r"optimizer_kwargs=\{'betas': \[0.9, 2.0\]\}: torch.optim.Adam refuses them \(Invalid beta",
+        ),
+        ({"optimizer_class": "Adamm"}, r"optimizer_class='Adamm': use one of \['optim.Adam'"),
+        ({"optimizer_class": None}, r"optimizer_class=None: use one of \['optim.Adam'"),
+        (
+            {"optimizer_class": "SGD", "optimizer_kwargs": {"eps": 1e-3}},
+            r"optimizer_kwargs: unknown key\(s\) \['eps'\] for torch.optim.SGD",
+        ),
+    ],
+)
+def test_bad_optimizer_settings_are_refused_naming_the_argument(policy_kwargs, message):
+    with pytest.raises(ValueError, match=f"hyperparams policy_kwargs {message}"):
+        make_spec("PPO", hyperparams={"policy_kwargs": policy_kwargs})
 
 
 def test_the_smoke_preset_caps_an_off_policy_learners_gradient_steps_per_batch(capsys):

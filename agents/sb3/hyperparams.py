@@ -7,6 +7,7 @@ adapter understands beside an algorithm's own arguments, and those it refuses, a
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -128,11 +129,22 @@ def is_recurrent(algo: type[BaseAlgorithm]) -> bool:
 _ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "Identity")
 
 
+OPTIMIZERS = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "SGD", "RMSprop", "Adagrad", "Adadelta", "ASGD", "Rprop")
+"""The ``torch.optim`` classes a policy's ``optimizer_class`` may name (``"optim.SGD"``; SB3's default is Adam)."""
+
+
+OPTIMIZER_KEYS = ("optimizer_class", "optimizer_kwargs")
+"""The ``policy_kwargs`` that set how a policy learns, not what it is: pretrained weights need not match
+them (:meth:`agents.sb3.spec.SB3Spec.architecture`)."""
+
+
 def parse_zoo_literal(text: str, where: str) -> Any:
     """Reads one of rl-zoo3's Python-literal strings (``"dict(net_arch=[64], activation_fn=nn.ReLU)"``)
-    without ``eval``: literals, ``dict(...)`` calls and ``nn.<activation>`` names only.
+    without ``eval``: literals, ``dict(...)`` calls, ``nn.<activation>`` and ``th.optim.<optimizer>``
+    names only.
 
-    Activation names are kept as strings (``"nn.ReLU"``) so the result stays JSON-able.
+    Activation and optimizer names are kept as strings (``"nn.ReLU"``, ``"optim.SGD"``) so the result
+    stays JSON-able.
 
     Raises:
         ValueError: naming ``where`` for anything else.
@@ -149,16 +161,15 @@ def parse_zoo_literal(text: str, where: str) -> Any:
             return {convert(k): convert(v) for k, v in zip(node.keys, node.values, strict=True)}
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
             return {kw.arg: convert(kw.value) for kw in node.keywords}
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id in ("nn", "th.nn", "torch.nn")
-            and node.attr in _ACTIVATIONS
-        ):
+        module = ast.unparse(node.value) if isinstance(node, ast.Attribute) else None
+        if module in ("nn", "th.nn", "torch.nn") and node.attr in _ACTIVATIONS:
             return f"nn.{node.attr}"
+        if module in ("optim", "th.optim", "torch.optim") and node.attr in OPTIMIZERS:
+            return f"optim.{node.attr}"
         raise ValueError(
-            f"{where}: {text!r} is not a literal the adapter can read (dicts, lists, numbers, strings and "
-            f"nn.<activation> among {list(_ACTIVATIONS)}); write it as a YAML mapping instead"
+            f"{where}: {text!r} is not a literal the adapter can read (dicts, lists, numbers, strings, "
+            f"nn.<activation> among {list(_ACTIVATIONS)} and th.optim.<optimizer> among {list(OPTIMIZERS)}); "
+            "write it as a YAML mapping instead"
         )
 
     try:
@@ -169,10 +180,67 @@ def parse_zoo_literal(text: str, where: str) -> Any:
 
 
 def _policy_kwargs_objects(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-able policy kwargs -> what SB3 takes (activation names become torch classes)."""
+    """JSON-able policy kwargs -> what SB3 takes (activation and optimizer names become torch classes)."""
     out = dict(policy_kwargs)
     if isinstance(out.get("activation_fn"), str):
         out["activation_fn"] = getattr(torch.nn, out["activation_fn"].removeprefix("nn."))
+    if isinstance(out.get("optimizer_class"), str):
+        out["optimizer_class"] = _optimizer_class(out["optimizer_class"])
+    return out
+
+
+def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    return getattr(torch.optim, name.rsplit(".", 1)[-1])
+
+
+def check_optimizer(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``policy_kwargs`` with its optimizer settings checked: ``optimizer_class`` a name among
+    :data:`OPTIMIZERS` (``"SGD"``, ``"optim.SGD"``, ``"th.optim.SGD"`` or ``"torch.optim.SGD"``; kept
+    as ``"optim.SGD"``), ``optimizer_kwargs`` a mapping of that optimizer's arguments (Adam's when no
+    class is named, SB3's default) other than the learning rate, which ``learning_rate`` sets, with
+    ``eps`` a positive number and values the optimizer takes.
+
+    Raises:
+        ValueError: naming ``hyperparams policy_kwargs`` and the bad key or value.
+    """
+    out = dict(policy_kwargs)
+    if "optimizer_class" in out:
+        name = out["optimizer_class"]
+        short = str(name).removeprefix("torch.").removeprefix("th.").removeprefix("optim.")
+        if not isinstance(name, str) or short not in OPTIMIZERS:
+            raise ValueError(
+                f"hyperparams policy_kwargs optimizer_class={name!r}: use one of {[f'optim.{n}' for n in OPTIMIZERS]}"
+            )
+        out["optimizer_class"] = f"optim.{short}"
+    kwargs = out.get("optimizer_kwargs")
+    if kwargs is None:
+        return out
+    optimizer = _optimizer_class(out.get("optimizer_class", "optim.Adam"))
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"hyperparams policy_kwargs optimizer_kwargs must be a mapping, got {kwargs!r}")
+    if "lr" in kwargs:
+        raise ValueError("hyperparams policy_kwargs optimizer_kwargs: lr is set by learning_rate; give that instead")
+    valid = sorted(set(inspect.signature(optimizer.__init__).parameters) - {"self", "params", "lr"})
+    unknown = sorted(set(map(str, kwargs)) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"hyperparams policy_kwargs optimizer_kwargs: unknown key(s) {unknown} for "
+            f"torch.optim.{optimizer.__name__}; valid keys are {valid}"
+        )
+    eps = kwargs.get("eps")
+    if "eps" in kwargs and (isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < math.inf):
+        raise ValueError(
+            f"hyperparams policy_kwargs optimizer_kwargs eps={eps!r}: must be a positive number (in YAML, write "
+            "1.0e-3 or !!float 1e-3)"
+        )
+    try:  # the optimizer checks its other values itself: let it, on one parameter
+        optimizer([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"hyperparams policy_kwargs optimizer_kwargs={dict(kwargs)!r}: torch.optim.{optimizer.__name__} refuses "
+            f"them ({error})"
+        ) from error
+    out["optimizer_kwargs"] = dict(kwargs)
     return out
 
 

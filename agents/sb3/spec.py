@@ -25,6 +25,7 @@ from agents.sb3.hyperparams import (
     _ACTIVATIONS,
     ADAPTER_KEYS,
     ADAPTER_OWNED,
+    OPTIMIZER_KEYS,
     SCHEDULABLE,
     ZOO_KEYS,
     ZOO_UNSUPPORTED,
@@ -34,6 +35,7 @@ from agents.sb3.hyperparams import (
     _parse_noise,
     _parse_normalize,
     _policy_kwargs_objects,
+    check_optimizer,
     hyperparam_layers,
     is_recurrent,
     parse_zoo_literal,
@@ -108,11 +110,12 @@ class SB3Spec:
         return WholeSequenceLstmPolicy if self.recurrent and self.policy == "MlpLstmPolicy" else self.policy
 
     def architecture(self) -> dict[str, Any]:
-        """What pretrained weights must match to be loaded: the networks and their inputs."""
+        """What pretrained weights must match to be loaded: the networks and their inputs (not how
+        they learn: ``policy_kwargs``' optimizer settings, :data:`OPTIMIZER_KEYS`, are left out)."""
         return {
             "algo": self.algo,
             "policy": self.policy,
-            "policy_kwargs": self.policy_kwargs,
+            "policy_kwargs": {k: v for k, v in self.policy_kwargs.items() if k not in OPTIMIZER_KEYS},
             "normalize": self.normalize,
             "cued": self.cued,
         }
@@ -220,7 +223,10 @@ def make_spec(
 
     Defaults come from the shipped ``agents/hyperparams/<rl-zoo name>.yml`` (entry ``env_id``),
     else SB3's own. ``hyperparams`` overrides them: a flat dict, the path of an rl-zoo3 yaml file
-    (its ``env_id`` or ``default`` entry), or a list of those applied in order.
+    (its ``env_id`` or ``default`` entry), or a list of those applied in order. Each layer replaces
+    the keys it names; ``policy_kwargs`` is merged the same way one level down, so a layer's
+    ``policy_kwargs`` replaces only the keys it names (``{"optimizer_kwargs": {"eps": 1e-3}}`` keeps
+    the yaml's ``net_arch`` and ``log_std_init``; a ``net_arch`` is replaced whole).
 
     Args:
         algo: class name of an SB3 or sb3-contrib algorithm (:func:`algorithms`).
@@ -238,7 +244,8 @@ def make_spec(
     Raises:
         ValueError: naming the argument: an unknown algorithm or env, an action space the
             algorithm cannot act in, unknown or unsupported hyperparameter keys, a learning-rate
-            schedule, a rollout that does not fit the protocol's updates.
+            schedule, a rollout that does not fit the protocol's updates, optimizer settings the
+            optimizer refuses (:func:`~agents.sb3.hyperparams.check_optimizer`).
     """
     _check_reaches_per_update(reaches_per_update)
     algo_class = resolve_algorithm(algo)
@@ -289,8 +296,11 @@ def make_spec(
             valid = sorted(constructor | set(ZOO_KEYS) | set(ADAPTER_KEYS))
             raise ValueError(f"{where}: unknown key(s) {unknown} for sb3:{algo}; valid keys are {valid}")
     values: dict[str, Any] = {}
-    for _, layer in layers:
+    policy_kwargs: dict[str, Any] = {}
+    for where, layer in layers:
         values.update(layer)
+        policy_kwargs.update(_policy_kwargs_of(layer.get("policy_kwargs"), where))  # key by key
+    values.pop("policy_kwargs", None)
     set_by_user = {key for _, layer in layers[shipped_layers:] for key in layer}
 
     policy = values.pop("policy", "MlpLstmPolicy" if is_recurrent(algo_class) else "MlpPolicy")
@@ -309,11 +319,6 @@ def make_spec(
                 "schedule would slow FF2 relative to FF1 and confound savings); give a constant number "
                 "(in YAML, write 3.0e-4 or !!float 3e-4)"
             )
-    policy_kwargs = values.pop("policy_kwargs", None) or {}
-    if isinstance(policy_kwargs, str):
-        policy_kwargs = parse_zoo_literal(policy_kwargs, "hyperparams policy_kwargs")
-    if not isinstance(policy_kwargs, dict):
-        raise ValueError(f"hyperparams policy_kwargs must be a mapping, got {policy_kwargs!r}")
     if hidden is not None:
         if not is_recurrent(algo_class):
             raise ValueError(
@@ -324,6 +329,7 @@ def make_spec(
     activation = policy_kwargs.get("activation_fn")
     if activation is not None and str(activation).removeprefix("nn.") not in _ACTIVATIONS:
         raise ValueError(f"hyperparams policy_kwargs activation_fn={activation!r}: use one of {list(_ACTIVATIONS)}")
+    policy_kwargs = check_optimizer(policy_kwargs)
     normalize = _parse_normalize(values.pop("normalize", False), values.get("gamma"))
     noise = _parse_noise(algo_class, values.pop("noise_type", None), values.pop("noise_std", None))
     exploration_std = values.pop("exploration_std", None)
@@ -350,6 +356,17 @@ def make_spec(
     )
     _check_action_space(spec)
     return spec
+
+
+def _policy_kwargs_of(value: Any, where: str) -> dict[str, Any]:
+    """One layer's ``policy_kwargs`` (None, a mapping or rl-zoo3's ``"dict(...)"`` string) as a dict."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = parse_zoo_literal(value, f"{where}: policy_kwargs")
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: policy_kwargs must be a mapping, got {value!r}")
+    return value
 
 
 def gradient_steps_per_batch(spec: SB3Spec, reaches_per_update: int = PAPER_BATCH_SIZE) -> int | None:
