@@ -73,10 +73,11 @@ All three give the same results to float32 rounding (``tests/test_bptt_speed.py`
 """
 
 
-def bptt_update_refusal(reaches_per_update: int) -> str:
-    """Why a BPTT agent does not run at ``reaches_per_update`` other than 8 (the error message)."""
+def bptt_update_refusal(reaches_per_update: int, source: str = "--reaches-per-update") -> str:
+    """Why a BPTT agent does not run at ``reaches_per_update`` other than 8 (the error message;
+    ``source``: where the value came from)."""
     return (
-        f"reaches_per_update={reaches_per_update} (--reaches-per-update): BPTT agents (gru, lstm, rnn) make one "
+        f"reaches_per_update={reaches_per_update} ({source}): BPTT agents (gru, lstm, rnn) make one "
         f"update per batch of {ADAPT_BATCH} reaches, as the paper's BPTT (one gradient step on a batch of the "
         f"{ADAPT_BATCH} centre-out targets, with a curve point before each); more reaches per update are for learners "
         "that collect them (sb3:<Algo>, or a learner of your own)"

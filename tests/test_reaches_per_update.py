@@ -177,6 +177,18 @@ def test_the_command_line_refuses_them_before_any_work(argv, message, tmp_path, 
     assert not (tmp_path / "out").exists(), "nothing may be written before the arguments are valid"
 
 
+@pytest.mark.parametrize(
+    "extra, source",
+    [([], "reaches_per_update=64 (preset 'rl''s)"), (["--reaches-per-update", "16"], "(--reaches-per-update)")],
+)
+def test_a_bptt_refusal_names_where_the_reaches_per_update_came_from(extra, source, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--agent", "gru", "--preset", "rl", *extra, "--networks", "1", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert source in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_bptt_agent_refuses_other_updates_than_its_batch(tmp_path):
     from agents.bptt import BPTTAgent, load_pretrained
     from benchmarks.savings.learners import shipped_pretrained

@@ -71,6 +71,7 @@ def check_run_arguments(
     env_id: str = "ArmCurlField-v0",
     hyperparams: Any = None,
     reaches_per_update: int = PAPER_BATCH_SIZE,
+    reaches_source: str = "--reaches-per-update",
 ) -> Path:
     """Validates the command line before any work starts (for SB3 agents: the algorithm, the env and
     the hyperparameters too, see :func:`agents.sb3.spec.make_spec`; BPTT agents take only 8
@@ -108,7 +109,7 @@ def check_run_arguments(
         if hyperparams:
             raise ValueError("--hyperparams applies to sb3:<Algo> agents; BPTT agents take --hidden")
         if reaches_per_update != PAPER_BATCH_SIZE:
-            raise ValueError(bptt_update_refusal(reaches_per_update))
+            raise ValueError(bptt_update_refusal(reaches_per_update, reaches_source))
     if hidden is not None and hidden < 1:
         raise ValueError(f"--hidden must be >= 1, got {hidden}")
     if networks < 1:
@@ -265,7 +266,8 @@ def run(
         raise ValueError(f"--task: {error}") from error
     if agent.startswith(SB3_PREFIX):  # the preset's own settings for this algorithm, under the command line's
         hyperparams = preset_obj.sb3_overrides(agent.removeprefix(SB3_PREFIX), hyperparams)
-    out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams, reaches)
+    source = "--reaches-per-update" if reaches_per_update is not None else f"preset {preset_obj.name!r}'s"
+    out = check_run_arguments(agent, hidden, networks, out, env_id, hyperparams, reaches, source)
     board = tensorboard_folder(tensorboard)
     if agent.startswith(SB3_PREFIX):
         spec = smoke_sized(sb3_spec(agent, env_id, hyperparams, hidden, reaches), preset_obj)
