@@ -538,7 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     bptt.add_argument(
         "--networks", type=_integer(1), nargs="+", default=None, help="the K values to time (default: 1 8 40)"
     )
-    bptt.add_argument("--threads", type=_integer(0), default=0, help="torch CPU threads (0: torch's default)")
+    bptt.add_argument(
+        "--threads",
+        type=_integer(0),
+        default=0,
+        help="torch CPU threads (0: torch's default); ours runs them as worker processes over the networks",
+    )
     bptt.add_argument("--repeats", type=_integer(1), default=3, help="alternating rounds; each rate is the best")
     bptt.set_defaults(handler=_bench_bptt)
     gpu = which.add_parser("gpu", help="on a CUDA machine: the GPU tests and BPTT timings at K=40..1000, one summary")
@@ -644,7 +649,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_integer(1), default=None, help="local: processes (default: CPUs // --threads)"
     )
     sweep.add_argument("--retries", type=_integer(0), default=2, help="further attempts of a failing cell")
-    sweep.add_argument("--threads", type=_integer(0), default=1, help="torch threads per cell (0: torch's default)")
+    sweep.add_argument(
+        "--threads",
+        type=_integer(0),
+        default=1,
+        help="torch threads per cell (0: torch's default; BPTT cells run more than 1 as worker processes)",
+    )
     sweep.add_argument("--cpus-per-cell", type=float, default=None, help="ray: CPUs per task (default --threads)")
     sweep.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs per task (fractions allowed)")
     sweep.add_argument("--device", default="cpu", help="torch device of the cells (cuda: BPTT on the GPU)")
