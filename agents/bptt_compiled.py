@@ -107,13 +107,19 @@ def _rows(state: TaskState, start: int, stop: int | None) -> TaskState:
     return TaskState(*(x if name == "step" else _slice(x, start, stop) for name, x in fields))
 
 
+def map_tree(fn: Any, *trees: Any) -> Any:
+    """``fn`` applied leaf by leaf to (nested) tuples, lists and NamedTuples of one shape (e.g.
+    :class:`TaskState` s); a leaf is anything else: a tensor, an array, None, a number."""
+    first = trees[0]
+    if not isinstance(first, tuple | list):
+        return fn(*trees)
+    items = [map_tree(fn, *parts) for parts in zip(*trees, strict=True)]
+    return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+
+
 def _slice(tree: Any, start: int, stop: int | None) -> Any:
-    if tree is None:  # an optional field left empty, e.g. TaskState.channel in a batch without channels
-        return None
-    if isinstance(tree, Tensor):
-        return tree[start:stop]
-    items = [_slice(x, start, stop) for x in tree]
-    return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    # None: an optional field left empty, e.g. TaskState.channel in a batch without channels
+    return map_tree(lambda x: None if x is None else x[start:stop], tree)
 
 
 def _both_channels(a: TaskState, b: TaskState) -> tuple[TaskState, TaskState]:
@@ -128,12 +134,7 @@ def _both_channels(a: TaskState, b: TaskState) -> tuple[TaskState, TaskState]:
 
 def _cat_rows(a: Any, b: Any) -> Any:
     """Two (nested) tuples of tensors joined row by row (0-d tensors, the step, from ``a``)."""
-    if a is None and b is None:
-        return None
-    if isinstance(a, Tensor):
-        return a if a.dim() == 0 else torch.cat([a, b])
-    items = [_cat_rows(x, y) for x, y in zip(a, b, strict=True)]
-    return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)
+    return map_tree(lambda x, y: x if x is None or x.dim() == 0 else torch.cat([x, y]), a, b)
 
 
 def _step_vjp(
@@ -450,9 +451,4 @@ def _joint_start(state: TaskState) -> TaskState:
 
 def _zeros_like(tree: Any) -> Any:
     """Zeros shaped like a (nested) tuple of tensors, e.g. a :class:`TaskState` (None stays None)."""
-    if tree is None:
-        return None
-    if isinstance(tree, Tensor):
-        return torch.zeros_like(tree)
-    items = [_zeros_like(x) for x in tree]
-    return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    return map_tree(lambda x: None if x is None else torch.zeros_like(x), tree)

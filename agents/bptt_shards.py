@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.bptt_compiled import CompiledBPTT, Episode, Trajectory, traceable_task
+from agents.bptt_compiled import CompiledBPTT, Episode, Trajectory, map_tree, traceable_task
 from agents.controllers import RecurrentControllers
 from savings_gym.task import ReachTask
 
@@ -255,31 +255,15 @@ def _worker_episode(
 def _host(tree: Any) -> Any:
     """Tensors of a (nested) tuple as NumPy arrays: pickled by value through the pipe (a tensor
     would go through a new shared-memory file each time)."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu().numpy()
-    if isinstance(tree, tuple):
-        items = [_host(x) for x in tree]
-        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
-    return tree
+    return map_tree(lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, tree)
 
 
 def _torch(tree: Any) -> Any:
     """The inverse of :func:`_host`."""
-    if isinstance(tree, np.ndarray):
-        return torch.from_numpy(tree)
-    if isinstance(tree, tuple):
-        items = [_torch(x) for x in tree]
-        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
-    return tree
+    return map_tree(lambda x: torch.from_numpy(x) if isinstance(x, np.ndarray) else x, tree)
 
 
 def _join(parts: list[Any]) -> Any:
     """Shards' outputs joined along their first (network or arm) axis; what is not a tensor (the
     step count, an empty field) is the same in every shard and kept once."""
-    first = parts[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(parts)
-    if isinstance(first, tuple):
-        items = [_join([part[i] for part in parts]) for i in range(len(first))]
-        return type(first)(*items) if hasattr(first, "_fields") else tuple(items)
-    return first
+    return map_tree(lambda *xs: torch.cat(xs) if isinstance(xs[0], torch.Tensor) else xs[0], *parts)
